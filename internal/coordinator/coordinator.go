@@ -1,0 +1,332 @@
+// Package coordinator is the Stratum V1 server: it turns templates from a
+// work.Source into jobs with a unique extranonce1 per connection, validates
+// every share, records accepted shares durably, turns a share that meets
+// the block target into a block for the source, and moves every session
+// onto the new tip with a clean job.
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// Config configures a Coordinator. Zero values take the documented
+// defaults.
+type Config struct {
+	// Source provides templates and takes blocks. Required.
+	Source work.Source
+	// Store is the durable ledger of accepted shares (and of found blocks
+	// when RecordBlocks is set). Required.
+	Store *store.Store
+	// RecordBlocks stores every block the source accepted. The embedded
+	// chain stores its own blocks; a node backend does not.
+	RecordBlocks bool
+	// ShareDifficulty is the starting difficulty of every session (1).
+	ShareDifficulty float64
+	// MinDifficulty and MaxDifficulty bound vardiff and
+	// mining.suggest_difficulty (1e-9 and 1e15).
+	MinDifficulty, MaxDifficulty float64
+	// SharesPerMinute is what vardiff steers each connection towards (20);
+	// a negative value turns vardiff off.
+	SharesPerMinute float64
+	// VardiffInterval is how often vardiff may retarget a session (30 s).
+	VardiffInterval time.Duration
+	// Extranonce2Size is the miner's part of the extranonce, 4..8 (4).
+	Extranonce2Size int
+	// JobInterval is the longest time between two jobs (30 s).
+	JobInterval time.Duration
+	// CoinbaseTag is pushed into every coinbase scriptSig ("/powcoord/").
+	CoinbaseTag string
+	// VersionMask is the set of header version bits miners may roll
+	// (0x1fffe000, BIP 320).
+	VersionMask uint32
+	// NTimeFuture is how far past now a share's ntime may be (7000 s).
+	NTimeFuture time.Duration
+	// MaxLineBytes closes a connection that sends a longer line (4096).
+	MaxLineBytes int
+	// HandshakeTimeout closes a connection that has not subscribed and
+	// authorized in time (30 s); IdleTimeout one that sends nothing for
+	// that long (10 min).
+	HandshakeTimeout, IdleTimeout time.Duration
+	// WriteTimeout bounds a write to one miner (10 s).
+	WriteTimeout time.Duration
+	// Logger receives the coordinator's logs (slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// OnBlock, if set, is called after the source accepted a block.
+	OnBlock func(BlockEvent)
+}
+
+// BlockEvent describes a block found through this coordinator.
+type BlockEvent struct {
+	Height   int64
+	Hash     string // display hex
+	Finder   string
+	Time     time.Time
+	Accepted bool
+	Reason   string // the chain's reason when it was rejected
+}
+
+func (c *Config) setDefaults() error {
+	if c.Source == nil {
+		return errors.New("coordinator: no work source")
+	}
+	if c.Store == nil {
+		return errors.New("coordinator: no store")
+	}
+	if c.ShareDifficulty == 0 {
+		c.ShareDifficulty = 1
+	}
+	if c.MinDifficulty == 0 {
+		c.MinDifficulty = 1e-9
+	}
+	if c.MaxDifficulty == 0 {
+		c.MaxDifficulty = 1e15
+	}
+	if !(c.ShareDifficulty > 0) {
+		return fmt.Errorf("share difficulty %v: must be positive", c.ShareDifficulty)
+	}
+	if c.MinDifficulty > c.MaxDifficulty {
+		return fmt.Errorf("min difficulty %v is above max difficulty %v", c.MinDifficulty, c.MaxDifficulty)
+	}
+	if c.SharesPerMinute == 0 {
+		c.SharesPerMinute = 20
+	}
+	if c.VardiffInterval == 0 {
+		c.VardiffInterval = 30 * time.Second
+	}
+	if c.Extranonce2Size == 0 {
+		c.Extranonce2Size = 4
+	}
+	if c.Extranonce2Size < 4 || c.Extranonce2Size > 8 {
+		return fmt.Errorf("extranonce2 size %d: must be 4..8", c.Extranonce2Size)
+	}
+	if c.JobInterval == 0 {
+		c.JobInterval = 30 * time.Second
+	}
+	if c.CoinbaseTag == "" {
+		c.CoinbaseTag = "/powcoord/"
+	}
+	if c.VersionMask == 0 {
+		c.VersionMask = 0x1fffe000
+	}
+	if c.VersionMask&^0x1fffe000 != 0 {
+		return fmt.Errorf("version mask %08x: must be inside 1fffe000", c.VersionMask)
+	}
+	if c.NTimeFuture == 0 {
+		c.NTimeFuture = 7000 * time.Second
+	}
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = 4096
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Coordinator is a Stratum V1 server. Create it with New and run it with
+// Serve.
+type Coordinator struct {
+	cfg Config
+	log *slog.Logger
+
+	jobs *jobBook
+
+	mu       sync.Mutex
+	sessions map[uint64]*session
+	en1Live  map[uint32]bool
+	en1Next  uint32
+	nextSID  uint64
+
+	stats *accounting
+
+	blocksFound    atomic.Int64
+	blocksRejected atomic.Int64
+	started        time.Time
+}
+
+// New checks cfg and returns a Coordinator.
+func New(cfg Config) (*Coordinator, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	var seed [4]byte
+	rand.Read(seed[:])
+	c := &Coordinator{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		sessions: make(map[uint64]*session),
+		en1Live:  make(map[uint32]bool),
+		en1Next:  binary.BigEndian.Uint32(seed[:]),
+		stats:    newAccounting(),
+		started:  cfg.Now(),
+	}
+	c.jobs = newJobBook(&c.cfg)
+	if err := c.jobs.update(cfg.Source.Current(), true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Serve accepts miners on ln until ctx ends, then closes ln and every
+// session and returns nil. Any other accept failure is returned.
+func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.workLoop(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	c.log.Info("stratum listening", "addr", ln.Addr().String())
+	var err error
+	for {
+		conn, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(aerr, &ne) && ne.Timeout() {
+					continue
+				}
+				err = fmt.Errorf("accepting on %s: %w", ln.Addr(), aerr)
+			}
+			break
+		}
+		s := c.newSession(conn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serve(ctx)
+		}()
+	}
+	cancel()
+	c.mu.Lock()
+	for _, s := range c.sessions {
+		s.conn.Close()
+	}
+	c.mu.Unlock()
+	wg.Wait()
+	return err
+}
+
+// workLoop follows the source: a new tip becomes a clean job for every
+// session; otherwise a fresh job goes out at least every JobInterval.
+func (c *Coordinator) workLoop(ctx context.Context) {
+	ticker := time.NewTicker(c.cfg.JobInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.cfg.Source.Updates():
+			t := c.cfg.Source.Current()
+			clean := t.PrevHash != c.jobs.current().tmpl.PrevHash
+			if err := c.jobs.update(t, clean); err != nil {
+				c.log.Error("template unusable", "height", t.Height, "err", err)
+				continue
+			}
+			c.broadcast()
+			ticker.Reset(c.cfg.JobInterval)
+		case <-ticker.C:
+			if err := c.jobs.update(c.cfg.Source.Current(), false); err != nil {
+				c.log.Error("template unusable", "err", err)
+				continue
+			}
+			c.broadcast()
+		}
+	}
+}
+
+// broadcast sends the current work to every session that has had work.
+func (c *Coordinator) broadcast() {
+	c.mu.Lock()
+	list := make([]*session, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		list = append(list, s)
+	}
+	c.mu.Unlock()
+	ep := c.jobs.current()
+	// Writes go out in parallel so that one slow miner does not hold up
+	// the rest.
+	const workers = 16
+	var wg sync.WaitGroup
+	ch := make(chan *session)
+	for range min(workers, len(list)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range ch {
+				s.sendWork(ep, false)
+			}
+		}()
+	}
+	for _, s := range list {
+		ch <- s
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// allocExtranonce1 returns a 4-byte extranonce1 no live session holds.
+func (c *Coordinator) allocExtranonce1() uint32 {
+	for {
+		c.en1Next++
+		if !c.en1Live[c.en1Next] {
+			c.en1Live[c.en1Next] = true
+			return c.en1Next
+		}
+	}
+}
+
+func (c *Coordinator) newSession(conn net.Conn) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextSID++
+	s := newSession(c, conn, c.nextSID, c.allocExtranonce1())
+	c.sessions[s.id] = s
+	return s
+}
+
+func (c *Coordinator) dropSession(s *session) {
+	c.mu.Lock()
+	delete(c.sessions, s.id)
+	delete(c.en1Live, s.en1)
+	c.mu.Unlock()
+}
+
+// SessionCount returns the number of connected miners.
+func (c *Coordinator) SessionCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions)
+}

@@ -1,0 +1,149 @@
+package coordinator
+
+import (
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// epoch is one unit of work shared by every session: a template and the
+// ntime it starts with. A clean epoch (new previous block) makes every
+// job of older generations stale.
+type epoch struct {
+	gen   uint64 // increments with each new previous block
+	clean bool
+	tmpl  *work.Template
+	ntime uint32
+
+	prevHex    string
+	branch     []chainmath.Hash
+	branchHex  []string
+	versionHex string
+	nbitsHex   string
+	ntimeHex   string
+	target     chainmath.Target
+
+	en1Size, en2Size int
+	tag              []byte
+
+	mu       sync.Mutex
+	byPayout map[string]*coinbaseParts // keyed by output script
+}
+
+// coinbaseParts is a coinbase split around the extranonce, for one payout.
+type coinbaseParts struct {
+	coinb1, coinb2       []byte
+	coinb1Hex, coinb2Hex string
+}
+
+// job is work sent to one session: an epoch, the coinbase for the
+// session's payout and the share difficulty in force when it was sent.
+type job struct {
+	id   string
+	ep   *epoch
+	cb   *coinbaseParts
+	diff float64
+	tgt  chainmath.Target
+}
+
+// jobBook holds the current epoch.
+type jobBook struct {
+	cfg *Config
+	gen atomic.Uint64
+	cur atomic.Pointer[epoch]
+}
+
+func newJobBook(cfg *Config) *jobBook { return &jobBook{cfg: cfg} }
+
+func (b *jobBook) current() *epoch { return b.cur.Load() }
+
+// update makes t the current work; clean marks a new previous block.
+func (b *jobBook) update(t *work.Template, clean bool) error {
+	if t == nil {
+		return fmt.Errorf("work source has no template")
+	}
+	target, err := t.Target()
+	if err != nil {
+		return fmt.Errorf("template at height %d: %w", t.Height, err)
+	}
+	gen := b.gen.Load()
+	if clean {
+		gen = b.gen.Add(1)
+	}
+	ntime := t.CurTime
+	if now := uint32(b.cfg.Now().Unix()); now > ntime {
+		ntime = now
+	}
+	if ntime < t.MinTime {
+		ntime = t.MinTime
+	}
+	branch := chainmath.MerkleBranch(t.TxIDs())
+	ep := &epoch{
+		gen:        gen,
+		clean:      clean,
+		tmpl:       t,
+		ntime:      ntime,
+		prevHex:    chainmath.StratumPrevHash(t.PrevHash),
+		branch:     branch,
+		branchHex:  make([]string, len(branch)),
+		versionHex: stratum.Hex32(t.Version),
+		nbitsHex:   stratum.Hex32(t.Bits),
+		ntimeHex:   stratum.Hex32(ntime),
+		target:     target,
+		en1Size:    4,
+		en2Size:    b.cfg.Extranonce2Size,
+		tag:        []byte(b.cfg.CoinbaseTag),
+		byPayout:   make(map[string]*coinbaseParts),
+	}
+	for i, h := range branch {
+		ep.branchHex[i] = hex.EncodeToString(h[:])
+	}
+	b.cur.Store(ep)
+	return nil
+}
+
+// stale reports whether a job of epoch ep no longer builds on the tip.
+func (b *jobBook) stale(ep *epoch) bool { return ep.gen != b.gen.Load() }
+
+// coinbase returns the coinbase paying script, built once per epoch.
+func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if cb, ok := ep.byPayout[string(script)]; ok {
+		return cb, nil
+	}
+	c1, c2, err := chainmath.BuildCoinbase(chainmath.CoinbaseParams{
+		Height:            ep.tmpl.Height,
+		ExtranonceSize:    ep.en1Size + ep.en2Size,
+		Tag:               ep.tag,
+		Outputs:           []*wire.TxOut{wire.NewTxOut(ep.tmpl.CoinbaseValue, script)},
+		WitnessCommitment: ep.tmpl.WitnessCommitment,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coinbase for height %d: %w", ep.tmpl.Height, err)
+	}
+	cb := &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2)}
+	ep.byPayout[string(script)] = cb
+	return cb, nil
+}
+
+// notify returns the mining.notify params for j.
+func (j *job) notify(clean bool) *stratum.Notify {
+	return &stratum.Notify{
+		JobID:    j.id,
+		PrevHash: j.ep.prevHex,
+		Coinb1:   j.cb.coinb1Hex,
+		Coinb2:   j.cb.coinb2Hex,
+		Branch:   j.ep.branchHex,
+		Version:  j.ep.versionHex,
+		NBits:    j.ep.nbitsHex,
+		NTime:    j.ep.ntimeHex,
+		Clean:    clean,
+	}
+}

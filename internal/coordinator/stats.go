@@ -1,0 +1,121 @@
+package coordinator
+
+import (
+	"math"
+	"sort"
+	"sync"
+	"time"
+)
+
+// hashrateTau is the time constant of the per-worker hashrate estimate.
+const hashrateTau = 60 * time.Second
+
+// WorkerStats is the accounting of one worker name.
+type WorkerStats struct {
+	Name           string            `json:"name"`
+	Sessions       int               `json:"sessions"`
+	ConnectedSince time.Time         `json:"connected_since"`
+	Difficulty     float64           `json:"difficulty"`
+	Accepted       uint64            `json:"accepted"`
+	Rejected       map[string]uint64 `json:"rejected"`
+	RejectedTotal  uint64            `json:"rejected_total"`
+	Work           float64           `json:"work"` // sum of accepted share difficulties
+	Hashrate       float64           `json:"hashrate"`
+	LastShare      time.Time         `json:"last_share"`
+	Blocks         int               `json:"blocks"`
+
+	rateAt time.Time
+}
+
+type accounting struct {
+	mu      sync.Mutex
+	workers map[string]*WorkerStats
+}
+
+func newAccounting() *accounting { return &accounting{workers: make(map[string]*WorkerStats)} }
+
+func (a *accounting) get(name string) *WorkerStats {
+	w := a.workers[name]
+	if w == nil {
+		w = &WorkerStats{Name: name, Rejected: map[string]uint64{}}
+		a.workers[name] = w
+	}
+	return w
+}
+
+func (a *accounting) connected(name string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.get(name)
+	if w.Sessions == 0 {
+		w.ConnectedSince = now
+	}
+	w.Sessions++
+}
+
+func (a *accounting) disconnected(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.get(name).Sessions--
+}
+
+func (a *accounting) setDifficulty(name string, d float64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.get(name).Difficulty = d
+}
+
+func (a *accounting) rejected(name, reason string) {
+	if name == "" {
+		name = "(unauthorized)"
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.get(name)
+	w.Rejected[reason]++
+	w.RejectedTotal++
+}
+
+// accepted counts a share of difficulty d: d·2^32 hashes of expected
+// work, folded into an exponentially decaying hashrate estimate.
+func (a *accounting) accepted(name string, d float64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.get(name)
+	w.Accepted++
+	w.Work += d
+	w.LastShare = now
+	decay(w, now)
+	w.Hashrate += d * 4294967296 / hashrateTau.Seconds()
+}
+
+func decay(w *WorkerStats, now time.Time) {
+	if !w.rateAt.IsZero() {
+		w.Hashrate *= math.Exp(-now.Sub(w.rateAt).Seconds() / hashrateTau.Seconds())
+	}
+	w.rateAt = now
+}
+
+func (a *accounting) block(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.get(name).Blocks++
+}
+
+// snapshot copies every worker's stats, sorted by name.
+func (a *accounting) snapshot(now time.Time) []WorkerStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]WorkerStats, 0, len(a.workers))
+	for _, w := range a.workers {
+		decay(w, now)
+		c := *w
+		c.Rejected = make(map[string]uint64, len(w.Rejected))
+		for k, v := range w.Rejected {
+			c.Rejected[k] = v
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,50 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// Status is the coordinator's state for the status API and dashboard.
+type Status struct {
+	Time           time.Time     `json:"time"`
+	Uptime         float64       `json:"uptime_seconds"`
+	Source         work.Status   `json:"source"`
+	Height         int64         `json:"height"` // of the block being mined
+	PrevHash       string        `json:"prev_hash"`
+	Bits           string        `json:"bits"`
+	Difficulty     float64       `json:"difficulty"`
+	JobAge         float64       `json:"job_age_seconds"`
+	Sessions       int           `json:"sessions"`
+	Hashrate       float64       `json:"hashrate"`
+	BlocksFound    int64         `json:"blocks_found"`
+	BlocksRejected int64         `json:"blocks_rejected"`
+	Workers        []WorkerStats `json:"workers"`
+}
+
+// Status returns a snapshot of the coordinator's state.
+func (c *Coordinator) Status() Status {
+	now := c.cfg.Now()
+	ep := c.jobs.current()
+	d, _ := chainmath.CompactToDifficulty(ep.tmpl.Bits)
+	st := Status{
+		Time:           now,
+		Uptime:         now.Sub(c.started).Seconds(),
+		Source:         c.cfg.Source.Status(),
+		Height:         ep.tmpl.Height,
+		PrevHash:       ep.tmpl.PrevHash.String(),
+		Bits:           ep.nbitsHex,
+		Difficulty:     d,
+		JobAge:         now.Sub(time.Unix(int64(ep.ntime), 0)).Seconds(),
+		Sessions:       c.SessionCount(),
+		BlocksFound:    c.blocksFound.Load(),
+		BlocksRejected: c.blocksRejected.Load(),
+		Workers:        c.stats.snapshot(now),
+	}
+	for _, w := range st.Workers {
+		st.Hashrate += w.Hashrate
+	}
+	return st
+}

@@ -1,0 +1,137 @@
+// Package web serves the coordinator's HTTP side: the JSON API
+// (/api/status, /api/blocks) that dashboards and scripts read.
+package web
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/store"
+)
+
+// Server is the HTTP handler of a coordinator.
+type Server struct {
+	coord *coordinator.Coordinator
+	store *store.Store
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the HTTP handler for coord, reading blocks from st.
+func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{coord: coord, store: st, log: logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /api/status", s.handleStatus)
+	s.mux.HandleFunc("GET /api/blocks", s.handleBlocks)
+	return s
+}
+
+// Handle registers an extra handler (dashboard, metrics) on the server.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.coord.Status())
+}
+
+// Block is one block in GET /api/blocks.
+type Block struct {
+	Height     int64     `json:"height"`
+	Hash       string    `json:"hash"`   // display hex
+	Header     string    `json:"header"` // 80-byte raw header, hex
+	PrevHash   string    `json:"prev_hash"`
+	Bits       string    `json:"bits"`
+	Difficulty float64   `json:"difficulty"`
+	Finder     string    `json:"finder"`
+	Time       time.Time `json:"time"`             // header time
+	FoundAt    time.Time `json:"found_at"`         // when it was stored
+	Interval   *float64  `json:"interval_seconds"` // header time since the previous block listed
+}
+
+// BlockJSON converts stored blocks (oldest first) to their API form.
+func BlockJSON(blocks []store.Block) []Block {
+	out := make([]Block, 0, len(blocks))
+	for i, b := range blocks {
+		h, _ := chainmath.ParseHeader(b.Header[:])
+		d, _ := chainmath.CompactToDifficulty(h.Bits)
+		jb := Block{
+			Height:     b.Height,
+			Hash:       b.Hash.String(),
+			Header:     hex.EncodeToString(b.Header[:]),
+			PrevHash:   h.PrevBlock.String(),
+			Bits:       fmt.Sprintf("%08x", h.Bits),
+			Difficulty: d,
+			Finder:     b.Finder,
+			Time:       time.Unix(int64(b.Time), 0).UTC(),
+			FoundAt:    b.FoundAt.UTC(),
+		}
+		if i > 0 {
+			iv := float64(int64(b.Time) - int64(blocks[i-1].Time))
+			jb.Interval = &iv
+		}
+		out = append(out, jb)
+	}
+	return out
+}
+
+// handleBlocks serves blocks oldest first. ?from=H starts at height H;
+// ?last=N returns only the newest N; ?limit=N caps the count.
+func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err := intParam(q.Get("from"), 0)
+	if err != nil {
+		http.Error(w, "from: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	limit, err := intParam(q.Get("limit"), 0)
+	if err != nil {
+		http.Error(w, "limit: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	last, err := intParam(q.Get("last"), 0)
+	if err != nil {
+		http.Error(w, "last: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var blocks []store.Block
+	if last > 0 {
+		blocks, err = s.store.LastBlocks(r.Context(), int(last))
+	} else {
+		blocks, err = s.store.Blocks(r.Context(), from, int(limit))
+	}
+	if err != nil {
+		s.log.Error("reading blocks", "err", err)
+		http.Error(w, "reading blocks failed", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, BlockJSON(blocks))
+}
+
+func intParam(s string, def int64) (int64, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a non-negative integer", s)
+	}
+	return v, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
