@@ -1,0 +1,430 @@
+// Package store keeps the coordinator's durable state in one SQLite file:
+// the blocks the pool found (with their full serialization) and the share
+// ledger.
+//
+// The database runs in WAL mode with synchronous=FULL, so a write that has
+// returned is on disk and survives a crash or power loss. Writes go through
+// a single connection; reads use a separate pool, which WAL lets proceed
+// while a write is in progress.
+//
+// # Group commit
+//
+// Each committed SQLite transaction costs at least one fsync, which bounds a
+// naive "one transaction per share" ledger to a few hundred shares per second
+// on ordinary disks. RecordShare therefore does not write by itself: it
+// hands its share to a single writer goroutine over a buffered channel and
+// waits for the outcome. The writer takes the first pending share, then
+// everything else already queued (up to MaxBatch shares), inserts them all
+// in one transaction, commits (one fsync) and only then answers every caller
+// of that batch. While the writer is busy committing, new shares pile up in
+// the queue and become the next batch, so a batch closes exactly when the
+// writer is free: under light load each share commits alone with no added
+// latency, and under heavy load the fsync cost is shared by up to MaxBatch
+// callers, so throughput grows with concurrency. A caller is only told
+// "recorded" after the commit that contains its share has returned. Close
+// stops accepting shares, lets the writer commit everything already queued,
+// and then closes the database.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// MaxBatch caps how many shares the writer commits in one transaction.
+const MaxBatch = 4096
+
+// ErrClosed is returned by operations on a closed Store.
+var ErrClosed = errors.New("store: closed")
+
+const schema = `
+CREATE TABLE IF NOT EXISTS blocks (
+	id       INTEGER PRIMARY KEY,
+	height   INTEGER NOT NULL,
+	hash     BLOB    NOT NULL UNIQUE,
+	header   BLOB    NOT NULL,
+	raw      BLOB    NOT NULL,
+	finder   TEXT    NOT NULL,
+	time     INTEGER NOT NULL,
+	found_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height, id);
+CREATE TABLE IF NOT EXISTS shares (
+	id          INTEGER PRIMARY KEY,
+	time        INTEGER NOT NULL,
+	worker      TEXT    NOT NULL,
+	extranonce1 TEXT    NOT NULL,
+	job_id      TEXT    NOT NULL,
+	extranonce2 TEXT    NOT NULL,
+	ntime       INTEGER NOT NULL,
+	nonce       INTEGER NOT NULL,
+	version     INTEGER NOT NULL,
+	difficulty  REAL    NOT NULL,
+	achieved    REAL    NOT NULL,
+	hash        BLOB    NOT NULL,
+	block       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shares_worker ON shares(worker, id);
+`
+
+// Block is a block the pool found, as stored.
+type Block struct {
+	Height  int64
+	Hash    chainmath.Hash
+	Header  [chainmath.HeaderSize]byte
+	Raw     []byte // full block, wire serialization with witness
+	Finder  string
+	Time    uint32 // header time
+	FoundAt time.Time
+}
+
+// Share is one accepted share in the ledger.
+type Share struct {
+	Time        time.Time
+	Worker      string
+	Extranonce1 string
+	JobID       string
+	Extranonce2 string
+	NTime       uint32
+	Nonce       uint32
+	Version     uint32
+	Difficulty  float64 // the difficulty of the share target the worker had
+	Achieved    float64 // T1/hash, what the share actually reached
+	Hash        chainmath.Hash
+	Block       bool
+}
+
+type shareReq struct {
+	share Share
+	done  chan error
+}
+
+// Store is an open SQLite database. It is safe for concurrent use.
+type Store struct {
+	path string
+	w    *sql.DB // exactly one connection: every write goes through it
+	r    *sql.DB // readers
+
+	mu     sync.RWMutex // guards closed against the send on reqs
+	closed bool
+	reqs   chan shareReq
+	wdone  chan struct{}
+}
+
+// Open opens (creating if needed) the database file at path and its schema,
+// and starts the share writer.
+func Open(path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("store: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("store: database path %q: must be a plain file name without '?', '#' or a file: prefix", path)
+	}
+	dsn := path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if _, err := w.Exec(schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: create schema in %q: %w", path, err)
+	}
+	var mode string
+	if err := w.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %q: read journal mode: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("store: %q: journal mode is %q, want wal", path, mode)
+	}
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: open %q for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	s := &Store{
+		path:  path,
+		w:     w,
+		r:     r,
+		reqs:  make(chan shareReq, MaxBatch),
+		wdone: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Path returns the database file name the store was opened with.
+func (s *Store) Path() string { return s.path }
+
+// Close flushes every share already handed to RecordShare, stops the writer
+// and closes the database. Calls after the first return nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.wdone
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// AddBlock stores b durably: when it returns nil the block is on disk. A
+// block whose hash is already stored is an error.
+func (s *Store) AddBlock(ctx context.Context, b Block) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if len(b.Raw) < chainmath.HeaderSize {
+		return fmt.Errorf("store: block %s: raw block is %d bytes, shorter than a header", b.Hash, len(b.Raw))
+	}
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO blocks (height, hash, header, raw, finder, time, found_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		b.Height, b.Hash[:], b.Header[:], b.Raw, b.Finder, int64(b.Time), b.FoundAt.UnixNano())
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+			return fmt.Errorf("store: block %s at height %d is already stored", b.Hash, b.Height)
+		}
+		return fmt.Errorf("store: add block %s at height %d: %w", b.Hash, b.Height, err)
+	}
+	return nil
+}
+
+const blockCols = `height, hash, header, raw, finder, time, found_at`
+
+func scanBlocks(rows *sql.Rows) ([]Block, error) {
+	defer rows.Close()
+	var out []Block
+	for rows.Next() {
+		var (
+			b                 Block
+			hash, header, raw []byte
+			tm, found         int64
+		)
+		if err := rows.Scan(&b.Height, &hash, &header, &raw, &b.Finder, &tm, &found); err != nil {
+			return nil, fmt.Errorf("store: read block: %w", err)
+		}
+		if len(hash) != len(b.Hash) || len(header) != len(b.Header) {
+			return nil, fmt.Errorf("store: block at height %d: stored hash is %d bytes and header %d bytes", b.Height, len(hash), len(header))
+		}
+		copy(b.Hash[:], hash)
+		copy(b.Header[:], header)
+		b.Raw = raw
+		b.Time = uint32(tm)
+		b.FoundAt = time.Unix(0, found)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read blocks: %w", err)
+	}
+	return out, nil
+}
+
+// Blocks returns the stored blocks with height >= fromHeight, oldest first,
+// at most limit of them (limit <= 0: all).
+func (s *Store) Blocks(ctx context.Context, fromHeight int64, limit int) ([]Block, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT `+blockCols+` FROM blocks WHERE height >= ? ORDER BY height, id LIMIT ?`, fromHeight, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: query blocks from height %d: %w", fromHeight, err)
+	}
+	return scanBlocks(rows)
+}
+
+// LastBlocks returns the newest n blocks, oldest first.
+func (s *Store) LastBlocks(ctx context.Context, n int) ([]Block, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT `+blockCols+` FROM blocks ORDER BY height DESC, id DESC LIMIT ?`, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: query last %d blocks: %w", n, err)
+	}
+	out, err := scanBlocks(rows)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// BlockCount returns how many blocks are stored.
+func (s *Store) BlockCount(ctx context.Context) (int64, error) {
+	return s.count(ctx, "blocks")
+}
+
+// ShareCount returns how many shares are in the ledger.
+func (s *Store) ShareCount(ctx context.Context) (int64, error) {
+	return s.count(ctx, "shares")
+}
+
+func (s *Store) count(ctx context.Context, table string) (int64, error) {
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count %s: %w", table, err)
+	}
+	return n, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// RecordShare adds sh to the ledger and returns once the transaction holding
+// it has committed (see the package doc for how concurrent calls share one
+// commit). If ctx ends first, RecordShare returns ctx's error; the share may
+// still be committed afterwards.
+func (s *Store) RecordShare(ctx context.Context, sh Share) error {
+	req := shareReq{share: sh, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer is the single goroutine that commits shares in batches.
+func (s *Store) writer() {
+	defer close(s.wdone)
+	batch := make([]shareReq, 0, MaxBatch)
+	for first := range s.reqs {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		err := s.commitShares(batch)
+		for i := range batch {
+			batch[i].done <- err
+			batch[i] = shareReq{}
+		}
+	}
+}
+
+func (s *Store) commitShares(batch []shareReq) error {
+	// The writer must finish what it accepted even while Close waits, so
+	// it does not take a caller's context.
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin share batch of %d: %w", len(batch), err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO shares
+		(time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, hash, block)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		tx.Rollback()
+		return fmt.Errorf("store: prepare share insert: %w", err)
+	}
+	for i := range batch {
+		sh := &batch[i].share
+		if _, err := stmt.ExecContext(ctx, sh.Time.UnixNano(), sh.Worker, sh.Extranonce1, sh.JobID, sh.Extranonce2,
+			int64(sh.NTime), int64(sh.Nonce), int64(sh.Version), sh.Difficulty, sh.Achieved, sh.Hash[:], sh.Block); err != nil {
+			stmt.Close()
+			tx.Rollback()
+			return fmt.Errorf("store: insert share of worker %q: %w", sh.Worker, err)
+		}
+	}
+	stmt.Close()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+	}
+	return nil
+}
+
+// Shares returns the ledger's shares of worker ("" for every worker), in
+// the order they were recorded.
+func (s *Store) Shares(ctx context.Context, worker string) ([]Share, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	q := `SELECT time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, hash, block FROM shares`
+	var args []any
+	if worker != "" {
+		q += ` WHERE worker = ?`
+		args = append(args, worker)
+	}
+	q += ` ORDER BY id`
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: query shares of %q: %w", worker, err)
+	}
+	defer rows.Close()
+	var out []Share
+	for rows.Next() {
+		var (
+			sh                    Share
+			tm, ntime, nonce, ver int64
+			hash                  []byte
+		)
+		if err := rows.Scan(&tm, &sh.Worker, &sh.Extranonce1, &sh.JobID, &sh.Extranonce2, &ntime, &nonce, &ver,
+			&sh.Difficulty, &sh.Achieved, &hash, &sh.Block); err != nil {
+			return nil, fmt.Errorf("store: read share: %w", err)
+		}
+		if len(hash) != len(sh.Hash) {
+			return nil, fmt.Errorf("store: share of %q: stored hash is %d bytes", sh.Worker, len(hash))
+		}
+		copy(sh.Hash[:], hash)
+		sh.Time = time.Unix(0, tm)
+		sh.NTime, sh.Nonce, sh.Version = uint32(ntime), uint32(nonce), uint32(ver)
+		out = append(out, sh)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read shares: %w", err)
+	}
+	return out, nil
+}
