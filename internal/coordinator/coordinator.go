@@ -19,6 +19,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Coordinator. Zero values take the documented
@@ -65,8 +66,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// OnBlock, if set, is called after the source accepted a block.
+	// OnBlock, if set, is called after the source answered a block.
 	OnBlock func(BlockEvent)
+	// Registerer receives the coordinator's Prometheus metrics; nil
+	// keeps them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // BlockEvent describes a block found through this coordinator.
@@ -163,7 +167,8 @@ type Coordinator struct {
 	en1Next  uint32
 	nextSID  uint64
 
-	stats *accounting
+	stats   *accounting
+	metrics *metrics
 
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
@@ -187,6 +192,7 @@ func New(cfg Config) (*Coordinator, error) {
 		started:  cfg.Now(),
 	}
 	c.jobs = newJobBook(&c.cfg)
+	c.metrics = newMetrics(c, cfg.Registerer)
 	if err := c.jobs.update(cfg.Source.Current(), true); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -28,6 +29,8 @@ type epoch struct {
 	nbitsHex   string
 	ntimeHex   string
 	target     chainmath.Target
+
+	made time.Time // when the epoch was made: notify latency and job age
 
 	en1Size, en2Size int
 	tag              []byte
@@ -89,6 +92,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		clean:      clean,
 		tmpl:       t,
 		ntime:      ntime,
+		made:       time.Now(),
 		prevHex:    chainmath.StratumPrevHash(t.PrevHash),
 		branch:     branch,
 		branchHex:  make([]string, len(branch)),

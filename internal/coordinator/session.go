@@ -40,8 +40,8 @@ const (
 const maxJobsPerSession = 64
 
 type dupKey struct {
-	job                  string
-	en2                  uint64
+	job                 string
+	en2                 uint64
 	ntime, nonce, vbits uint32
 }
 
@@ -387,6 +387,9 @@ func (s *session) sendWork(ep *epoch, force bool) {
 	}
 	buf, _ = stratum.AppendRequest(buf, nil, "mining.notify", j.notify(clean))
 	s.writeLocked(buf)
+	if !force {
+		s.c.metrics.observeNotify(ep.made)
+	}
 	s.c.stats.setDifficulty(s.user, s.diff)
 }
 
@@ -436,8 +439,10 @@ func reject(code int, reason, format string, args ...any) shareResult {
 }
 
 func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
+	start := time.Now()
 	p, err := stratum.ParseSubmit(m.Params)
 	if err != nil {
+		s.c.metrics.shares.WithLabelValues(ReasonMalformed).Inc()
 		s.c.stats.rejected(s.currentUser(), ReasonMalformed)
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
 		return
@@ -448,18 +453,23 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 		s.submitBlock(ctx, blk, p.Worker)
 	}
 	if res.err != nil {
+		s.c.metrics.shares.WithLabelValues(res.reason).Inc()
 		s.c.stats.rejected(s.currentUser(), res.reason)
 		s.reply(m.ID, false, res.err)
 		return
 	}
 	if err := s.c.cfg.Store.RecordShare(ctx, *sh); err != nil {
 		s.c.log.Error("recording share", "worker", p.Worker, "err", err)
+		s.c.metrics.shares.WithLabelValues(ReasonLedger).Inc()
 		s.c.stats.rejected(s.currentUser(), ReasonLedger)
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: "share could not be recorded"})
 		return
 	}
 	s.c.stats.accepted(s.currentUser(), sh.Difficulty, now)
 	s.reply(m.ID, true, nil)
+	s.c.metrics.shares.WithLabelValues("accepted").Inc()
+	s.c.metrics.shareWork.Add(sh.Difficulty)
+	s.c.metrics.shareLatency.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	changed := s.retargetLocked(now, true)
 	s.mu.Unlock()
@@ -587,6 +597,7 @@ func (s *session) submitBlock(ctx context.Context, fb *foundBlock, finder string
 	}
 	if err != nil {
 		c.blocksRejected.Add(1)
+		c.metrics.blocks.WithLabelValues("rejected").Inc()
 		ev.Reason = err.Error()
 		c.log.Warn("block not accepted", "height", ev.Height, "hash", ev.Hash, "finder", finder, "err", err)
 		if c.cfg.OnBlock != nil {
@@ -596,6 +607,7 @@ func (s *session) submitBlock(ctx context.Context, fb *foundBlock, finder string
 	}
 	ev.Accepted = true
 	c.blocksFound.Add(1)
+	c.metrics.blocks.WithLabelValues("accepted").Inc()
 	c.stats.block(s.currentUser())
 	if c.cfg.RecordBlocks {
 		var raw bytes.Buffer

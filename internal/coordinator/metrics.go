@@ -1,0 +1,75 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the coordinator's Prometheus series.
+type metrics struct {
+	shares        *prometheus.CounterVec
+	blocks        *prometheus.CounterVec
+	notifyLatency prometheus.Histogram
+	shareWork     prometheus.Counter
+	shareLatency  prometheus.Histogram
+}
+
+func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		shares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "powcoord_shares_total",
+			Help: "Shares submitted, by result: accepted, or the rejection reason.",
+		}, []string{"result"}),
+		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "powcoord_blocks_total",
+			Help: "Blocks found by miners, by result: accepted or rejected by the chain.",
+		}, []string{"result"}),
+		notifyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "powcoord_notify_latency_seconds",
+			Help:    "Time from a new template to its mining.notify written to a session.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		shareWork: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "powcoord_share_work_total",
+			Help: "Sum of the difficulties of accepted shares (× 2^32 hashes).",
+		}),
+		shareLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "powcoord_share_seconds",
+			Help:    "Time to validate and durably record a share, until the reply.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_sessions",
+			Help: "Connected Stratum sessions.",
+		}, func() float64 { return float64(c.SessionCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_hashrate_estimate",
+			Help: "Estimated hashrate of all workers, hashes per second, from accepted shares.",
+		}, func() float64 {
+			var total float64
+			for _, w := range c.stats.snapshot(c.cfg.Now()) {
+				total += w.Hashrate
+			}
+			return total
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_job_age_seconds",
+			Help: "Seconds since the current job was made.",
+		}, func() float64 { return c.cfg.Now().Sub(c.jobs.current().made).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_block_height",
+			Help: "Height of the block being mined.",
+		}, func() float64 { return float64(c.jobs.current().tmpl.Height) }),
+	)
+	return m
+}
+
+func (m *metrics) observeNotify(since time.Time) {
+	m.notifyLatency.Observe(time.Since(since).Seconds())
+}
