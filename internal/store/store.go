@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS shares (
 	block       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS shares_worker ON shares(worker, id);
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 `
 
 // Block is a block the pool found, as stored.
@@ -427,4 +431,33 @@ func (s *Store) Shares(ctx context.Context, worker string) ([]Share, error) {
 		return nil, fmt.Errorf("store: read shares: %w", err)
 	}
 	return out, nil
+}
+
+// SetMeta durably stores value under key in a small key/value table (for
+// settings that must stay fixed for the life of the database, such as the
+// embedded chain's parameters), replacing any earlier value.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return fmt.Errorf("store: set meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// Meta returns the value stored under key; ok is false when there is none.
+func (s *Store) Meta(ctx context.Context, key string) (value string, ok bool, err error) {
+	if s.isClosed() {
+		return "", false, ErrClosed
+	}
+	err = s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store: read meta %q: %w", key, err)
+	}
+	return value, true, nil
 }

@@ -269,6 +269,29 @@ func (c *atomicCount) get() int {
 	return c.n
 }
 
+func TestMeta(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	if _, ok, err := s.Meta(ctx, "k"); ok || err != nil {
+		t.Fatalf("missing key: ok=%v err=%v", ok, err)
+	}
+	if err := s.SetMeta(ctx, "k", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMeta(ctx, "k", "two"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if v, ok, err := s2.Meta(ctx, "k"); v != "two" || !ok || err != nil {
+		t.Fatalf("Meta(k) = %q %v %v, want two", v, ok, err)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	for _, bad := range []string{"", "a?b.db", "file:x.db"} {
 		if s, err := Open(bad); err == nil {
