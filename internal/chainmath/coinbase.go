@@ -143,4 +143,3 @@ func ParseCoinbaseHeight(sigScript []byte) (int64, error) {
 	}
 	return 0, fmt.Errorf("coinbase scriptSig %x: does not start with a height push", sigScript)
 }
-
