@@ -21,7 +21,7 @@ func NewLineReader(r io.Reader, max, bufSize int) *LineReader {
 	return &LineReader{r: bufio.NewReaderSize(r, bufSize), max: max}
 }
 
-// ReadLine returns the next line without its "\n" (and "\r"). The slice is
+// ReadLine returns the next line without its "\n" (and one "\r" before it). The slice is
 // valid until the next call. A line longer than the limit yields an error
 // wrapping ErrLineTooLong; after it the stream is out of step and the
 // caller should close it. Blank lines are skipped.
@@ -45,7 +45,7 @@ func (l *LineReader) ReadLine() ([]byte, error) {
 			}
 			break
 		}
-		line := bytes.TrimRight(l.line, "\r\n")
+		line := bytes.TrimSuffix(bytes.TrimSuffix(l.line, []byte("\n")), []byte("\r"))
 		if len(line) > l.max {
 			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrLineTooLong, len(line), l.max)
 		}
