@@ -1,0 +1,5 @@
+//go:build amd64
+
+package hasher
+
+func archKernels() []Kernel { return nil }

@@ -1,0 +1,3 @@
+package hasher
+
+//go:generate go run ./asmgen -dir .
