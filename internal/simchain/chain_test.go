@@ -71,17 +71,17 @@ func newTestChain(t *testing.T) (*Chain, *store.Store, *fakeClock, string) {
 
 // blockSpec says how a test block departs from a valid one.
 type blockSpec struct {
-	height   int64  // coinbase height; 0: the template's
-	value    int64  // coinbase value; 0: the template's
-	bits     uint32 // 0: the template's
-	time     uint32 // 0: the template's CurTime
-	prev     *chainmath.Hash
-	badRoot  bool           // flip a bit of the merkle root
-	extraTx  bool           // append a non-coinbase transaction
-	notCB    bool           // make the first transaction a non-coinbase
-	noSolve  bool           // pick a nonce whose hash misses the target
-	finder   string         // payout user; default "tester.1"
-	tag      string         // coinbase tag, to make blocks unique
+	height  int64  // coinbase height; 0: the template's
+	value   int64  // coinbase value; 0: the template's
+	bits    uint32 // 0: the template's
+	time    uint32 // 0: the template's CurTime
+	prev    *chainmath.Hash
+	badRoot bool   // flip a bit of the merkle root
+	extraTx bool   // append a non-coinbase transaction
+	notCB   bool   // make the first transaction a non-coinbase
+	noSolve bool   // pick a nonce whose hash misses the target
+	finder  string // payout user; default "tester.1"
+	tag     string // coinbase tag, to make blocks unique
 }
 
 // makeBlock builds a block for tmpl following spec and grinds its nonce
