@@ -3,9 +3,98 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/agent"
+	"github.com/powcoord/powcoord/internal/hasher"
 )
 
+// urlList is the repeatable --url flag.
+type urlList []string
+
+func (u *urlList) String() string { return strings.Join(*u, ",") }
+func (u *urlList) Set(s string) error {
+	*u = append(*u, s)
+	return nil
+}
+
+const agentUsage = `Usage: powcoord agent --url URL [--url URL]... [flags]
+
+A CPU miner for any Stratum V1 pool. With several --url the first is the
+primary; the others are used while it is down, and the agent moves back
+to the primary as soon as it answers again.
+
+Example:
+  powcoord agent --url stratum+tcp://127.0.0.1:3333 --user alice.rig1 --threads 4
+
+Flags:
+`
+
+// runAgent runs the agent subcommand until ctx is cancelled.
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("agent: not implemented yet")
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var urls urlList
+	fs.Var(&urls, "url", "pool `URL`, stratum+tcp://host:port or host:port; repeat for backup pools (required)")
+	user := fs.String("user", "powcoord", "worker `name` for mining.authorize (e.g. address.worker)")
+	pass := fs.String("pass", "x", "`password` for mining.authorize")
+	threads := fs.Int("threads", runtime.NumCPU(), "hashing threads (`N` >= 1)")
+	kernel := fs.String("kernel", hasher.Default().Name(), "hashing kernel `name` (see powcoord bench); available: "+kernelNames())
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	statsEvery := fs.Duration("stats-interval", 10*time.Second, "how often to log hashrate and share counts (`duration`, e.g. 10s)")
+	primaryRetry := fs.Duration("primary-retry", 30*time.Second, "while on a backup pool, how often to check the primary (`duration`)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), agentUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("agent: unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	if len(urls) == 0 {
+		return errors.New("agent: --url is required (e.g. --url stratum+tcp://127.0.0.1:3333)")
+	}
+	if *threads < 1 {
+		return fmt.Errorf("agent: --threads %d: must be at least 1", *threads)
+	}
+	if *statsEvery <= 0 {
+		return fmt.Errorf("agent: --stats-interval %v: must be positive", *statsEvery)
+	}
+	if *primaryRetry <= 0 {
+		return fmt.Errorf("agent: --primary-retry %v: must be positive", *primaryRetry)
+	}
+	k, err := hasher.ByName(*kernel)
+	if err != nil {
+		return fmt.Errorf("agent: --kernel: %w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("agent: --log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(agent.Config{
+		URLs: urls, User: *user, Pass: *pass, Threads: *threads, Kernel: k,
+		Logger: log, StatsInterval: *statsEvery, PrimaryRetry: *primaryRetry,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// kernelNames lists the kernels this CPU can run.
+func kernelNames() string {
+	var names []string
+	for _, k := range hasher.Available() {
+		names = append(names, k.Name())
+	}
+	return strings.Join(names, ", ")
 }
