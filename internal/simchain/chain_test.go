@@ -3,12 +3,14 @@ package simchain
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
 	"math/big"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,9 +249,15 @@ func TestMineRestartResumes(t *testing.T) {
 	// A different configured start difficulty must not change a stored chain.
 	cfg := testConfig(s2, clk)
 	cfg.StartDifficulty = 0.5
+	// Nor a different block time or half-life: the chain keeps its own.
+	cfg.BlockTime = 30 * time.Second
+	cfg.HalfLife = time.Hour
 	c2, err := Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c2.BlockTime() != 10*time.Second || c2.HalfLife() != 120*time.Second {
+		t.Fatalf("reopened chain: block time %v, half-life %v; want the stored 10s and 2m0s", c2.BlockTime(), c2.HalfLife())
 	}
 	st := c2.Status()
 	if st.TipHeight != tipBefore.TipHeight || st.TipHash != tipBefore.TipHash || st.Difficulty != tipBefore.Difficulty {
@@ -448,5 +456,34 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if n, _ := s.BlockCount(ctx); n != 0 {
 		t.Fatalf("a refused config stored %d blocks", n)
+	}
+}
+
+// A stored chain that was altered on disk is refused at Open.
+func TestOpenRefusesCorruptStore(t *testing.T) {
+	c, s, clk, path := newTestChain(t)
+	for range 3 {
+		mineOne(t, c, clk, "x")
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change the coinbase's output value (8 bytes before the script) of
+	// block 2 without touching its header: the merkle root no longer fits.
+	var raw []byte
+	if err := db.QueryRow(`SELECT raw FROM blocks WHERE height = 2`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-30] ^= 0x01
+	if _, err := db.Exec(`UPDATE blocks SET raw = ? WHERE height = 2`, raw); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s2 := openStore(t, path)
+	_, err = Open(context.Background(), testConfig(s2, clk))
+	if err == nil || !strings.Contains(err.Error(), "block 2") {
+		t.Fatalf("Open on a corrupted chain: %v", err)
 	}
 }
