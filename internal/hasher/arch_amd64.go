@@ -2,4 +2,90 @@
 
 package hasher
 
-func archKernels() []Kernel { return nil }
+import "golang.org/x/sys/cpu"
+
+// cpuid executes CPUID with EAX=leaf and ECX=sub.
+func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+
+// hasSHA reports whether the CPU has the SHA extensions (SHA-NI), which
+// golang.org/x/sys/cpu does not report: CPUID leaf 7, EBX bit 29. They are
+// plain SSE instructions, so no OS support beyond SSE is needed.
+func hasSHA() bool {
+	if max, _, _, _ := cpuid(0, 0); max < 7 {
+		return false
+	}
+	_, b, _, _ := cpuid(7, 0)
+	return b&(1<<29) != 0 && cpu.X86.HasSSSE3 && cpu.X86.HasSSE41
+}
+
+// The generated kernels (shani_amd64.s, simd_amd64.s); see laneFunc.
+
+//go:noescape
+func shani1(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shani2(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shani3(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+// Generated functions a laneKernel can run.
+const (
+	idSHANI1 = iota
+	idSHANI2
+	idSHANI3
+	idSHANI4
+	idSHANI4NoPre
+	idSHANI4NoEarly
+)
+
+// run calls the kernel's generated function directly (not through a func
+// value, which would make h7 escape and allocate).
+func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (uint64, bool) {
+	switch k.id {
+	case idSHANI1:
+		return shani1(c, nonce, batches, top, h7)
+	case idSHANI2:
+		return shani2(c, nonce, batches, top, h7)
+	case idSHANI3:
+		return shani3(c, nonce, batches, top, h7)
+	case idSHANI4:
+		return shani4(c, nonce, batches, top, h7)
+	case idSHANI4NoPre:
+		return shani4NoPre(c, nonce, batches, top, h7)
+	case idSHANI4NoEarly:
+		return shani4NoEarly(c, nonce, batches, top, h7)
+	}
+	panic("hasher: bad kernel id")
+}
+
+var (
+	shaniKernel  = &laneKernel{name: "sha-ni", lanes: 3, id: idSHANI3}
+	avx2Kernel   Kernel
+	avx512Kernel Kernel
+)
+
+// archKernels lists the amd64 kernels this CPU and OS support, slowest
+// first.
+func archKernels() []Kernel {
+	var ks []Kernel
+	if avx2Kernel != nil && cpu.X86.HasAVX2 {
+		ks = append(ks, avx2Kernel)
+	}
+	if avx512Kernel != nil && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
+		ks = append(ks, avx512Kernel)
+	}
+	if hasSHA() {
+		ks = append(ks, shaniKernel)
+	}
+	return ks
+}

@@ -2,6 +2,71 @@
 
 package hasher
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
-func archTricks(b *testing.B, j *Job, run func(string, func(uint32) bool)) {}
+// variants are the generated amd64 functions that no kernel name selects
+// (other interleave widths, trick-less versions), tested like kernels.
+func variants() []Kernel {
+	var ks []Kernel
+	if hasSHA() {
+		ks = append(ks,
+			&laneKernel{name: "sha-ni-1", lanes: 1, id: idSHANI1},
+			&laneKernel{name: "sha-ni-2", lanes: 2, id: idSHANI2},
+			&laneKernel{name: "sha-ni-3", lanes: 3, id: idSHANI3},
+			&laneKernel{name: "sha-ni-4", lanes: 4, id: idSHANI4},
+			&laneKernel{name: "sha-ni-4-no-precompute", lanes: 4, id: idSHANI4NoPre},
+			&laneKernel{name: "sha-ni-4-no-early-exit", lanes: 4, id: idSHANI4NoEarly},
+		)
+	}
+	return ks
+}
+
+func TestVariantsAgreeWithReference(t *testing.T) {
+	vs := variants()
+	if len(vs) == 0 {
+		t.Skip("this CPU has no SHA-NI")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, k := range vs {
+		t.Run(k.Name(), func(t *testing.T) {
+			for range 3 {
+				hdr := randHeader(r)
+				for _, c := range scanCases(r) {
+					checkKernel(t, k, NewJob(hdr, c.target), c)
+				}
+			}
+		})
+	}
+}
+
+func TestKernelsOffered(t *testing.T) {
+	names := map[string]bool{}
+	for _, k := range Available() {
+		names[k.Name()] = true
+	}
+	if hasSHA() != names["sha-ni"] {
+		t.Errorf("SHA-NI present %v, sha-ni kernel offered %v", hasSHA(), names["sha-ni"])
+	}
+	for _, n := range []string{"avx2", "avx512", "sha-ni"} {
+		if !names[n] {
+			t.Logf("kernel %s skipped: not supported by this CPU", n)
+		}
+	}
+}
+
+func archTricks(b *testing.B, j *Job, run func(string, func(uint32) bool)) {
+	for _, k := range variants() {
+		b.Run(k.Name(), func(b *testing.B) {
+			out := make([]uint32, 16)
+			nonce := uint32(0)
+			for b.Loop() {
+				k.Scan(j, nonce, benchChunk, out)
+				nonce += benchChunk
+			}
+			b.ReportMetric(float64(b.N)*benchChunk/b.Elapsed().Seconds()/1e6, "MH/s")
+		})
+	}
+}

@@ -128,18 +128,16 @@ func (j *Job) confirm(nonce, hi uint32) bool {
 	return j.Target.Meets(&h)
 }
 
-// laneFunc is the shape of a generated multi-lane kernel: it hashes up to
-// batches groups of lanes nonces from nonce on, and stops after the first
-// group in which some lane's byte-swapped final word is at or below top,
-// leaving every lane's final word (not swapped) of that group in h7. It
-// returns how many groups it hashed and whether it stopped on a candidate.
-type laneFunc func(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
-
-// laneKernel drives a laneFunc over a nonce range.
+// laneKernel drives a generated multi-lane kernel over a nonce range. The
+// kernel (see run) hashes up to batches groups of lanes nonces from nonce
+// on, and stops after the first group in which some lane's byte-swapped
+// final word is at or below top, leaving every lane's byte-swapped final
+// word of that group in h7. It returns how many groups it hashed and
+// whether it stopped on a candidate.
 type laneKernel struct {
 	name  string
 	lanes uint64
-	fn    laneFunc
+	id    int // which generated function run calls
 }
 
 func (k *laneKernel) Name() string { return k.name }
@@ -150,14 +148,14 @@ func (k *laneKernel) Scan(j *Job, start uint32, count uint64, out []uint32) int 
 	n := 0
 	nonce, left := start, count
 	for left > 0 {
-		done, hit := k.fn(&j.c, nonce, (left+k.lanes-1)/k.lanes, j.top, &h7)
+		done, hit := k.run(&j.c, nonce, (left+k.lanes-1)/k.lanes, j.top, &h7)
 		if !hit {
 			break
 		}
 		first := (done - 1) * k.lanes
 		for l := uint64(0); l < k.lanes && first+l < left; l++ {
 			nn := nonce + uint32(first+l)
-			if hi := bits.ReverseBytes32(h7[l]); hi <= j.top && j.confirm(nn, hi) {
+			if hi := h7[l]; hi <= j.top && j.confirm(nn, hi) {
 				if n < len(out) {
 					out[n] = nn
 				}

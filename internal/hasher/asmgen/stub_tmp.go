@@ -1,4 +1,0 @@
-package main
-
-func genSHANI() []byte { return nil }
-func genSIMD() []byte  { return nil }
