@@ -2,10 +2,216 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/hasher"
 )
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("bench: not implemented yet")
+// benchResult is one kernel at one thread count: the median of the runs.
+type benchResult struct {
+	Kernel  string  `json:"kernel"`
+	Threads int     `json:"threads"`
+	MHs     float64 `json:"mhs"`
 }
+
+// benchReport is what `bench --json` prints.
+type benchReport struct {
+	Default string        `json:"default"`
+	Results []benchResult `json:"results"`
+}
+
+const benchUsage = `Usage: powcoord bench [flags]
+
+Measures every hashing kernel this CPU supports (sha256d nonces per second)
+at each thread count, and prints the median of several runs. The runs of
+all kernels are interleaved, so background load affects them alike.
+
+Flags:
+`
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	asJSON := fs.Bool("json", false, `print one JSON object {"default": kernel, "results": [{"kernel", "threads", "mhs"}, ...]} instead of a table`)
+	duration := fs.Duration("duration", 2*time.Second, "length of one measurement (one kernel, one thread count, one run)")
+	runs := fs.Int("runs", 3, "measurements per kernel and thread count; the median is reported")
+	threads := fs.String("threads", "1,2", "comma-separated thread counts to measure, each ≥ 1")
+	kernel := fs.String("kernel", "", "measure only this kernel (and stdlib, the baseline); default: every available kernel ("+strings.Join(hasher.Names(), ", ")+")")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	if *duration <= 0 {
+		return fmt.Errorf("bench: --duration %v: must be positive", *duration)
+	}
+	if *runs < 1 {
+		return fmt.Errorf("bench: --runs %d: must be at least 1", *runs)
+	}
+	tcounts, err := parseThreads(*threads)
+	if err != nil {
+		return err
+	}
+	kernels := hasher.Available()
+	if *kernel != "" {
+		k, err := hasher.ByName(*kernel)
+		if err != nil {
+			return fmt.Errorf("bench: --kernel: %w", err)
+		}
+		kernels = []hasher.Kernel{kernels[0]}
+		if k.Name() != kernels[0].Name() {
+			kernels = append(kernels, k)
+		}
+	}
+
+	samples := make([][][]float64, len(kernels)) // [kernel][thread count][run]
+	for i := range samples {
+		samples[i] = make([][]float64, len(tcounts))
+	}
+	job := benchJob()
+	for r := 0; r < *runs; r++ {
+		for ki, k := range kernels {
+			for ti, t := range tcounts {
+				mhs, err := measure(ctx, k, job, t, *duration)
+				if err != nil {
+					return err
+				}
+				samples[ki][ti] = append(samples[ki][ti], mhs)
+				if !*asJSON {
+					fmt.Fprintf(stderr, "run %d/%d  %-8s %d thread(s)  %8.2f MH/s\n", r+1, *runs, k.Name(), t, mhs)
+				}
+			}
+		}
+	}
+	rep := benchReport{Default: hasher.Default().Name()}
+	for ki, k := range kernels {
+		for ti, t := range tcounts {
+			rep.Results = append(rep.Results, benchResult{Kernel: k.Name(), Threads: t, MHs: median(samples[ki][ti])})
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(rep)
+	}
+	return printBenchTable(stdout, rep, *runs, *duration)
+}
+
+func printBenchTable(w io.Writer, rep benchReport, runs int, d time.Duration) error {
+	base := map[int]float64{}
+	one := map[string]float64{}
+	for _, r := range rep.Results {
+		if r.Kernel == "stdlib" {
+			base[r.Threads] = r.MHs
+		}
+		if r.Threads == 1 {
+			one[r.Kernel] = r.MHs
+		}
+	}
+	fmt.Fprintf(w, "median of %d runs of %v; default kernel: %s\n", runs, d, rep.Default)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kernel\tthreads\tMH/s\t× stdlib\t× 1 thread\t")
+	for _, r := range rep.Results {
+		vs, scale := "-", "-"
+		if b := base[r.Threads]; b > 0 {
+			vs = fmt.Sprintf("%.2f", r.MHs/b)
+		}
+		if o := one[r.Kernel]; o > 0 {
+			scale = fmt.Sprintf("%.2f", r.MHs/o)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%s\t%s\t\n", r.Kernel, r.Threads, r.MHs, vs, scale)
+	}
+	return tw.Flush()
+}
+
+// parseThreads parses "1,2,4".
+func parseThreads(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("bench: --threads %q: %q is not a thread count from 1 to 1024", s, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// benchJob is a random header at difficulty 1: like real work, almost no
+// nonce is a candidate.
+func benchJob() *hasher.Job {
+	var hdr [chainmath.HeaderSize]byte
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range hdr {
+		hdr[i] = byte(r.Uint32())
+	}
+	return hasher.NewJob(&hdr, chainmath.TargetFromBig(chainmath.Diff1Target()))
+}
+
+// benchChunk is how many nonces one Scan call covers during a measurement.
+const benchChunk = 1 << 15
+
+// measure runs k on threads goroutines for about d and returns the
+// combined rate in millions of nonces per second.
+func measure(ctx context.Context, k hasher.Kernel, job *hasher.Job, threads int, d time.Duration) (float64, error) {
+	var stop atomic.Bool
+	var total atomic.Uint64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for t := 0; t < threads; t++ {
+		wg.Add(1)
+		go func(t int) {
+			defer wg.Done()
+			out := make([]uint32, 64)
+			nonce := uint32(t) << 28
+			var n uint64
+			for !stop.Load() {
+				if uint64(nonce)+benchChunk > 1<<32 {
+					nonce = 0
+				}
+				k.Scan(job, nonce, benchChunk, out)
+				nonce += benchChunk
+				n += benchChunk
+			}
+			total.Add(n)
+		}(t)
+	}
+	timer := time.NewTimer(d)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	timer.Stop()
+	stop.Store(true)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("bench: interrupted: %w", err)
+	}
+	return float64(total.Load()) / time.Since(start).Seconds() / 1e6, nil
+}
+
