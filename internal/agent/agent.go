@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,8 @@ type Agent struct {
 	samples []sample   // hashrate window
 	started time.Time
 
-	// Test hooks, set before Run.
+	// Test knobs and hooks, set before Run.
+	span        uint64                         // pretend nonce space per extranonce2 (0: 2^32)
 	hookAbandon func(gen uint64, at time.Time) // a thread left job gen
 	hookJob     func(j *job, at time.Time)     // a job was published
 }
@@ -98,10 +100,16 @@ func New(cfg Config) (*Agent, error) {
 
 // Run mines until ctx is cancelled, then stops every goroutine it started
 // and returns nil. It returns an error only when called twice.
+//
+// Run raises GOMAXPROCS to Threads+1 when it is lower (it never lowers
+// it): with every P busy hashing, the Go runtime notices a readable
+// socket only every 10 ms, too late to drop a cleaned job in time; one
+// spare P keeps the connection served at once.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
 	}
+	raiseGOMAXPROCS(a.cfg.Threads+1, a.log)
 	a.mu.Lock()
 	a.started = time.Now()
 	a.samples = append(a.samples[:0], sample{t: a.started})
@@ -124,6 +132,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("agent stopped", "hashes", a.Stats().Hashes)
 	return nil
+}
+
+// procsMu serializes raiseGOMAXPROCS between agents in one process.
+var procsMu sync.Mutex
+
+// raiseGOMAXPROCS sets GOMAXPROCS to want if it is lower.
+func raiseGOMAXPROCS(want int, log *slog.Logger) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	if have := runtime.GOMAXPROCS(0); have < want {
+		log.Info("raising GOMAXPROCS to serve the connection while hashing", "from", have, "to", want)
+		runtime.GOMAXPROCS(want)
+	}
 }
 
 // currentWork returns the job to hash (nil when idle) and a channel closed

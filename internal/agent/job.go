@@ -36,6 +36,7 @@ type job struct {
 	diff    float64
 	target  chainmath.Target // share target, T1/diff
 	parts   uint64           // nonce ranges per extranonce2 (a power of two)
+	span    uint64           // nonces per unit: 2^32 / parts
 	units   uint64           // extranonce2 values × parts
 	next    atomic.Uint64    // next unit to hand out
 }
@@ -44,7 +45,9 @@ type job struct {
 const maxUnits = 1 << 62
 
 // newJob decodes a notify with the session's extranonce and difficulty.
-func newJob(n *stratum.Notify, en1 []byte, en2Size int, diff float64) (*job, error) {
+// span, when non-zero, pretends the nonce space of each extranonce2 is
+// only span nonces (tests use it to make the agent roll extranonce2 soon).
+func newJob(n *stratum.Notify, en1 []byte, en2Size int, diff float64, span uint64) (*job, error) {
 	j := &job{id: n.JobID, clean: n.Clean, en1: en1, en2Size: en2Size, diff: diff}
 	var err error
 	if j.prev, err = chainmath.ParseStratumPrevHash(n.PrevHash); err != nil {
@@ -81,6 +84,10 @@ func newJob(n *stratum.Notify, en1 []byte, en2Size int, diff float64) (*job, err
 	if en2Size < 2 {
 		j.parts = 256
 	}
+	j.span = (1 << 32) / j.parts
+	if span != 0 {
+		j.parts, j.span = 1, min(span, 1<<32)
+	}
 	space := uint64(maxUnits)
 	if en2Size < 8 {
 		space = min(uint64(1)<<(8*en2Size), maxUnits)
@@ -97,9 +104,7 @@ func (j *job) unit(u uint64) (en2 []byte, start uint32, count uint64) {
 		en2[i] = byte(v)
 		v >>= 8
 	}
-	count = (1 << 32) / j.parts
-	start = uint32((u % j.parts) * count)
-	return en2, start, count
+	return en2, uint32((u % j.parts) * j.span), j.span
 }
 
 // header builds the 80-byte header for extranonce2 and nonce, per

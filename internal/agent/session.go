@@ -447,7 +447,7 @@ func (s *session) parseReconnect(params json.RawMessage) (host, port string, wai
 
 // notify turns a mining.notify into the job every thread hashes.
 func (s *session) notify(n *stratum.Notify) {
-	j, err := newJob(n, s.en1, s.en2Size, s.diff)
+	j, err := newJob(n, s.en1, s.en2Size, s.diff, s.a.span)
 	if err != nil {
 		s.a.log.Warn("bad mining.notify from pool", "err", err)
 		return
