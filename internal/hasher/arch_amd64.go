@@ -36,6 +36,12 @@ func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32)
 func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
 
 //go:noescape
+func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
+func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+
+//go:noescape
 func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
 
 // Generated functions a laneKernel can run.
@@ -46,6 +52,8 @@ const (
 	idSHANI4
 	idSHANI4NoPre
 	idSHANI4NoEarly
+	idAVX2
+	idAVX512
 )
 
 // run calls the kernel's generated function directly (not through a func
@@ -64,24 +72,28 @@ func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7
 		return shani4NoPre(c, nonce, batches, top, h7)
 	case idSHANI4NoEarly:
 		return shani4NoEarly(c, nonce, batches, top, h7)
+	case idAVX2:
+		return avx2x8(c, nonce, batches, top, h7)
+	case idAVX512:
+		return avx512x16(c, nonce, batches, top, h7)
 	}
 	panic("hasher: bad kernel id")
 }
 
 var (
 	shaniKernel  = &laneKernel{name: "sha-ni", lanes: 3, id: idSHANI3}
-	avx2Kernel   Kernel
-	avx512Kernel Kernel
+	avx2Kernel   = &laneKernel{name: "avx2", lanes: 8, id: idAVX2}
+	avx512Kernel = &laneKernel{name: "avx512", lanes: 16, id: idAVX512}
 )
 
 // archKernels lists the amd64 kernels this CPU and OS support, slowest
 // first.
 func archKernels() []Kernel {
 	var ks []Kernel
-	if avx2Kernel != nil && cpu.X86.HasAVX2 {
+	if cpu.X86.HasAVX2 {
 		ks = append(ks, avx2Kernel)
 	}
-	if avx512Kernel != nil && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
 		ks = append(ks, avx512Kernel)
 	}
 	if hasSHA() {
