@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/hex"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -478,4 +479,79 @@ func TestFailover(t *testing.T) {
 		t.Errorf("stats %+v, want connected to the primary", s)
 	}
 	_ = cp
+}
+
+// TestClientReconnect: client.reconnect to another port of the same host
+// moves the agent there.
+func TestClientReconnect(t *testing.T) {
+	p1 := newFakePool(t, "", withDiff(1.0/(1<<18)))
+	p2 := newFakePool(t, "", withDiff(1.0/(1<<18)))
+	a := newTestAgent(t, 1, p1.url())
+	startAgent(t, a)
+	c1 := p1.nextSession(t)
+	p1.nextSubmit(t)
+	_, port, _ := strings.Cut(p2.addr, ":")
+	c1.call("client.reconnect", []any{"127.0.0.1", port, 0})
+	p2.nextSession(t)
+	p2.nextSubmit(t)
+	c1.waitClosed(t)
+}
+
+// recorder is a slog handler that passes records to a channel.
+type recorder struct{ ch chan slog.Record }
+
+func (r recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r recorder) Handle(_ context.Context, rec slog.Record) error {
+	select {
+	case r.ch <- rec.Clone():
+	default:
+	}
+	return nil
+}
+func (r recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r recorder) WithGroup(string) slog.Handler      { return r }
+
+// TestStatsLog: the periodic log line carries hashrate, share counts,
+// difficulty and pool as attributes under a constant message.
+func TestStatsLog(t *testing.T) {
+	p := newFakePool(t, "", withDiff(1.0/(1<<18)))
+	rec := recorder{make(chan slog.Record, 1024)}
+	a, err := New(Config{URLs: []string{p.url()}, User: "tester", Threads: 1, Kernel: testKernel(t),
+		Logger: slog.New(rec), StatsInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, a)
+	p.nextSession(t)
+	p.nextSubmit(t)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-rec.ch:
+			if r.Level >= slog.LevelError {
+				t.Errorf("error-level log %q", r.Message)
+			}
+			if r.Message != "agent stats" {
+				continue
+			}
+			attrs := map[string]slog.Value{}
+			r.Attrs(func(at slog.Attr) bool { attrs[at.Key] = at.Value; return true })
+			for _, k := range []string{"hashrate", "accepted", "rejected", "difficulty", "pool"} {
+				if _, ok := attrs[k]; !ok {
+					t.Fatalf("stats log lacks %q: %v", k, attrs)
+				}
+			}
+			if attrs["accepted"].Uint64() >= 1 && attrs["hashrate"].Float64() > 0 {
+				if got := attrs["pool"].String(); got != p.url() {
+					t.Errorf("pool %q", got)
+				}
+				if got := attrs["difficulty"].Float64(); got != 1.0/(1<<18) {
+					t.Errorf("difficulty %g", got)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no stats log with an accepted share within 10 s")
+		}
+	}
 }
