@@ -555,3 +555,22 @@ func TestStatsLog(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryKernel mines a few shares with each kernel this CPU runs; the
+// pool checks them, so a kernel that returns wrong nonces fails here.
+func TestEveryKernel(t *testing.T) {
+	for _, k := range hasher.Available() {
+		t.Run(k.Name(), func(t *testing.T) {
+			p := newFakePool(t, "", withDiff(1.0/(1<<16)))
+			a, err := New(Config{URLs: []string{p.url()}, User: "tester", Threads: 1, Kernel: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			startAgent(t, a)
+			p.nextSession(t)
+			for range 5 {
+				p.nextSubmit(t)
+			}
+		})
+	}
+}
