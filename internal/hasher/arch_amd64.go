@@ -21,28 +21,28 @@ func hasSHA() bool {
 // The generated kernels (shani_amd64.s, simd_amd64.s); see laneFunc.
 
 //go:noescape
-func shani1(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani1(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func shani2(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani2(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func shani3(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani3(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
-func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 // Generated functions a laneKernel can run.
 const (
@@ -58,7 +58,7 @@ const (
 
 // run calls the kernel's generated function directly (not through a func
 // value, which would make h7 escape and allocate).
-func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (uint64, bool) {
+func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (uint64, bool) {
 	switch k.id {
 	case idSHANI1:
 		return shani1(c, nonce, batches, top, h7)

@@ -7,6 +7,6 @@ package hasher
 func archKernels() []Kernel { return nil }
 
 // run is never reached: no laneKernel exists outside amd64.
-func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (uint64, bool) {
+func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (uint64, bool) {
 	panic("hasher: no " + k.name + " kernel on this architecture")
 }

@@ -27,9 +27,9 @@ type Job struct {
 	Header [chainmath.HeaderSize]byte
 	Target chainmath.Target
 
-	top  uint32   // target's most significant 32 bits (its bytes 28..31, little-endian)
-	c    consts   // per-job precomputation for the fast kernels
-	midS []byte   // crypto/sha256 state after the first 64 bytes (MarshalBinary form)
+	top  uint32 // target's most significant 32 bits (its bytes 28..31, little-endian)
+	c    consts // per-job precomputation for the fast kernels
+	midS []byte // crypto/sha256 state after the first 64 bytes (MarshalBinary form)
 }
 
 // consts is the per-job precomputation the kernels read. Its layout is
@@ -144,7 +144,7 @@ func (k *laneKernel) Name() string { return k.name }
 
 func (k *laneKernel) Scan(j *Job, start uint32, count uint64, out []uint32) int {
 	count = clampCount(start, count)
-	var h7 [16]uint32
+	var h7 [32]uint32
 	n := 0
 	nonce, left := start, count
 	for left > 0 {

@@ -233,7 +233,9 @@ func TestKernelNames(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}
 
 func TestScanDoesNotAllocate(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))

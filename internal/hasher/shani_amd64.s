@@ -118,7 +118,7 @@ DATA shaniData<>+440(SB)/4, $0xa54ff53a
 DATA shaniData<>+444(SB)/4, $0x3c6ef372
 GLOBL shaniData<>(SB), RODATA|NOPTR, $448
 
-// func shani1(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani1(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani1(SB), 0, $64-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX
@@ -602,7 +602,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func shani2(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani2(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani2(SB), 0, $128-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX
@@ -1521,7 +1521,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func shani3(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani3(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani3(SB), 0, $192-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX
@@ -2875,7 +2875,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani4(SB), 0, $256-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX
@@ -4664,7 +4664,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani4NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani4NoPre(SB), 0, $256-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX
@@ -6457,7 +6457,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·shani4NoEarly(SB), 0, $256-49
 	MOVQ c+0(FP), DI
 	MOVL nonce+8(FP), DX

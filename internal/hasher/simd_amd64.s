@@ -2048,7 +2048,7 @@ DATA avx512x16Data<>+5432(SB)/4, $0x00400022
 DATA avx512x16Data<>+5436(SB)/4, $0x00400022
 GLOBL avx512x16Data<>(SB), RODATA|NOPTR, $5440
 
-// func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·avx2x8(SB), 0, $512-49
 	MOVQ c+0(FP), DI
 	MOVQ batches+16(FP), BX
@@ -8380,8 +8380,8 @@ loop:
 	VPMINUD Y13, Y8, Y9
 	VPCMPEQD Y9, Y8, Y9
 	VPMOVMSKB Y9, AX
-	INCQ CX
 	VPADDD avx2x8Data<>+32(SB), Y12, Y12
+	INCQ CX
 	TESTL AX, AX
 	JNZ hit
 	DECQ BX
@@ -8395,7 +8395,7 @@ ret:
 	MOVB R9, hit+48(FP)
 	RET
 
-// func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)
+// func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·avx512x16(SB), 0, $1024-49
 	MOVQ c+0(FP), DI
 	MOVQ batches+16(FP), BX
@@ -11916,8 +11916,8 @@ loop:
 	VMOVDQU32 Z8, (SI)
 	VPCMPUD $2, Z13, Z8, K1
 	KMOVW K1, AX
-	INCQ CX
 	VPADDD avx512x16Data<>+64(SB), Z12, Z12
+	INCQ CX
 	TESTL AX, AX
 	JNZ hit
 	DECQ BX

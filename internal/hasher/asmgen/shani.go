@@ -38,12 +38,16 @@ func shaniDataWords() []uint32 {
 
 type shani struct {
 	*emitter
+	spBase     int // first stack byte of the rings
+	nonceOff   int // lane l hashes nonce+nonceOff+l
+	h7Off      int // lane l's result goes to h7Off+4l(SI)
+	pre, early bool
 	n          int
 	abef, cdgh []string
 	label      int
 }
 
-func (s *shani) slot(l, g int) string { return fmt.Sprintf("%d(SP)", l*64+(g%4)*16) }
+func (s *shani) slot(l, g int) string { return fmt.Sprintf("%d(SP)", s.spBase+l*64+(g%4)*16) }
 func (s *shani) prev(l int) string    { return fmt.Sprintf("X%d", 9+l) }
 
 // rnds2 does two rounds on lane l with the message+constant in X0's low half.
@@ -90,28 +94,21 @@ func (s *shani) scheduledQuads(early bool) {
 	}
 }
 
-func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
-	s := &shani{emitter: e, n: n}
+func newSHANI(e *emitter, n int, pre, early bool) *shani {
+	s := &shani{emitter: e, n: n, pre: pre, early: early}
 	for l := 0; l < n; l++ {
 		s.abef = append(s.abef, fmt.Sprintf("X%d", 1+2*l))
 		s.cdgh = append(s.cdgh, fmt.Sprintf("X%d", 2+2*l))
 	}
-	s.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)", name)
-	s.p("TEXT ·%s(SB), 0, $%d-49", name, 64*n)
-	s.p("\tMOVQ c+0(FP), DI")
-	s.p("\tMOVL nonce+8(FP), DX")
-	s.p("\tMOVQ batches+16(FP), BX")
-	s.p("\tMOVL top+24(FP), R8")
-	s.p("\tMOVQ h7+32(FP), SI")
-	s.p("\tXORQ CX, CX")
-	s.p("\tXORL R9, R9")
-	s.p("\tTESTQ BX, BX")
-	s.p("\tJZ ret")
-	s.p("loop:")
+	return s
+}
+
+// body hashes one batch of n lanes; a lane at or below top sets R9.
+func (s *shani) body() {
 	s.p("\t// first hash, second block")
-	for l := 0; l < n; l++ {
+	for l := 0; l < s.n; l++ {
 		s.p("\t// lane %d", l)
-		if pre {
+		if s.pre {
 			s.p("\tMOVOU %d(DI), %s", offABEF2, s.abef[l])
 			s.p("\tMOVOU %d(DI), %s", offCDGH2, s.cdgh[l])
 		} else {
@@ -119,8 +116,8 @@ func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
 			s.p("\tMOVOU %d(DI), %s", offMidCD, s.cdgh[l])
 		}
 		s.p("\tMOVL DX, AX")
-		if l > 0 {
-			s.p("\tADDL $%d, AX", l)
+		if s.nonceOff+l > 0 {
+			s.p("\tADDL $%d, AX", s.nonceOff+l)
 		}
 		s.p("\tBSWAPL AX")
 		s.p("\tMOVOU %d(DI), X14", offM0)
@@ -128,7 +125,7 @@ func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
 		s.p("\tMOVOU X14, %s", s.slot(l, 0))
 		s.p("\tMOVOU shaniData<>+%d(SB), X0", sdK)
 		s.p("\tPADDD X14, X0")
-		if pre { // rounds 0..1 came with the job
+		if s.pre { // rounds 0..1 came with the job
 			s.p("\tPSHUFD $0x0e, X0, X0")
 			s.rnds2(l)
 		} else {
@@ -144,7 +141,7 @@ func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
 	}
 	s.scheduledQuads(false)
 	s.p("\t// feed-forward; the first hash becomes the second's W0..W7")
-	for l := 0; l < n; l++ {
+	for l := 0; l < s.n; l++ {
 		s.p("\t// lane %d", l)
 		s.p("\tMOVOU %d(DI), X13", offMidAB)
 		s.p("\tMOVOU %d(DI), X14", offMidCD)
@@ -173,22 +170,36 @@ func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
 		}
 		s.p("\tMOVO X13, %s", s.prev(l))
 	}
-	s.scheduledQuads(early)
+	s.scheduledQuads(s.early)
 	s.p("\t// the hash's last word: with early, S62.f = S64.h, lane 0 of ABEF")
-	for l := 0; l < n; l++ {
+	for l := 0; l < s.n; l++ {
 		src := s.abef[l]
-		if !early {
+		if !s.early {
 			src = s.cdgh[l]
 		}
 		s.p("\tPEXTRD $0, %s, AX", src)
 		s.p("\tADDL $0x%08x, AX", iv[7])
 		s.p("\tBSWAPL AX")
-		s.p("\tMOVL AX, %d(SI)", 4*l)
-		s.p("\tCMPL AX, R8")
-		s.p("\tJHI lane%d", l)
-		s.p("\tMOVL $1, R9")
-		s.p("lane%d:", l)
+		s.p("\tMOVL AX, %d(SI)", s.h7Off+4*l)
+		s.p("\tCMPL AX, R8\n\tJHI lane%d\n\tMOVL $1, R9\nlane%d:", l, l)
 	}
+}
+
+func genSHANIFunc(e *emitter, name string, n int, pre, early bool) {
+	s := newSHANI(e, n, pre, early)
+	s.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)", name)
+	s.p("TEXT ·%s(SB), 0, $%d-49", name, 64*n)
+	s.p("\tMOVQ c+0(FP), DI")
+	s.p("\tMOVL nonce+8(FP), DX")
+	s.p("\tMOVQ batches+16(FP), BX")
+	s.p("\tMOVL top+24(FP), R8")
+	s.p("\tMOVQ h7+32(FP), SI")
+	s.p("\tXORQ CX, CX")
+	s.p("\tXORL R9, R9")
+	s.p("\tTESTQ BX, BX")
+	s.p("\tJZ ret")
+	s.p("loop:")
+	s.body()
 	s.p("\tINCQ CX")
 	s.p("\tADDL $%d, DX", n)
 	s.p("\tTESTL R9, R9")

@@ -12,8 +12,11 @@ import (
 
 type simd struct {
 	*emitter
-	wide   bool // AVX-512
-	v      int  // vector bytes
+	base   int    // first vector register used
+	step   int    // nonces per batch
+	mask   string // if set, the register the hit mask goes to (ORed into R9)
+	wide   bool   // AVX-512
+	v      int    // vector bytes
 	lanes  int
 	table  string
 	consts []uint32 // replicated constants, in table order
@@ -22,7 +25,7 @@ type simd struct {
 
 func (g *simd) r(i int) string {
 	if g.wide {
-		return fmt.Sprintf("Z%d", i)
+		return fmt.Sprintf("Z%d", g.base+i)
 	}
 	return fmt.Sprintf("Y%d", i)
 }
@@ -201,30 +204,32 @@ func (g *simd) kw(w *[64]word, t int, fresh bool) []string {
 	return []string{g.slot(t), g.c(kTab[t])}
 }
 
-func genSIMDFunc(e *emitter, name string, wide bool) []uint32 {
+func newSIMD(e *emitter, name string, wide bool) *simd {
 	g := &simd{emitter: e, wide: wide, v: 32, lanes: 8, table: name + "Data"}
 	if wide {
 		g.v, g.lanes = 64, 16
 	}
-	t0, t1, t3 := g.t(0), g.t(1), g.t(3)
-	g.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[16]uint32) (done uint64, hit bool)", name)
-	g.p("TEXT ·%s(SB), 0, $%d-49", name, 16*g.v)
-	g.p("\tMOVQ c+0(FP), DI")
-	g.p("\tMOVQ batches+16(FP), BX")
-	g.p("\tMOVQ h7+32(FP), SI")
-	g.p("\tXORQ CX, CX")
-	g.p("\tXORL R9, R9")
-	g.p("\tTESTQ BX, BX")
-	g.p("\tJZ ret")
+	g.step = g.lanes
+	return g
+}
+
+func (g *simd) x(i int) string { return fmt.Sprintf("X%d", g.base+i) }
+
+// prologue loads the nonce, top and shuffle registers.
+func (g *simd) prologue() {
 	g.p("\tMOVL nonce+8(FP), AX")
-	g.p("\tVMOVD AX, X12")
-	g.p("\tVPBROADCASTD X12, %s", g.nv())
+	g.p("\tVMOVD AX, %s", g.x(12))
+	g.p("\tVPBROADCASTD %s, %s", g.x(12), g.nv())
 	g.add(g.table+"<>+0(SB)", g.nv())
 	g.p("\tMOVL top+24(FP), AX")
-	g.p("\tVMOVD AX, X13")
-	g.p("\tVPBROADCASTD X13, %s", g.top())
+	g.p("\tVMOVD AX, %s", g.x(13))
+	g.p("\tVPBROADCASTD %s, %s", g.x(13), g.top())
 	g.load(fmt.Sprintf("%s<>+%d(SB)", g.table, 2*g.v), g.bs())
-	g.p("loop:")
+}
+
+// body hashes one batch and leaves the hit mask in AX (or ORs it into R9).
+func (g *simd) body() {
+	t0, t1, t3 := g.t(0), g.t(1), g.t(3)
 	g.p("\tVPSHUFB %s, %s, %s", g.bs(), g.nv(), g.nw())
 	// State after round 3 (rounds 0..2 and most of 3 came with the job).
 	g.st = []string{g.r(0), g.r(1), g.r(2), g.r(3), g.r(4), g.r(5), g.r(6), g.r(7)}
@@ -279,16 +284,61 @@ func genSIMDFunc(e *emitter, name string, wide bool) []uint32 {
 	g.p("\tVPADDD %s, %s, %s", g.c(iv[7]), g.st[4], t0)
 	g.p("\tVPSHUFB %s, %s, %s", g.bs(), t0, t0)
 	g.store(t0, "(SI)")
-	if wide {
+	mask := "AX"
+	if g.mask != "" {
+		mask = g.mask
+	}
+	if g.wide {
 		g.p("\tVPCMPUD $2, %s, %s, K1", g.top(), t0)
-		g.p("\tKMOVW K1, AX")
+		g.p("\tKMOVW K1, %s", mask)
 	} else {
 		g.p("\tVPMINUD %s, %s, %s", g.top(), t0, t1)
 		g.p("\tVPCMPEQD %s, %s, %s", t1, t0, t1)
-		g.p("\tVPMOVMSKB %s, AX", t1)
+		g.p("\tVPMOVMSKB %s, %s", t1, mask)
 	}
-	g.p("\tINCQ CX")
+	if g.mask != "" {
+		g.p("\tORL %s, R9", g.mask)
+	}
 	g.add(fmt.Sprintf("%s<>+%d(SB)", g.table, g.v), g.nv())
+}
+
+// data returns the kernel's table: lane indexes, nonces per batch,
+// byte-swap mask, constants.
+func (g *simd) data() []uint32 {
+	per := g.v / 4
+	var data []uint32
+	for i := 0; i < per; i++ {
+		data = append(data, uint32(i))
+	}
+	for i := 0; i < per; i++ {
+		data = append(data, uint32(g.step))
+	}
+	for i := 0; i < per; i++ {
+		data = append(data, [4]uint32{0x00010203, 0x04050607, 0x08090a0b, 0x0c0d0e0f}[i%4])
+	}
+	for _, v := range g.consts {
+		for i := 0; i < per; i++ {
+			data = append(data, v)
+		}
+	}
+	return data
+}
+
+func genSIMDFunc(e *emitter, name string, wide bool) []uint32 {
+	g := newSIMD(e, name, wide)
+	g.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)", name)
+	g.p("TEXT ·%s(SB), 0, $%d-49", name, 16*g.v)
+	g.p("\tMOVQ c+0(FP), DI")
+	g.p("\tMOVQ batches+16(FP), BX")
+	g.p("\tMOVQ h7+32(FP), SI")
+	g.p("\tXORQ CX, CX")
+	g.p("\tXORL R9, R9")
+	g.p("\tTESTQ BX, BX")
+	g.p("\tJZ ret")
+	g.prologue()
+	g.p("loop:")
+	g.body()
+	g.p("\tINCQ CX")
 	g.p("\tTESTL AX, AX")
 	g.p("\tJNZ hit")
 	g.p("\tDECQ BX")
@@ -302,24 +352,7 @@ func genSIMDFunc(e *emitter, name string, wide bool) []uint32 {
 	g.p("\tMOVB R9, hit+48(FP)")
 	g.p("\tRET")
 	g.p("")
-	// The table: lane indexes, lane count, byte-swap mask, constants.
-	per := g.v / 4
-	var data []uint32
-	for i := 0; i < per; i++ {
-		data = append(data, uint32(i))
-	}
-	for i := 0; i < per; i++ {
-		data = append(data, uint32(g.lanes))
-	}
-	for i := 0; i < per; i++ {
-		data = append(data, [4]uint32{0x00010203, 0x04050607, 0x08090a0b, 0x0c0d0e0f}[i%4])
-	}
-	for _, v := range g.consts {
-		for i := 0; i < per; i++ {
-			data = append(data, v)
-		}
-	}
-	return data
+	return g.data()
 }
 
 func genSIMD() []byte {
