@@ -62,6 +62,23 @@ type Config struct {
 	HandshakeTimeout, IdleTimeout time.Duration
 	// WriteTimeout bounds a write to one miner (10 s).
 	WriteTimeout time.Duration
+	// MaxConns refuses connections beyond this many sessions (0: no
+	// limit); MaxConnsPerIP does the same per remote IP address. A refused
+	// connection gets one Stratum error line, then is closed.
+	MaxConns, MaxConnsPerIP int
+	// A connection that has submitted at least BanMinShares shares (100;
+	// negative: never ban) of which at least BanRejectRatio (0.9) were
+	// rejected for its own fault (stale shares do not count) is closed
+	// and its IP address refused for BanDuration (10 min).
+	BanMinShares   int
+	BanRejectRatio float64
+	BanDuration    time.Duration
+	// AuthMode is AuthOpen (the default), AuthAllowList (only usernames
+	// in AllowList, matched whole or by the part before the first '.')
+	// or AuthPassword (any username with Password).
+	AuthMode  string
+	AllowList []string
+	Password  string
 	// Logger receives the coordinator's logs (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -144,6 +161,9 @@ func (c *Config) setDefaults() error {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -166,6 +186,9 @@ type Coordinator struct {
 	en1Live  map[uint32]bool
 	en1Next  uint32
 	nextSID  uint64
+	perIP    map[string]int       // live sessions per remote IP
+	bans     map[string]time.Time // banned IP → end of the ban
+	allow    map[string]bool      // AllowList as a set
 
 	stats   *accounting
 	metrics *metrics
@@ -187,9 +210,15 @@ func New(cfg Config) (*Coordinator, error) {
 		log:      cfg.Logger,
 		sessions: make(map[uint64]*session),
 		en1Live:  make(map[uint32]bool),
+		perIP:    make(map[string]int),
+		bans:     make(map[string]time.Time),
+		allow:    make(map[string]bool, len(cfg.AllowList)),
 		en1Next:  binary.BigEndian.Uint32(seed[:]),
 		stats:    newAccounting(),
 		started:  cfg.Now(),
+	}
+	for _, u := range cfg.AllowList {
+		c.allow[u] = true
 	}
 	c.jobs = newJobBook(&c.cfg)
 	c.metrics = newMetrics(c, cfg.Registerer)
@@ -228,7 +257,11 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
-		s := c.newSession(conn)
+		s, reason := c.newSession(conn)
+		if s == nil {
+			c.refuse(conn, reason)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -314,19 +347,29 @@ func (c *Coordinator) allocExtranonce1() uint32 {
 	}
 }
 
-func (c *Coordinator) newSession(conn net.Conn) *session {
+// newSession admits conn and makes its session, or returns nil and the
+// reason it was refused.
+func (c *Coordinator) newSession(conn net.Conn) (*session, string) {
+	ip := remoteIP(conn.RemoteAddr())
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if reason := c.admitLocked(ip, c.cfg.Now()); reason != "" {
+		return nil, reason
+	}
 	c.nextSID++
 	s := newSession(c, conn, c.nextSID, c.allocExtranonce1())
+	s.ip = ip
 	c.sessions[s.id] = s
-	return s
+	return s, ""
 }
 
 func (c *Coordinator) dropSession(s *session) {
 	c.mu.Lock()
 	delete(c.sessions, s.id)
 	delete(c.en1Live, s.en1)
+	if c.perIP[s.ip]--; c.perIP[s.ip] <= 0 {
+		delete(c.perIP, s.ip)
+	}
 	c.mu.Unlock()
 }
 

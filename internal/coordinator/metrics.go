@@ -13,6 +13,8 @@ type metrics struct {
 	notifyLatency prometheus.Histogram
 	shareWork     prometheus.Counter
 	shareLatency  prometheus.Histogram
+	refused       *prometheus.CounterVec
+	bans          prometheus.Counter
 }
 
 func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
@@ -39,11 +41,19 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 			Help:    "Time to validate and durably record a share, until the reply.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "powcoord_connections_refused_total",
+			Help: "Connections refused at accept, by reason (connection limits, bans).",
+		}, []string{"reason"}),
+		bans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "powcoord_bans_total",
+			Help: "Addresses banned for submitting mostly rejected shares.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency,
+	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_sessions",
 			Help: "Connected Stratum sessions.",

@@ -56,28 +56,31 @@ type session struct {
 	en1Bytes    [4]byte
 	en1Hex      string
 	remote      string
+	ip          string
 	connectedAt time.Time
 
-	mu         sync.Mutex
-	closed     bool
-	subscribed bool
-	workers    map[string]bool
-	user       string // first authorized name: payout and accounting
-	payout     []byte
-	mask       uint32
-	diff       float64 // difficulty for the next job
-	diffSent   float64 // last mining.set_difficulty sent
-	diffTgt    chainmath.Target
-	diffTgtFor float64
-	jobs       map[string]*job
-	jobOrder   []string
-	jobSeq     uint64
-	lastEpoch  *epoch
-	dups       map[dupKey]struct{}
-	vdShares   int
-	vdStart    time.Time
-	wbuf       []byte
-	scratch    []byte
+	mu          sync.Mutex
+	closed      bool
+	subscribed  bool
+	workers     map[string]bool
+	user        string // first authorized name: payout and accounting
+	payout      []byte
+	mask        uint32
+	diff        float64 // difficulty for the next job
+	diffSent    float64 // last mining.set_difficulty sent
+	diffTgt     chainmath.Target
+	diffTgtFor  float64
+	jobs        map[string]*job
+	jobOrder    []string
+	jobSeq      uint64
+	lastEpoch   *epoch
+	dups        map[dupKey]struct{}
+	vdShares    int
+	vdStart     time.Time
+	banTotal    int // shares counted towards a ban
+	banRejected int
+	wbuf        []byte
+	scratch     []byte
 }
 
 func newSession(c *Coordinator, conn net.Conn, id uint64, en1 uint32) *session {
@@ -227,6 +230,15 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 	user := p[0]
 	if user == "" {
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: "empty username"})
+		return
+	}
+	password := ""
+	if len(p) > 1 {
+		password = p[1]
+	}
+	if why := s.c.authorized(user, password); why != "" {
+		s.c.log.Info("miner not authorized", "remote", s.remote, "user", user, "reason", why)
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: why})
 		return
 	}
 	script, err := s.c.cfg.Source.PayoutScript(user)
@@ -456,6 +468,9 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 		s.c.metrics.shares.WithLabelValues(res.reason).Inc()
 		s.c.stats.rejected(s.currentUser(), res.reason)
 		s.reply(m.ID, false, res.err)
+		if banCountable(res.reason) {
+			s.countForBan(true, now)
+		}
 		return
 	}
 	if err := s.c.cfg.Store.RecordShare(ctx, *sh); err != nil {
@@ -470,12 +485,32 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 	s.c.metrics.shares.WithLabelValues("accepted").Inc()
 	s.c.metrics.shareWork.Add(sh.Difficulty)
 	s.c.metrics.shareLatency.Observe(time.Since(start).Seconds())
+	s.countForBan(false, now)
 	s.mu.Lock()
 	changed := s.retargetLocked(now, true)
 	s.mu.Unlock()
 	if changed {
 		s.sendWork(s.c.jobs.current(), true)
 	}
+}
+
+// countForBan counts a share towards the ban rule; when the session has
+// earned a ban, its address is banned and the connection closed.
+func (s *session) countForBan(rejected bool, now time.Time) {
+	s.mu.Lock()
+	banned := s.noteShareLocked(rejected)
+	total, bad := s.banTotal, s.banRejected
+	if banned {
+		s.closed = true
+	}
+	s.mu.Unlock()
+	if !banned {
+		return
+	}
+	s.c.ban(s.ip, now)
+	s.c.metrics.bans.Inc()
+	s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
+	s.conn.Close()
 }
 
 func (s *session) currentUser() string {
