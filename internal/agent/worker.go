@@ -10,7 +10,7 @@ import (
 // Chunk sizing: a thread hashes one chunk between two looks at the job
 // generation, so the chunk bounds how long a cleaned job keeps running.
 const (
-	chunkTarget = time.Millisecond // aim for about 1 ms per chunk
+	chunkTarget = 500 * time.Microsecond // aim for about 0.5 ms per chunk
 	chunkMin    = 256
 	chunkMax    = 1 << 24
 	chunkStart  = 4096
