@@ -86,7 +86,9 @@ func New(cfg Config) (*Agent, error) {
 		pools:      pools,
 		log:        cfg.Logger,
 		minBackoff: 100 * time.Millisecond,
-		maxBackoff: 10 * time.Second,
+		// Capped low so that a miner is back within 2 s of its pool
+		// returning (1.5 s + 25% jitter), however long the outage.
+		maxBackoff: 1500 * time.Millisecond,
 		changed:    make(chan struct{}),
 		shares:     make(chan share, 4096),
 		counters:   make([]counter, cfg.Threads),
