@@ -220,7 +220,7 @@ func (b *Btcd) BlockCount(ctx context.Context) (int64, error) {
 // RawBlock fetches a block (with witness) by display hash.
 func (b *Btcd) RawBlock(ctx context.Context, hash string) ([]byte, error) {
 	var hexBlock string
-	if err := b.Call(ctx, "getblock", []any{hash, false}, &hexBlock); err != nil {
+	if err := b.Call(ctx, "getblock", []any{hash, 0}, &hexBlock); err != nil {
 		return nil, err
 	}
 	return hex.DecodeString(hexBlock)
