@@ -217,7 +217,7 @@ func (a *Agent) submit(s share) {
 		return
 	}
 	if bt, err := chainmath.CompactToBig(j.nbits); err == nil && chainmath.HashToBig(h).Cmp(bt) <= 0 {
-		a.log.Info("block candidate found", "job", j.id, "hash", h.String())
+		a.log.Debug("block candidate found", "job", j.id, "hash", h.String())
 	}
 	j.sess.submit(j, s.en2, s.nonce)
 }

@@ -497,7 +497,7 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	case c.updates <- struct{}{}:
 	default:
 	}
-	c.log.Info("embedded chain accepted block", "height", tipH+1, "hash", hash.String(), "finder", finder,
+	c.log.Debug("embedded chain accepted block", "height", tipH+1, "hash", hash.String(), "finder", finder,
 		"next_bits", fmt.Sprintf("%08x", next))
 	return nil
 }
