@@ -1,0 +1,240 @@
+// Package crashtest kills a real powcoord coordinator process with
+// SIGKILL at random moments while miners are submitting shares, and checks
+// that what it acknowledged survived: the stored chain re-validates from
+// its bytes and every share a miner was told "true" for is in the ledger.
+package crashtest
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/loadtest"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
+)
+
+// buildPowcoord builds the powcoord binary into a temporary directory.
+func buildPowcoord(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "powcoord")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/powcoord/powcoord/cmd/powcoord")
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback address that was free a moment ago; the
+// coordinator is restarted on the same address each time.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+type coordProc struct {
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+}
+
+func startCoord(t *testing.T, bin, addr, dir string) *coordProc {
+	t.Helper()
+	p := &coordProc{}
+	p.cmd = exec.Command(bin, "coordinator", "--stratum", addr, "--http", "", "--data", dir,
+		"--share-difficulty", "2e-5", "--block-difficulty", "2e-3", "--block-time", "1s",
+		"--shares-per-minute", "0", "--log-level", "warn")
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Poll until it accepts connections.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+			t.Fatalf("coordinator did not listen on %s: %v\n%s", addr, err, p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+}
+
+func (p *coordProc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+}
+
+// ledger collects every share a pool answered true.
+type ledger struct {
+	mu       sync.Mutex
+	accepted []loadtest.Share
+	firstOK  chan struct{} // closed at the first acceptance after reset
+}
+
+func (l *ledger) add(sh loadtest.Share) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.accepted = append(l.accepted, sh)
+	if l.firstOK != nil {
+		close(l.firstOK)
+		l.firstOK = nil
+	}
+}
+
+func (l *ledger) armFirst() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.firstOK = make(chan struct{})
+	return l.firstOK
+}
+
+// mine keeps one miner connected to addr, reconnecting whenever the pool
+// goes away, and submits shares at about rate per second until ctx ends.
+func mine(ctx context.Context, addr, user string, rate int, l *ledger) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		m, err := loadtest.Dial(ctx, addr, "", user)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-tick.C: // retry pacing
+			}
+			continue
+		}
+		m.OnAccepted = l.add
+		runDone := make(chan struct{})
+		go func() {
+			defer close(runDone)
+			m.Run(ctx)
+		}()
+		if m.WaitWork(ctx) == nil {
+		loop:
+			for {
+				select {
+				case <-ctx.Done():
+					break loop
+				case <-runDone:
+					break loop
+				case <-tick.C:
+				}
+				sh, ok := m.Solve(false, 1<<22)
+				if !ok {
+					continue
+				}
+				if m.Submit(sh) != nil {
+					break
+				}
+			}
+		}
+		m.Close()
+		<-runDone
+	}
+}
+
+func TestSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the powcoord binary")
+	}
+	bin := buildPowcoord(t)
+	dir := t.TempDir()
+	addr := freePort(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var l ledger
+	var wg sync.WaitGroup
+	p := startCoord(t, bin, addr, dir)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine(ctx, addr, "miner"+strconv.Itoa(i), 40, &l)
+		}()
+	}
+	const kills = 5
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	for k := range kills {
+		// Wait for shares to flow, then a random extra moment.
+		first := l.armFirst()
+		select {
+		case <-first:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: no share accepted within 30 s\n%s", k, p.stderr.String())
+		}
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond) // the random kill moment
+		p.kill(t)
+		if k < kills-1 {
+			p = startCoord(t, bin, addr, dir)
+		}
+	}
+	cancel()
+	wg.Wait()
+
+	st, err := store.Open(filepath.Join(dir, "powcoord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bg := context.Background()
+	blocks, err := st.Blocks(bg, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := simchain.ValidateChain(blocks, simchain.Config{BlockTime: time.Second}); err != nil {
+		t.Fatalf("chain of %d blocks does not re-validate: %v", len(blocks), err)
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("chain has %d blocks: nothing was mined", len(blocks))
+	}
+	stored, err := st.Shares(bg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inLedger := make(map[chainmath.Hash]bool, len(stored))
+	for _, sh := range stored {
+		inLedger[sh.Hash] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	missing := 0
+	for _, sh := range l.accepted {
+		if !inLedger[sh.Hash] {
+			missing++
+			if missing <= 5 {
+				t.Errorf("share %s (worker %s, job %s, en1 %s en2 %s nonce %08x) was answered true but is not in the ledger",
+					sh.Hash, sh.Worker, sh.JobID, sh.Extranonce1, sh.Extranonce2, sh.Nonce)
+			}
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged shares missing from the ledger", missing, len(l.accepted))
+	}
+	if len(l.accepted) < kills {
+		t.Fatalf("only %d shares acknowledged over %d rounds", len(l.accepted), kills)
+	}
+	t.Logf("%d kills; %d blocks re-validated; %d acknowledged shares all in the ledger of %d", kills, len(blocks), len(l.accepted), len(stored))
+}

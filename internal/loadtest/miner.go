@@ -1,0 +1,346 @@
+// Package loadtest drives a Stratum V1 coordinator with many real
+// sessions from one process: each session subscribes, authorizes, mines
+// valid shares at a set rate on the jobs it is sent, and notes when new
+// work arrives. It also serves tests that need a raw miner which reports
+// exactly which shares the pool answered true.
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// Share is a share a Miner submitted.
+type Share struct {
+	Worker      string
+	Extranonce1 string // hex
+	JobID       string
+	Extranonce2 string // hex
+	NTime       uint32
+	Nonce       uint32
+	Hash        chainmath.Hash
+	Block       bool // it meets the job's block target
+}
+
+// work is a parsed job, ready to hash.
+type work struct {
+	n        *stratum.Notify
+	prev     chainmath.Hash
+	coinb1   []byte
+	coinb2   []byte
+	branch   []chainmath.Hash
+	version  uint32
+	nbits    uint32
+	ntime    uint32
+	blockTgt chainmath.Target
+	received time.Time
+}
+
+func parseWork(n *stratum.Notify, at time.Time) (*work, error) {
+	w := &work{n: n, received: at}
+	var err error
+	if w.prev, err = chainmath.ParseStratumPrevHash(n.PrevHash); err != nil {
+		return nil, err
+	}
+	if w.coinb1, err = hex.DecodeString(n.Coinb1); err != nil {
+		return nil, fmt.Errorf("coinb1 %q: %w", n.Coinb1, err)
+	}
+	if w.coinb2, err = hex.DecodeString(n.Coinb2); err != nil {
+		return nil, fmt.Errorf("coinb2 %q: %w", n.Coinb2, err)
+	}
+	for _, b := range n.Branch {
+		var h chainmath.Hash
+		if _, err := hex.Decode(h[:], []byte(b)); err != nil || len(b) != 64 {
+			return nil, fmt.Errorf("merkle branch entry %q: not 32 bytes of hex", b)
+		}
+		w.branch = append(w.branch, h)
+	}
+	if w.version, err = stratum.ParseHex32("version", n.Version); err != nil {
+		return nil, err
+	}
+	if w.nbits, err = stratum.ParseHex32("nbits", n.NBits); err != nil {
+		return nil, err
+	}
+	if w.ntime, err = stratum.ParseHex32("ntime", n.NTime); err != nil {
+		return nil, err
+	}
+	bt, err := chainmath.CompactToBig(w.nbits)
+	if err != nil {
+		return nil, err
+	}
+	w.blockTgt = chainmath.TargetFromBig(bt)
+	return w, nil
+}
+
+// Miner is one raw Stratum session.
+type Miner struct {
+	// User is the username it authorizes as.
+	User string
+	// OnAccepted, if set, is called (from the reader) for every share the
+	// pool answered true.
+	OnAccepted func(Share)
+	// OnWork, if set, is called (from the reader) when a mining.notify
+	// arrives, with its arrival time.
+	OnWork func(n *stratum.Notify, at time.Time)
+
+	conn    net.Conn
+	r       *bufio.Reader
+	en1     []byte
+	en1Hex  string
+	en2Size int
+
+	mu      sync.Mutex
+	wmu     sync.Mutex // serializes writes
+	cur     *work
+	diff    float64
+	tgt     chainmath.Target
+	nextID  int
+	pending []pendingShare // submits awaiting their response, in order
+	en2     uint64
+	workCh  chan struct{} // signalled when the first work arrives
+	hasWork bool
+
+	accepted, rejected int
+}
+
+type pendingShare struct {
+	id int
+	sh Share
+}
+
+// Dial connects a Miner to addr from the local IP src ("" for any),
+// subscribes and authorizes, and starts its reader. It returns when the
+// handshake is answered.
+func Dial(ctx context.Context, addr, src, user string) (*Miner, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m := &Miner{User: user, conn: conn, r: bufio.NewReaderSize(conn, 1024), diff: 1, workCh: make(chan struct{})}
+	if err := m.handshake(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// handshake sends subscribe and authorize and reads the subscribe reply.
+func (m *Miner) handshake() error {
+	m.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer m.conn.SetDeadline(time.Time{})
+	buf, _ := stratum.AppendRequest(nil, 1, "mining.subscribe", []string{"powcoord-loadtest/1"})
+	buf, _ = stratum.AppendRequest(buf, 2, "mining.authorize", []string{m.User, "x"})
+	if _, err := m.conn.Write(buf); err != nil {
+		return fmt.Errorf("sending the handshake: %w", err)
+	}
+	for got := 0; got < 2; {
+		msg, err := m.readMsg()
+		if err != nil {
+			return fmt.Errorf("reading the handshake: %w", err)
+		}
+		if msg.Method != "" {
+			if err := m.handleNote(msg, time.Now()); err != nil {
+				return err
+			}
+			continue
+		}
+		got++
+		if e := msg.ResponseError(); e != nil {
+			return fmt.Errorf("handshake refused: %w", e)
+		}
+		if string(msg.ID) == "1" {
+			var res []json.RawMessage
+			if err := json.Unmarshal(msg.Result, &res); err != nil || len(res) != 3 {
+				return fmt.Errorf("subscribe result %s", msg.Result)
+			}
+			json.Unmarshal(res[1], &m.en1Hex)
+			json.Unmarshal(res[2], &m.en2Size)
+			if m.en1, err = hex.DecodeString(m.en1Hex); err != nil || m.en2Size < 4 || m.en2Size > 8 {
+				return fmt.Errorf("subscribe result %s: bad extranonce", msg.Result)
+			}
+		} else if string(msg.Result) != "true" {
+			return fmt.Errorf("authorize %q answered %s", m.User, msg.Result)
+		}
+	}
+	m.nextID = 3
+	return nil
+}
+
+func (m *Miner) readMsg() (*stratum.Message, error) {
+	line, err := m.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		rest, err2 := m.r.ReadBytes('\n')
+		line, err = append(append([]byte(nil), line...), rest...), err2
+	}
+	if err != nil {
+		return nil, err
+	}
+	return stratum.Parse(line)
+}
+
+func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
+	switch msg.Method {
+	case "mining.set_difficulty":
+		var p []float64
+		if err := json.Unmarshal(msg.Params, &p); err != nil || len(p) < 1 {
+			return fmt.Errorf("set_difficulty %s", msg.Params)
+		}
+		tgt, err := chainmath.TargetForDifficulty(p[0])
+		if err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.diff, m.tgt = p[0], tgt
+		m.mu.Unlock()
+	case "mining.notify":
+		n, err := stratum.ParseNotify(msg.Params)
+		if err != nil {
+			return err
+		}
+		w, err := parseWork(n, at)
+		if err != nil {
+			return err
+		}
+		m.mu.Lock()
+		if m.tgt == (chainmath.Target{}) {
+			m.tgt, _ = chainmath.TargetForDifficulty(m.diff)
+		}
+		m.cur = w
+		first := !m.hasWork
+		m.hasWork = true
+		m.mu.Unlock()
+		if first {
+			close(m.workCh)
+		}
+		if m.OnWork != nil {
+			m.OnWork(n, at)
+		}
+	}
+	return nil
+}
+
+// Run reads from the pool until the connection ends or ctx is done; it
+// answers nothing (a Miner only submits). It returns the read error.
+func (m *Miner) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
+	defer stop()
+	for {
+		msg, err := m.readMsg()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		if msg.Method != "" {
+			if err := m.handleNote(msg, now); err != nil {
+				return err
+			}
+			continue
+		}
+		m.mu.Lock()
+		if len(m.pending) == 0 {
+			m.mu.Unlock()
+			continue
+		}
+		p := m.pending[0]
+		m.pending = m.pending[1:]
+		ok := string(msg.Result) == "true"
+		if ok {
+			m.accepted++
+		} else {
+			m.rejected++
+		}
+		m.mu.Unlock()
+		if ok && m.OnAccepted != nil {
+			m.OnAccepted(p.sh)
+		}
+	}
+}
+
+// WaitWork blocks until the first job arrived or ctx ends.
+func (m *Miner) WaitWork(ctx context.Context) error {
+	select {
+	case <-m.workCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Counts returns how many submitted shares were accepted and rejected.
+func (m *Miner) Counts() (accepted, rejected int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.accepted, m.rejected
+}
+
+// Extranonce1 returns the session's extranonce1 in hex.
+func (m *Miner) Extranonce1() string { return m.en1Hex }
+
+// Close closes the connection.
+func (m *Miner) Close() error { return m.conn.Close() }
+
+// Solve finds a share on the current job: one meeting the share target,
+// or with block set one meeting the block target. It tries at most
+// maxHashes nonces and reports false when none did.
+func (m *Miner) Solve(block bool, maxHashes int) (Share, bool) {
+	m.mu.Lock()
+	w, tgt := m.cur, m.tgt
+	m.en2++
+	en2v := m.en2
+	m.mu.Unlock()
+	if w == nil {
+		return Share{}, false
+	}
+	if block {
+		tgt = w.blockTgt
+	}
+	var full [8]byte
+	binary.BigEndian.PutUint64(full[:], en2v)
+	en2 := full[8-m.en2Size:] // the low bytes of the counter
+	cb := make([]byte, 0, len(w.coinb1)+len(m.en1)+len(en2)+len(w.coinb2))
+	cb = append(append(append(append(cb, w.coinb1...), m.en1...), en2...), w.coinb2...)
+	h := chainmath.Header{Version: w.version, PrevBlock: w.prev, MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), w.branch), Time: w.ntime, Bits: w.nbits}
+	hdr := h.Bytes()
+	for nonce := 0; nonce < maxHashes; nonce++ {
+		binary.LittleEndian.PutUint32(hdr[76:], uint32(nonce))
+		hash := chainmath.DoubleSHA256(hdr[:])
+		if tgt.Meets(&hash) {
+			return Share{Worker: m.User, Extranonce1: m.en1Hex, JobID: w.n.JobID, Extranonce2: hex.EncodeToString(en2),
+				NTime: w.ntime, Nonce: uint32(nonce), Hash: hash, Block: w.blockTgt.Meets(&hash)}, true
+		}
+	}
+	return Share{}, false
+}
+
+// Submit sends sh; its answer is counted by Run.
+func (m *Miner) Submit(sh Share) error {
+	m.mu.Lock()
+	id := m.nextID
+	m.nextID++
+	m.pending = append(m.pending, pendingShare{id: id, sh: sh})
+	m.mu.Unlock()
+	buf, _ := stratum.AppendRequest(nil, id, "mining.submit", []string{sh.Worker, sh.JobID, sh.Extranonce2, stratum.Hex32(sh.NTime), stratum.Hex32(sh.Nonce)})
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := m.conn.Write(buf)
+	return err
+}
