@@ -437,7 +437,7 @@ func TestNewErrors(t *testing.T) {
 		{"wrong password", node.Config{URLs: []string{b.URL}, User: b.User, Pass: "nope", Network: "regtest"}, "wrong RPC user/password"},
 		{"wrong network", node.Config{URLs: []string{b.URL}, User: b.User, Pass: b.Pass, Network: "signet"}, `is on "regtest", not on --network signet`},
 		{"unknown network", node.Config{URLs: []string{b.URL}, Network: "moonnet"}, `network "moonnet": unknown`},
-		{"mainnet address", node.Config{URLs: []string{b.URL}, User: b.User, Pass: b.Pass, Network: "regtest", PayoutAddress: "bc1qw508d6qejxtdg4c5r3zarvary0c5xw7kv8f3t4"}, "bc1qw508d6qejxtdg4c5r3zarvary0c5xw7kv8f3t4"},
+		{"mainnet address", node.Config{URLs: []string{b.URL}, User: b.User, Pass: b.Pass, Network: "regtest", PayoutAddress: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"}, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"},
 		{"no URL", node.Config{Network: "regtest"}, "no node URL"},
 	}
 	for _, c := range cases {
