@@ -42,6 +42,12 @@ func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32)
 func avx512x16(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
+func avx512x16NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
+//go:noescape
+func avx512x16NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
+//go:noescape
 func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 // Generated functions a laneKernel can run.
@@ -54,6 +60,8 @@ const (
 	idSHANI4NoEarly
 	idAVX2
 	idAVX512
+	idAVX512NoPre
+	idAVX512NoEarly
 )
 
 // run calls the kernel's generated function directly (not through a func
@@ -76,6 +84,10 @@ func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7
 		return avx2x8(c, nonce, batches, top, h7)
 	case idAVX512:
 		return avx512x16(c, nonce, batches, top, h7)
+	case idAVX512NoPre:
+		return avx512x16NoPre(c, nonce, batches, top, h7)
+	case idAVX512NoEarly:
+		return avx512x16NoEarly(c, nonce, batches, top, h7)
 	}
 	panic("hasher: bad kernel id")
 }

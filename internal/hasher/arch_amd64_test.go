@@ -5,6 +5,8 @@ package hasher
 import (
 	"math/rand/v2"
 	"testing"
+
+	"golang.org/x/sys/cpu"
 )
 
 // variants are the generated amd64 functions that no kernel name selects
@@ -21,13 +23,20 @@ func variants() []Kernel {
 			&laneKernel{name: "sha-ni-4-no-early-exit", lanes: 4, id: idSHANI4NoEarly},
 		)
 	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
+		ks = append(ks,
+			&laneKernel{name: "avx512", lanes: 16, id: idAVX512},
+			&laneKernel{name: "avx512-no-precompute", lanes: 16, id: idAVX512NoPre},
+			&laneKernel{name: "avx512-no-early-exit", lanes: 16, id: idAVX512NoEarly},
+		)
+	}
 	return ks
 }
 
 func TestVariantsAgreeWithReference(t *testing.T) {
 	vs := variants()
 	if len(vs) == 0 {
-		t.Skip("this CPU has no SHA-NI")
+		t.Skip("this CPU has neither SHA-NI nor AVX-512")
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, k := range vs {

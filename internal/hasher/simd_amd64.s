@@ -2048,6 +2048,2746 @@ DATA avx512x16Data<>+5432(SB)/4, $0x00400022
 DATA avx512x16Data<>+5436(SB)/4, $0x00400022
 GLOBL avx512x16Data<>(SB), RODATA|NOPTR, $5440
 
+DATA avx512x16NoPreData<>+0(SB)/4, $0x00000000
+DATA avx512x16NoPreData<>+4(SB)/4, $0x00000001
+DATA avx512x16NoPreData<>+8(SB)/4, $0x00000002
+DATA avx512x16NoPreData<>+12(SB)/4, $0x00000003
+DATA avx512x16NoPreData<>+16(SB)/4, $0x00000004
+DATA avx512x16NoPreData<>+20(SB)/4, $0x00000005
+DATA avx512x16NoPreData<>+24(SB)/4, $0x00000006
+DATA avx512x16NoPreData<>+28(SB)/4, $0x00000007
+DATA avx512x16NoPreData<>+32(SB)/4, $0x00000008
+DATA avx512x16NoPreData<>+36(SB)/4, $0x00000009
+DATA avx512x16NoPreData<>+40(SB)/4, $0x0000000a
+DATA avx512x16NoPreData<>+44(SB)/4, $0x0000000b
+DATA avx512x16NoPreData<>+48(SB)/4, $0x0000000c
+DATA avx512x16NoPreData<>+52(SB)/4, $0x0000000d
+DATA avx512x16NoPreData<>+56(SB)/4, $0x0000000e
+DATA avx512x16NoPreData<>+60(SB)/4, $0x0000000f
+DATA avx512x16NoPreData<>+64(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+68(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+72(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+76(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+80(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+84(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+88(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+92(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+96(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+100(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+104(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+108(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+112(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+116(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+120(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+124(SB)/4, $0x00000010
+DATA avx512x16NoPreData<>+128(SB)/4, $0x00010203
+DATA avx512x16NoPreData<>+132(SB)/4, $0x04050607
+DATA avx512x16NoPreData<>+136(SB)/4, $0x08090a0b
+DATA avx512x16NoPreData<>+140(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoPreData<>+144(SB)/4, $0x00010203
+DATA avx512x16NoPreData<>+148(SB)/4, $0x04050607
+DATA avx512x16NoPreData<>+152(SB)/4, $0x08090a0b
+DATA avx512x16NoPreData<>+156(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoPreData<>+160(SB)/4, $0x00010203
+DATA avx512x16NoPreData<>+164(SB)/4, $0x04050607
+DATA avx512x16NoPreData<>+168(SB)/4, $0x08090a0b
+DATA avx512x16NoPreData<>+172(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoPreData<>+176(SB)/4, $0x00010203
+DATA avx512x16NoPreData<>+180(SB)/4, $0x04050607
+DATA avx512x16NoPreData<>+184(SB)/4, $0x08090a0b
+DATA avx512x16NoPreData<>+188(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoPreData<>+192(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+196(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+200(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+204(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+208(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+212(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+216(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+220(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+224(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+228(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+232(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+236(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+240(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+244(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+248(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+252(SB)/4, $0x428a2f98
+DATA avx512x16NoPreData<>+256(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+260(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+264(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+268(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+272(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+276(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+280(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+284(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+288(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+292(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+296(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+300(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+304(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+308(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+312(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+316(SB)/4, $0x71374491
+DATA avx512x16NoPreData<>+320(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+324(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+328(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+332(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+336(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+340(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+344(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+348(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+352(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+356(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+360(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+364(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+368(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+372(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+376(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+380(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoPreData<>+384(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+388(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+392(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+396(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+400(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+404(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+408(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+412(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+416(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+420(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+424(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+428(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+432(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+436(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+440(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+444(SB)/4, $0xe9b5dba5
+DATA avx512x16NoPreData<>+448(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+452(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+456(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+460(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+464(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+468(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+472(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+476(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+480(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+484(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+488(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+492(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+496(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+500(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+504(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+508(SB)/4, $0xb956c25b
+DATA avx512x16NoPreData<>+512(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+516(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+520(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+524(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+528(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+532(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+536(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+540(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+544(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+548(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+552(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+556(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+560(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+564(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+568(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+572(SB)/4, $0x59f111f1
+DATA avx512x16NoPreData<>+576(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+580(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+584(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+588(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+592(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+596(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+600(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+604(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+608(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+612(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+616(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+620(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+624(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+628(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+632(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+636(SB)/4, $0x923f82a4
+DATA avx512x16NoPreData<>+640(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+644(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+648(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+652(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+656(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+660(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+664(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+668(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+672(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+676(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+680(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+684(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+688(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+692(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+696(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+700(SB)/4, $0xab1c5ed5
+DATA avx512x16NoPreData<>+704(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+708(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+712(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+716(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+720(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+724(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+728(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+732(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+736(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+740(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+744(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+748(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+752(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+756(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+760(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+764(SB)/4, $0xd807aa98
+DATA avx512x16NoPreData<>+768(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+772(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+776(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+780(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+784(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+788(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+792(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+796(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+800(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+804(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+808(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+812(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+816(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+820(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+824(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+828(SB)/4, $0x12835b01
+DATA avx512x16NoPreData<>+832(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+836(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+840(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+844(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+848(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+852(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+856(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+860(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+864(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+868(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+872(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+876(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+880(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+884(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+888(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+892(SB)/4, $0x243185be
+DATA avx512x16NoPreData<>+896(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+900(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+904(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+908(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+912(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+916(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+920(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+924(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+928(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+932(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+936(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+940(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+944(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+948(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+952(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+956(SB)/4, $0x550c7dc3
+DATA avx512x16NoPreData<>+960(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+964(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+968(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+972(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+976(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+980(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+984(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+988(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+992(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+996(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1000(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1004(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1008(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1012(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1016(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1020(SB)/4, $0x72be5d74
+DATA avx512x16NoPreData<>+1024(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1028(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1032(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1036(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1040(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1044(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1048(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1052(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1056(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1060(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1064(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1068(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1072(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1076(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1080(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1084(SB)/4, $0x80deb1fe
+DATA avx512x16NoPreData<>+1088(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1092(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1096(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1100(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1104(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1108(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1112(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1116(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1120(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1124(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1128(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1132(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1136(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1140(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1144(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1148(SB)/4, $0x9bdc06a7
+DATA avx512x16NoPreData<>+1152(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1156(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1160(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1164(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1168(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1172(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1176(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1180(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1184(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1188(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1192(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1196(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1200(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1204(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1208(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1212(SB)/4, $0xc19bf3f4
+DATA avx512x16NoPreData<>+1216(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1220(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1224(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1228(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1232(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1236(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1240(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1244(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1248(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1252(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1256(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1260(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1264(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1268(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1272(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1276(SB)/4, $0xe49b69c1
+DATA avx512x16NoPreData<>+1280(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1284(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1288(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1292(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1296(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1300(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1304(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1308(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1312(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1316(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1320(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1324(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1328(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1332(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1336(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1340(SB)/4, $0x01100000
+DATA avx512x16NoPreData<>+1344(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1348(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1352(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1356(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1360(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1364(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1368(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1372(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1376(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1380(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1384(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1388(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1392(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1396(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1400(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1404(SB)/4, $0xefbe4786
+DATA avx512x16NoPreData<>+1408(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1412(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1416(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1420(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1424(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1428(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1432(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1436(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1440(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1444(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1448(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1452(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1456(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1460(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1464(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1468(SB)/4, $0x0fc19dc6
+DATA avx512x16NoPreData<>+1472(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1476(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1480(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1484(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1488(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1492(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1496(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1500(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1504(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1508(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1512(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1516(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1520(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1524(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1528(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1532(SB)/4, $0x11002000
+DATA avx512x16NoPreData<>+1536(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1540(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1544(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1548(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1552(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1556(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1560(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1564(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1568(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1572(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1576(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1580(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1584(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1588(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1592(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1596(SB)/4, $0x240ca1cc
+DATA avx512x16NoPreData<>+1600(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1604(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1608(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1612(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1616(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1620(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1624(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1628(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1632(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1636(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1640(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1644(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1648(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1652(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1656(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1660(SB)/4, $0x80000000
+DATA avx512x16NoPreData<>+1664(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1668(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1672(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1676(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1680(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1684(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1688(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1692(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1696(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1700(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1704(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1708(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1712(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1716(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1720(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1724(SB)/4, $0x2de92c6f
+DATA avx512x16NoPreData<>+1728(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1732(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1736(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1740(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1744(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1748(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1752(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1756(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1760(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1764(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1768(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1772(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1776(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1780(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1784(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1788(SB)/4, $0x4a7484aa
+DATA avx512x16NoPreData<>+1792(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1796(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1800(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1804(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1808(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1812(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1816(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1820(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1824(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1828(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1832(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1836(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1840(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1844(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1848(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1852(SB)/4, $0x00000280
+DATA avx512x16NoPreData<>+1856(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1860(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1864(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1868(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1872(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1876(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1880(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1884(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1888(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1892(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1896(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1900(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1904(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1908(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1912(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1916(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoPreData<>+1920(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1924(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1928(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1932(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1936(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1940(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1944(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1948(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1952(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1956(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1960(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1964(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1968(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1972(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1976(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1980(SB)/4, $0x76f988da
+DATA avx512x16NoPreData<>+1984(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+1988(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+1992(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+1996(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2000(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2004(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2008(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2012(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2016(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2020(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2024(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2028(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2032(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2036(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2040(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2044(SB)/4, $0x983e5152
+DATA avx512x16NoPreData<>+2048(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2052(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2056(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2060(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2064(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2068(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2072(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2076(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2080(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2084(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2088(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2092(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2096(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2100(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2104(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2108(SB)/4, $0xa831c66d
+DATA avx512x16NoPreData<>+2112(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2116(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2120(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2124(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2128(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2132(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2136(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2140(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2144(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2148(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2152(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2156(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2160(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2164(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2168(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2172(SB)/4, $0xb00327c8
+DATA avx512x16NoPreData<>+2176(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2180(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2184(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2188(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2192(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2196(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2200(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2204(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2208(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2212(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2216(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2220(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2224(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2228(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2232(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2236(SB)/4, $0xbf597fc7
+DATA avx512x16NoPreData<>+2240(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2244(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2248(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2252(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2256(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2260(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2264(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2268(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2272(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2276(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2280(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2284(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2288(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2292(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2296(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2300(SB)/4, $0xc6e00bf3
+DATA avx512x16NoPreData<>+2304(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2308(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2312(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2316(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2320(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2324(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2328(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2332(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2336(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2340(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2344(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2348(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2352(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2356(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2360(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2364(SB)/4, $0xd5a79147
+DATA avx512x16NoPreData<>+2368(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2372(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2376(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2380(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2384(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2388(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2392(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2396(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2400(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2404(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2408(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2412(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2416(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2420(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2424(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2428(SB)/4, $0x00a00055
+DATA avx512x16NoPreData<>+2432(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2436(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2440(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2444(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2448(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2452(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2456(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2460(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2464(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2468(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2472(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2476(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2480(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2484(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2488(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2492(SB)/4, $0x06ca6351
+DATA avx512x16NoPreData<>+2496(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2500(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2504(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2508(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2512(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2516(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2520(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2524(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2528(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2532(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2536(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2540(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2544(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2548(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2552(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2556(SB)/4, $0x14292967
+DATA avx512x16NoPreData<>+2560(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2564(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2568(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2572(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2576(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2580(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2584(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2588(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2592(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2596(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2600(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2604(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2608(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2612(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2616(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2620(SB)/4, $0x27b70a85
+DATA avx512x16NoPreData<>+2624(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2628(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2632(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2636(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2640(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2644(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2648(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2652(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2656(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2660(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2664(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2668(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2672(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2676(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2680(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2684(SB)/4, $0x2e1b2138
+DATA avx512x16NoPreData<>+2688(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2692(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2696(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2700(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2704(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2708(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2712(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2716(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2720(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2724(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2728(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2732(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2736(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2740(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2744(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2748(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoPreData<>+2752(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2756(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2760(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2764(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2768(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2772(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2776(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2780(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2784(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2788(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2792(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2796(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2800(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2804(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2808(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2812(SB)/4, $0x53380d13
+DATA avx512x16NoPreData<>+2816(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2820(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2824(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2828(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2832(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2836(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2840(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2844(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2848(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2852(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2856(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2860(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2864(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2868(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2872(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2876(SB)/4, $0x650a7354
+DATA avx512x16NoPreData<>+2880(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2884(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2888(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2892(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2896(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2900(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2904(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2908(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2912(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2916(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2920(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2924(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2928(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2932(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2936(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2940(SB)/4, $0x766a0abb
+DATA avx512x16NoPreData<>+2944(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2948(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2952(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2956(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2960(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2964(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2968(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2972(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2976(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2980(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2984(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2988(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2992(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+2996(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+3000(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+3004(SB)/4, $0x81c2c92e
+DATA avx512x16NoPreData<>+3008(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3012(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3016(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3020(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3024(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3028(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3032(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3036(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3040(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3044(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3048(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3052(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3056(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3060(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3064(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3068(SB)/4, $0x92722c85
+DATA avx512x16NoPreData<>+3072(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3076(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3080(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3084(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3088(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3092(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3096(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3100(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3104(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3108(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3112(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3116(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3120(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3124(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3128(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3132(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoPreData<>+3136(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3140(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3144(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3148(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3152(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3156(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3160(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3164(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3168(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3172(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3176(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3180(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3184(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3188(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3192(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3196(SB)/4, $0xa81a664b
+DATA avx512x16NoPreData<>+3200(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3204(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3208(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3212(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3216(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3220(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3224(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3228(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3232(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3236(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3240(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3244(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3248(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3252(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3256(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3260(SB)/4, $0xc24b8b70
+DATA avx512x16NoPreData<>+3264(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3268(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3272(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3276(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3280(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3284(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3288(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3292(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3296(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3300(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3304(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3308(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3312(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3316(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3320(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3324(SB)/4, $0xc76c51a3
+DATA avx512x16NoPreData<>+3328(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3332(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3336(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3340(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3344(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3348(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3352(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3356(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3360(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3364(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3368(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3372(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3376(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3380(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3384(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3388(SB)/4, $0xd192e819
+DATA avx512x16NoPreData<>+3392(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3396(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3400(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3404(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3408(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3412(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3416(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3420(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3424(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3428(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3432(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3436(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3440(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3444(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3448(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3452(SB)/4, $0xd6990624
+DATA avx512x16NoPreData<>+3456(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3460(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3464(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3468(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3472(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3476(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3480(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3484(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3488(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3492(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3496(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3500(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3504(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3508(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3512(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3516(SB)/4, $0xf40e3585
+DATA avx512x16NoPreData<>+3520(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3524(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3528(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3532(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3536(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3540(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3544(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3548(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3552(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3556(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3560(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3564(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3568(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3572(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3576(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3580(SB)/4, $0x106aa070
+DATA avx512x16NoPreData<>+3584(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3588(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3592(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3596(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3600(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3604(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3608(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3612(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3616(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3620(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3624(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3628(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3632(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3636(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3640(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3644(SB)/4, $0x19a4c116
+DATA avx512x16NoPreData<>+3648(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3652(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3656(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3660(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3664(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3668(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3672(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3676(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3680(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3684(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3688(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3692(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3696(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3700(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3704(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3708(SB)/4, $0x1e376c08
+DATA avx512x16NoPreData<>+3712(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3716(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3720(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3724(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3728(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3732(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3736(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3740(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3744(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3748(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3752(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3756(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3760(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3764(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3768(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3772(SB)/4, $0x2748774c
+DATA avx512x16NoPreData<>+3776(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3780(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3784(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3788(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3792(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3796(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3800(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3804(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3808(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3812(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3816(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3820(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3824(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3828(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3832(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3836(SB)/4, $0x34b0bcb5
+DATA avx512x16NoPreData<>+3840(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3844(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3848(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3852(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3856(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3860(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3864(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3868(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3872(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3876(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3880(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3884(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3888(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3892(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3896(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3900(SB)/4, $0x391c0cb3
+DATA avx512x16NoPreData<>+3904(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3908(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3912(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3916(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3920(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3924(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3928(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3932(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3936(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3940(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3944(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3948(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3952(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3956(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3960(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3964(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoPreData<>+3968(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3972(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3976(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3980(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3984(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3988(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3992(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+3996(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4000(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4004(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4008(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4012(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4016(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4020(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4024(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4028(SB)/4, $0x5b9cca4f
+DATA avx512x16NoPreData<>+4032(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4036(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4040(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4044(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4048(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4052(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4056(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4060(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4064(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4068(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4072(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4076(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4080(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4084(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4088(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4092(SB)/4, $0x682e6ff3
+DATA avx512x16NoPreData<>+4096(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4100(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4104(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4108(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4112(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4116(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4120(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4124(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4128(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4132(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4136(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4140(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4144(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4148(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4152(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4156(SB)/4, $0x748f82ee
+DATA avx512x16NoPreData<>+4160(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4164(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4168(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4172(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4176(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4180(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4184(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4188(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4192(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4196(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4200(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4204(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4208(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4212(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4216(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4220(SB)/4, $0x78a5636f
+DATA avx512x16NoPreData<>+4224(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4228(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4232(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4236(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4240(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4244(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4248(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4252(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4256(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4260(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4264(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4268(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4272(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4276(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4280(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4284(SB)/4, $0x84c87814
+DATA avx512x16NoPreData<>+4288(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4292(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4296(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4300(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4304(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4308(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4312(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4316(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4320(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4324(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4328(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4332(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4336(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4340(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4344(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4348(SB)/4, $0x8cc70208
+DATA avx512x16NoPreData<>+4352(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4356(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4360(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4364(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4368(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4372(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4376(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4380(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4384(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4388(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4392(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4396(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4400(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4404(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4408(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4412(SB)/4, $0x90befffa
+DATA avx512x16NoPreData<>+4416(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4420(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4424(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4428(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4432(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4436(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4440(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4444(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4448(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4452(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4456(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4460(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4464(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4468(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4472(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4476(SB)/4, $0xa4506ceb
+DATA avx512x16NoPreData<>+4480(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4484(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4488(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4492(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4496(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4500(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4504(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4508(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4512(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4516(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4520(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4524(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4528(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4532(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4536(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4540(SB)/4, $0xbef9a3f7
+DATA avx512x16NoPreData<>+4544(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4548(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4552(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4556(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4560(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4564(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4568(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4572(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4576(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4580(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4584(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4588(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4592(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4596(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4600(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4604(SB)/4, $0xc67178f2
+DATA avx512x16NoPreData<>+4608(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4612(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4616(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4620(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4624(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4628(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4632(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4636(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4640(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4644(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4648(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4652(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4656(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4660(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4664(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4668(SB)/4, $0x6a09e667
+DATA avx512x16NoPreData<>+4672(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4676(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4680(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4684(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4688(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4692(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4696(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4700(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4704(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4708(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4712(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4716(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4720(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4724(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4728(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4732(SB)/4, $0xbb67ae85
+DATA avx512x16NoPreData<>+4736(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4740(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4744(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4748(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4752(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4756(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4760(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4764(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4768(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4772(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4776(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4780(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4784(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4788(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4792(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4796(SB)/4, $0x3c6ef372
+DATA avx512x16NoPreData<>+4800(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4804(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4808(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4812(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4816(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4820(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4824(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4828(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4832(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4836(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4840(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4844(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4848(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4852(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4856(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4860(SB)/4, $0xa54ff53a
+DATA avx512x16NoPreData<>+4864(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4868(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4872(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4876(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4880(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4884(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4888(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4892(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4896(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4900(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4904(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4908(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4912(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4916(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4920(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4924(SB)/4, $0x510e527f
+DATA avx512x16NoPreData<>+4928(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4932(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4936(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4940(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4944(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4948(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4952(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4956(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4960(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4964(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4968(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4972(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4976(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4980(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4984(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4988(SB)/4, $0x9b05688c
+DATA avx512x16NoPreData<>+4992(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+4996(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5000(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5004(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5008(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5012(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5016(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5020(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5024(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5028(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5032(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5036(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5040(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5044(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5048(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5052(SB)/4, $0x1f83d9ab
+DATA avx512x16NoPreData<>+5056(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5060(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5064(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5068(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5072(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5076(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5080(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5084(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5088(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5092(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5096(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5100(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5104(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5108(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5112(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5116(SB)/4, $0x5be0cd19
+DATA avx512x16NoPreData<>+5120(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5124(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5128(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5132(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5136(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5140(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5144(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5148(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5152(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5156(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5160(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5164(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5168(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5172(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5176(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5180(SB)/4, $0x3956c25b
+DATA avx512x16NoPreData<>+5184(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5188(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5192(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5196(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5200(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5204(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5208(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5212(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5216(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5220(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5224(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5228(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5232(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5236(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5240(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5244(SB)/4, $0x5807aa98
+DATA avx512x16NoPreData<>+5248(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5252(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5256(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5260(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5264(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5268(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5272(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5276(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5280(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5284(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5288(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5292(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5296(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5300(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5304(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5308(SB)/4, $0xc19bf274
+DATA avx512x16NoPreData<>+5312(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5316(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5320(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5324(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5328(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5332(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5336(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5340(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5344(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5348(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5352(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5356(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5360(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5364(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5368(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5372(SB)/4, $0x00a00000
+DATA avx512x16NoPreData<>+5376(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5380(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5384(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5388(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5392(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5396(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5400(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5404(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5408(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5412(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5416(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5420(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5424(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5428(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5432(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5436(SB)/4, $0x00000100
+DATA avx512x16NoPreData<>+5440(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5444(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5448(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5452(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5456(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5460(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5464(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5468(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5472(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5476(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5480(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5484(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5488(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5492(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5496(SB)/4, $0x00400022
+DATA avx512x16NoPreData<>+5500(SB)/4, $0x00400022
+GLOBL avx512x16NoPreData<>(SB), RODATA|NOPTR, $5504
+
+DATA avx512x16NoEarlyData<>+0(SB)/4, $0x00000000
+DATA avx512x16NoEarlyData<>+4(SB)/4, $0x00000001
+DATA avx512x16NoEarlyData<>+8(SB)/4, $0x00000002
+DATA avx512x16NoEarlyData<>+12(SB)/4, $0x00000003
+DATA avx512x16NoEarlyData<>+16(SB)/4, $0x00000004
+DATA avx512x16NoEarlyData<>+20(SB)/4, $0x00000005
+DATA avx512x16NoEarlyData<>+24(SB)/4, $0x00000006
+DATA avx512x16NoEarlyData<>+28(SB)/4, $0x00000007
+DATA avx512x16NoEarlyData<>+32(SB)/4, $0x00000008
+DATA avx512x16NoEarlyData<>+36(SB)/4, $0x00000009
+DATA avx512x16NoEarlyData<>+40(SB)/4, $0x0000000a
+DATA avx512x16NoEarlyData<>+44(SB)/4, $0x0000000b
+DATA avx512x16NoEarlyData<>+48(SB)/4, $0x0000000c
+DATA avx512x16NoEarlyData<>+52(SB)/4, $0x0000000d
+DATA avx512x16NoEarlyData<>+56(SB)/4, $0x0000000e
+DATA avx512x16NoEarlyData<>+60(SB)/4, $0x0000000f
+DATA avx512x16NoEarlyData<>+64(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+68(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+72(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+76(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+80(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+84(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+88(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+92(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+96(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+100(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+104(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+108(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+112(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+116(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+120(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+124(SB)/4, $0x00000010
+DATA avx512x16NoEarlyData<>+128(SB)/4, $0x00010203
+DATA avx512x16NoEarlyData<>+132(SB)/4, $0x04050607
+DATA avx512x16NoEarlyData<>+136(SB)/4, $0x08090a0b
+DATA avx512x16NoEarlyData<>+140(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoEarlyData<>+144(SB)/4, $0x00010203
+DATA avx512x16NoEarlyData<>+148(SB)/4, $0x04050607
+DATA avx512x16NoEarlyData<>+152(SB)/4, $0x08090a0b
+DATA avx512x16NoEarlyData<>+156(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoEarlyData<>+160(SB)/4, $0x00010203
+DATA avx512x16NoEarlyData<>+164(SB)/4, $0x04050607
+DATA avx512x16NoEarlyData<>+168(SB)/4, $0x08090a0b
+DATA avx512x16NoEarlyData<>+172(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoEarlyData<>+176(SB)/4, $0x00010203
+DATA avx512x16NoEarlyData<>+180(SB)/4, $0x04050607
+DATA avx512x16NoEarlyData<>+184(SB)/4, $0x08090a0b
+DATA avx512x16NoEarlyData<>+188(SB)/4, $0x0c0d0e0f
+DATA avx512x16NoEarlyData<>+192(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+196(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+200(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+204(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+208(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+212(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+216(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+220(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+224(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+228(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+232(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+236(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+240(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+244(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+248(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+252(SB)/4, $0xb956c25b
+DATA avx512x16NoEarlyData<>+256(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+260(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+264(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+268(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+272(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+276(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+280(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+284(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+288(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+292(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+296(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+300(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+304(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+308(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+312(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+316(SB)/4, $0x59f111f1
+DATA avx512x16NoEarlyData<>+320(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+324(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+328(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+332(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+336(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+340(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+344(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+348(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+352(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+356(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+360(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+364(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+368(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+372(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+376(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+380(SB)/4, $0x923f82a4
+DATA avx512x16NoEarlyData<>+384(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+388(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+392(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+396(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+400(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+404(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+408(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+412(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+416(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+420(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+424(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+428(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+432(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+436(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+440(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+444(SB)/4, $0xab1c5ed5
+DATA avx512x16NoEarlyData<>+448(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+452(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+456(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+460(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+464(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+468(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+472(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+476(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+480(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+484(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+488(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+492(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+496(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+500(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+504(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+508(SB)/4, $0xd807aa98
+DATA avx512x16NoEarlyData<>+512(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+516(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+520(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+524(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+528(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+532(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+536(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+540(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+544(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+548(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+552(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+556(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+560(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+564(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+568(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+572(SB)/4, $0x12835b01
+DATA avx512x16NoEarlyData<>+576(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+580(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+584(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+588(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+592(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+596(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+600(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+604(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+608(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+612(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+616(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+620(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+624(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+628(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+632(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+636(SB)/4, $0x243185be
+DATA avx512x16NoEarlyData<>+640(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+644(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+648(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+652(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+656(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+660(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+664(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+668(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+672(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+676(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+680(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+684(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+688(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+692(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+696(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+700(SB)/4, $0x550c7dc3
+DATA avx512x16NoEarlyData<>+704(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+708(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+712(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+716(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+720(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+724(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+728(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+732(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+736(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+740(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+744(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+748(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+752(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+756(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+760(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+764(SB)/4, $0x72be5d74
+DATA avx512x16NoEarlyData<>+768(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+772(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+776(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+780(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+784(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+788(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+792(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+796(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+800(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+804(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+808(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+812(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+816(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+820(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+824(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+828(SB)/4, $0x80deb1fe
+DATA avx512x16NoEarlyData<>+832(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+836(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+840(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+844(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+848(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+852(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+856(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+860(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+864(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+868(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+872(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+876(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+880(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+884(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+888(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+892(SB)/4, $0x9bdc06a7
+DATA avx512x16NoEarlyData<>+896(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+900(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+904(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+908(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+912(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+916(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+920(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+924(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+928(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+932(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+936(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+940(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+944(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+948(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+952(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+956(SB)/4, $0xc19bf3f4
+DATA avx512x16NoEarlyData<>+960(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+964(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+968(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+972(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+976(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+980(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+984(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+988(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+992(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+996(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1000(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1004(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1008(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1012(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1016(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1020(SB)/4, $0xe49b69c1
+DATA avx512x16NoEarlyData<>+1024(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1028(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1032(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1036(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1040(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1044(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1048(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1052(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1056(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1060(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1064(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1068(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1072(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1076(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1080(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1084(SB)/4, $0xefbe4786
+DATA avx512x16NoEarlyData<>+1088(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1092(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1096(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1100(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1104(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1108(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1112(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1116(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1120(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1124(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1128(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1132(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1136(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1140(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1144(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1148(SB)/4, $0x0fc19dc6
+DATA avx512x16NoEarlyData<>+1152(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1156(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1160(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1164(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1168(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1172(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1176(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1180(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1184(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1188(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1192(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1196(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1200(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1204(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1208(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1212(SB)/4, $0x240ca1cc
+DATA avx512x16NoEarlyData<>+1216(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1220(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1224(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1228(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1232(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1236(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1240(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1244(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1248(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1252(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1256(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1260(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1264(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1268(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1272(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1276(SB)/4, $0x80000000
+DATA avx512x16NoEarlyData<>+1280(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1284(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1288(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1292(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1296(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1300(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1304(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1308(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1312(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1316(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1320(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1324(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1328(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1332(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1336(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1340(SB)/4, $0x2de92c6f
+DATA avx512x16NoEarlyData<>+1344(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1348(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1352(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1356(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1360(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1364(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1368(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1372(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1376(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1380(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1384(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1388(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1392(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1396(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1400(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1404(SB)/4, $0x4a7484aa
+DATA avx512x16NoEarlyData<>+1408(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1412(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1416(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1420(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1424(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1428(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1432(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1436(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1440(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1444(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1448(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1452(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1456(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1460(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1464(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1468(SB)/4, $0x00000280
+DATA avx512x16NoEarlyData<>+1472(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1476(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1480(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1484(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1488(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1492(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1496(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1500(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1504(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1508(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1512(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1516(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1520(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1524(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1528(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1532(SB)/4, $0x5cb0a9dc
+DATA avx512x16NoEarlyData<>+1536(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1540(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1544(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1548(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1552(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1556(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1560(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1564(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1568(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1572(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1576(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1580(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1584(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1588(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1592(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1596(SB)/4, $0x76f988da
+DATA avx512x16NoEarlyData<>+1600(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1604(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1608(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1612(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1616(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1620(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1624(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1628(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1632(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1636(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1640(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1644(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1648(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1652(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1656(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1660(SB)/4, $0x983e5152
+DATA avx512x16NoEarlyData<>+1664(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1668(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1672(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1676(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1680(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1684(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1688(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1692(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1696(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1700(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1704(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1708(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1712(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1716(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1720(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1724(SB)/4, $0xa831c66d
+DATA avx512x16NoEarlyData<>+1728(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1732(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1736(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1740(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1744(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1748(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1752(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1756(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1760(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1764(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1768(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1772(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1776(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1780(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1784(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1788(SB)/4, $0xb00327c8
+DATA avx512x16NoEarlyData<>+1792(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1796(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1800(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1804(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1808(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1812(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1816(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1820(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1824(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1828(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1832(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1836(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1840(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1844(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1848(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1852(SB)/4, $0xbf597fc7
+DATA avx512x16NoEarlyData<>+1856(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1860(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1864(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1868(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1872(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1876(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1880(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1884(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1888(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1892(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1896(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1900(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1904(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1908(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1912(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1916(SB)/4, $0xc6e00bf3
+DATA avx512x16NoEarlyData<>+1920(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1924(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1928(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1932(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1936(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1940(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1944(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1948(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1952(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1956(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1960(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1964(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1968(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1972(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1976(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1980(SB)/4, $0xd5a79147
+DATA avx512x16NoEarlyData<>+1984(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+1988(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+1992(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+1996(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2000(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2004(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2008(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2012(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2016(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2020(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2024(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2028(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2032(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2036(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2040(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2044(SB)/4, $0x00a00055
+DATA avx512x16NoEarlyData<>+2048(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2052(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2056(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2060(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2064(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2068(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2072(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2076(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2080(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2084(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2088(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2092(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2096(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2100(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2104(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2108(SB)/4, $0x06ca6351
+DATA avx512x16NoEarlyData<>+2112(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2116(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2120(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2124(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2128(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2132(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2136(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2140(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2144(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2148(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2152(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2156(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2160(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2164(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2168(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2172(SB)/4, $0x14292967
+DATA avx512x16NoEarlyData<>+2176(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2180(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2184(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2188(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2192(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2196(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2200(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2204(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2208(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2212(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2216(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2220(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2224(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2228(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2232(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2236(SB)/4, $0x27b70a85
+DATA avx512x16NoEarlyData<>+2240(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2244(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2248(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2252(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2256(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2260(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2264(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2268(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2272(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2276(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2280(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2284(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2288(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2292(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2296(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2300(SB)/4, $0x2e1b2138
+DATA avx512x16NoEarlyData<>+2304(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2308(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2312(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2316(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2320(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2324(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2328(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2332(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2336(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2340(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2344(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2348(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2352(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2356(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2360(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2364(SB)/4, $0x4d2c6dfc
+DATA avx512x16NoEarlyData<>+2368(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2372(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2376(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2380(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2384(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2388(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2392(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2396(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2400(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2404(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2408(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2412(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2416(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2420(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2424(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2428(SB)/4, $0x53380d13
+DATA avx512x16NoEarlyData<>+2432(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2436(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2440(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2444(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2448(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2452(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2456(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2460(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2464(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2468(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2472(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2476(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2480(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2484(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2488(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2492(SB)/4, $0x650a7354
+DATA avx512x16NoEarlyData<>+2496(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2500(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2504(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2508(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2512(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2516(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2520(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2524(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2528(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2532(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2536(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2540(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2544(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2548(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2552(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2556(SB)/4, $0x766a0abb
+DATA avx512x16NoEarlyData<>+2560(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2564(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2568(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2572(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2576(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2580(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2584(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2588(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2592(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2596(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2600(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2604(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2608(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2612(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2616(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2620(SB)/4, $0x81c2c92e
+DATA avx512x16NoEarlyData<>+2624(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2628(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2632(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2636(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2640(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2644(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2648(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2652(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2656(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2660(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2664(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2668(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2672(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2676(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2680(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2684(SB)/4, $0x92722c85
+DATA avx512x16NoEarlyData<>+2688(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2692(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2696(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2700(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2704(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2708(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2712(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2716(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2720(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2724(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2728(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2732(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2736(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2740(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2744(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2748(SB)/4, $0xa2bfe8a1
+DATA avx512x16NoEarlyData<>+2752(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2756(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2760(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2764(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2768(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2772(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2776(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2780(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2784(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2788(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2792(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2796(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2800(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2804(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2808(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2812(SB)/4, $0xa81a664b
+DATA avx512x16NoEarlyData<>+2816(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2820(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2824(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2828(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2832(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2836(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2840(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2844(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2848(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2852(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2856(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2860(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2864(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2868(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2872(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2876(SB)/4, $0xc24b8b70
+DATA avx512x16NoEarlyData<>+2880(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2884(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2888(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2892(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2896(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2900(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2904(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2908(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2912(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2916(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2920(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2924(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2928(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2932(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2936(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2940(SB)/4, $0xc76c51a3
+DATA avx512x16NoEarlyData<>+2944(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2948(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2952(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2956(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2960(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2964(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2968(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2972(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2976(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2980(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2984(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2988(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2992(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+2996(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+3000(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+3004(SB)/4, $0xd192e819
+DATA avx512x16NoEarlyData<>+3008(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3012(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3016(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3020(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3024(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3028(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3032(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3036(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3040(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3044(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3048(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3052(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3056(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3060(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3064(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3068(SB)/4, $0xd6990624
+DATA avx512x16NoEarlyData<>+3072(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3076(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3080(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3084(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3088(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3092(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3096(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3100(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3104(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3108(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3112(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3116(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3120(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3124(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3128(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3132(SB)/4, $0xf40e3585
+DATA avx512x16NoEarlyData<>+3136(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3140(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3144(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3148(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3152(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3156(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3160(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3164(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3168(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3172(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3176(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3180(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3184(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3188(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3192(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3196(SB)/4, $0x106aa070
+DATA avx512x16NoEarlyData<>+3200(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3204(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3208(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3212(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3216(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3220(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3224(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3228(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3232(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3236(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3240(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3244(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3248(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3252(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3256(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3260(SB)/4, $0x19a4c116
+DATA avx512x16NoEarlyData<>+3264(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3268(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3272(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3276(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3280(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3284(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3288(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3292(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3296(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3300(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3304(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3308(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3312(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3316(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3320(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3324(SB)/4, $0x1e376c08
+DATA avx512x16NoEarlyData<>+3328(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3332(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3336(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3340(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3344(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3348(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3352(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3356(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3360(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3364(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3368(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3372(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3376(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3380(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3384(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3388(SB)/4, $0x2748774c
+DATA avx512x16NoEarlyData<>+3392(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3396(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3400(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3404(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3408(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3412(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3416(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3420(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3424(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3428(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3432(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3436(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3440(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3444(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3448(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3452(SB)/4, $0x34b0bcb5
+DATA avx512x16NoEarlyData<>+3456(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3460(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3464(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3468(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3472(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3476(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3480(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3484(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3488(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3492(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3496(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3500(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3504(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3508(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3512(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3516(SB)/4, $0x391c0cb3
+DATA avx512x16NoEarlyData<>+3520(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3524(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3528(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3532(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3536(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3540(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3544(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3548(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3552(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3556(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3560(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3564(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3568(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3572(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3576(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3580(SB)/4, $0x4ed8aa4a
+DATA avx512x16NoEarlyData<>+3584(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3588(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3592(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3596(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3600(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3604(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3608(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3612(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3616(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3620(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3624(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3628(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3632(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3636(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3640(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3644(SB)/4, $0x5b9cca4f
+DATA avx512x16NoEarlyData<>+3648(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3652(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3656(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3660(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3664(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3668(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3672(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3676(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3680(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3684(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3688(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3692(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3696(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3700(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3704(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3708(SB)/4, $0x682e6ff3
+DATA avx512x16NoEarlyData<>+3712(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3716(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3720(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3724(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3728(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3732(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3736(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3740(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3744(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3748(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3752(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3756(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3760(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3764(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3768(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3772(SB)/4, $0x748f82ee
+DATA avx512x16NoEarlyData<>+3776(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3780(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3784(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3788(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3792(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3796(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3800(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3804(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3808(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3812(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3816(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3820(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3824(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3828(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3832(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3836(SB)/4, $0x78a5636f
+DATA avx512x16NoEarlyData<>+3840(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3844(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3848(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3852(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3856(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3860(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3864(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3868(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3872(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3876(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3880(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3884(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3888(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3892(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3896(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3900(SB)/4, $0x84c87814
+DATA avx512x16NoEarlyData<>+3904(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3908(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3912(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3916(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3920(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3924(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3928(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3932(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3936(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3940(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3944(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3948(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3952(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3956(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3960(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3964(SB)/4, $0x8cc70208
+DATA avx512x16NoEarlyData<>+3968(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3972(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3976(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3980(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3984(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3988(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3992(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+3996(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4000(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4004(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4008(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4012(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4016(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4020(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4024(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4028(SB)/4, $0x90befffa
+DATA avx512x16NoEarlyData<>+4032(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4036(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4040(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4044(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4048(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4052(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4056(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4060(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4064(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4068(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4072(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4076(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4080(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4084(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4088(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4092(SB)/4, $0xa4506ceb
+DATA avx512x16NoEarlyData<>+4096(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4100(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4104(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4108(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4112(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4116(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4120(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4124(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4128(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4132(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4136(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4140(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4144(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4148(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4152(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4156(SB)/4, $0xbef9a3f7
+DATA avx512x16NoEarlyData<>+4160(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4164(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4168(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4172(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4176(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4180(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4184(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4188(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4192(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4196(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4200(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4204(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4208(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4212(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4216(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4220(SB)/4, $0xc67178f2
+DATA avx512x16NoEarlyData<>+4224(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4228(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4232(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4236(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4240(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4244(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4248(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4252(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4256(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4260(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4264(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4268(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4272(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4276(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4280(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4284(SB)/4, $0x6a09e667
+DATA avx512x16NoEarlyData<>+4288(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4292(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4296(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4300(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4304(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4308(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4312(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4316(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4320(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4324(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4328(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4332(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4336(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4340(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4344(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4348(SB)/4, $0xbb67ae85
+DATA avx512x16NoEarlyData<>+4352(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4356(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4360(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4364(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4368(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4372(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4376(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4380(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4384(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4388(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4392(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4396(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4400(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4404(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4408(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4412(SB)/4, $0x3c6ef372
+DATA avx512x16NoEarlyData<>+4416(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4420(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4424(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4428(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4432(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4436(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4440(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4444(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4448(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4452(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4456(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4460(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4464(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4468(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4472(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4476(SB)/4, $0xa54ff53a
+DATA avx512x16NoEarlyData<>+4480(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4484(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4488(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4492(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4496(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4500(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4504(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4508(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4512(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4516(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4520(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4524(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4528(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4532(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4536(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4540(SB)/4, $0x510e527f
+DATA avx512x16NoEarlyData<>+4544(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4548(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4552(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4556(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4560(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4564(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4568(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4572(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4576(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4580(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4584(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4588(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4592(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4596(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4600(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4604(SB)/4, $0x9b05688c
+DATA avx512x16NoEarlyData<>+4608(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4612(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4616(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4620(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4624(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4628(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4632(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4636(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4640(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4644(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4648(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4652(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4656(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4660(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4664(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4668(SB)/4, $0x1f83d9ab
+DATA avx512x16NoEarlyData<>+4672(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4676(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4680(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4684(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4688(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4692(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4696(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4700(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4704(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4708(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4712(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4716(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4720(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4724(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4728(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4732(SB)/4, $0x5be0cd19
+DATA avx512x16NoEarlyData<>+4736(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4740(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4744(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4748(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4752(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4756(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4760(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4764(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4768(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4772(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4776(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4780(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4784(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4788(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4792(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4796(SB)/4, $0x428a2f98
+DATA avx512x16NoEarlyData<>+4800(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4804(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4808(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4812(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4816(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4820(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4824(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4828(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4832(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4836(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4840(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4844(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4848(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4852(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4856(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4860(SB)/4, $0x71374491
+DATA avx512x16NoEarlyData<>+4864(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4868(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4872(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4876(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4880(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4884(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4888(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4892(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4896(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4900(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4904(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4908(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4912(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4916(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4920(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4924(SB)/4, $0xb5c0fbcf
+DATA avx512x16NoEarlyData<>+4928(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4932(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4936(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4940(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4944(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4948(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4952(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4956(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4960(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4964(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4968(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4972(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4976(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4980(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4984(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4988(SB)/4, $0xe9b5dba5
+DATA avx512x16NoEarlyData<>+4992(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+4996(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5000(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5004(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5008(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5012(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5016(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5020(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5024(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5028(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5032(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5036(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5040(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5044(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5048(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5052(SB)/4, $0x3956c25b
+DATA avx512x16NoEarlyData<>+5056(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5060(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5064(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5068(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5072(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5076(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5080(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5084(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5088(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5092(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5096(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5100(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5104(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5108(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5112(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5116(SB)/4, $0x5807aa98
+DATA avx512x16NoEarlyData<>+5120(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5124(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5128(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5132(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5136(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5140(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5144(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5148(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5152(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5156(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5160(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5164(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5168(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5172(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5176(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5180(SB)/4, $0xc19bf274
+DATA avx512x16NoEarlyData<>+5184(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5188(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5192(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5196(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5200(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5204(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5208(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5212(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5216(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5220(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5224(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5228(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5232(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5236(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5240(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5244(SB)/4, $0x00a00000
+DATA avx512x16NoEarlyData<>+5248(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5252(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5256(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5260(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5264(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5268(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5272(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5276(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5280(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5284(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5288(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5292(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5296(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5300(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5304(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5308(SB)/4, $0x00000100
+DATA avx512x16NoEarlyData<>+5312(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5316(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5320(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5324(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5328(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5332(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5336(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5340(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5344(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5348(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5352(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5356(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5360(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5364(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5368(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5372(SB)/4, $0x11002000
+DATA avx512x16NoEarlyData<>+5376(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5380(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5384(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5388(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5392(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5396(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5400(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5404(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5408(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5412(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5416(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5420(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5424(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5428(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5432(SB)/4, $0x00400022
+DATA avx512x16NoEarlyData<>+5436(SB)/4, $0x00400022
+GLOBL avx512x16NoEarlyData<>(SB), RODATA|NOPTR, $5440
+
 // func avx2x8(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 TEXT ·avx2x8(SB), 0, $512-49
 	MOVQ c+0(FP), DI
@@ -11917,6 +14657,7315 @@ loop:
 	VPCMPUD $2, Z13, Z8, K1
 	KMOVW K1, AX
 	VPADDD avx512x16Data<>+64(SB), Z12, Z12
+	INCQ CX
+	TESTL AX, AX
+	JNZ hit
+	DECQ BX
+	JNZ loop
+	JMP ret
+hit:
+	MOVL $1, R9
+ret:
+	VZEROUPPER
+	MOVQ CX, done+40(FP)
+	MOVB R9, hit+48(FP)
+	RET
+
+// func avx512x16NoPre(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+TEXT ·avx512x16NoPre(SB), 0, $1024-49
+	MOVQ c+0(FP), DI
+	MOVQ batches+16(FP), BX
+	MOVQ h7+32(FP), SI
+	XORQ CX, CX
+	XORL R9, R9
+	TESTQ BX, BX
+	JZ ret
+	MOVL nonce+8(FP), AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Z12
+	VPADDD avx512x16NoPreData<>+0(SB), Z12, Z12
+	MOVL top+24(FP), AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Z13
+	VMOVDQU32 avx512x16NoPreData<>+128(SB), Z14
+loop:
+	VPSHUFB Z14, Z12, Z15
+	VPBROADCASTD 0(DI), Z0
+	VPBROADCASTD 4(DI), Z1
+	VPBROADCASTD 8(DI), Z2
+	VPBROADCASTD 12(DI), Z3
+	VPBROADCASTD 16(DI), Z4
+	VPBROADCASTD 20(DI), Z5
+	VPBROADCASTD 24(DI), Z6
+	VPBROADCASTD 28(DI), Z7
+	VPBROADCASTD 176(DI), Z8
+	VMOVDQU32 Z8, 0(SP)
+	VPBROADCASTD 180(DI), Z8
+	VMOVDQU32 Z8, 64(SP)
+	VPBROADCASTD 184(DI), Z8
+	VMOVDQU32 Z8, 128(SP)
+	VMOVDQU32 Z15, 192(SP)
+	VPADDD 0(SP), Z7, Z7
+	VPADDD avx512x16NoPreData<>+192(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD 64(SP), Z6, Z6
+	VPADDD avx512x16NoPreData<>+256(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD 128(SP), Z5, Z5
+	VPADDD avx512x16NoPreData<>+320(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD 192(SP), Z4, Z4
+	VPADDD avx512x16NoPreData<>+384(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD avx512x16NoPreData<>+448(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD avx512x16NoPreData<>+512(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD avx512x16NoPreData<>+576(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD avx512x16NoPreData<>+640(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD avx512x16NoPreData<>+704(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD avx512x16NoPreData<>+768(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD avx512x16NoPreData<>+832(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD avx512x16NoPreData<>+896(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD avx512x16NoPreData<>+960(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD avx512x16NoPreData<>+1024(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD avx512x16NoPreData<>+1088(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD avx512x16NoPreData<>+1152(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+1216(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+1280(SB), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+1344(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+1408(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+1472(SB), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+1536(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD avx512x16NoPreData<>+1600(SB), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+1664(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+1728(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD avx512x16NoPreData<>+1792(SB), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+1856(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+1920(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+1984(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+2048(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+2112(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+2176(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+2240(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+2304(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+2368(SB), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+2432(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD avx512x16NoPreData<>+1792(SB), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+2496(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+2560(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+2624(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+2688(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+2752(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+2816(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+2880(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+2944(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+3008(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+3072(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+3136(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+3200(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+3264(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+3328(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+3392(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+3456(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+3520(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+3584(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+3648(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+3712(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+3776(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+3840(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+3904(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+3968(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+4032(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+4096(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+4160(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+4224(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+4288(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+4352(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+4416(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+4480(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+4544(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	// feed-forward; the first hash is the second's W0..W7
+	VPBROADCASTD 0(DI), Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 Z0, 0(SP)
+	VPBROADCASTD 4(DI), Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 Z1, 64(SP)
+	VPBROADCASTD 8(DI), Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 Z2, 128(SP)
+	VPBROADCASTD 12(DI), Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 Z3, 192(SP)
+	VPBROADCASTD 16(DI), Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 Z4, 256(SP)
+	VPBROADCASTD 20(DI), Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 Z5, 320(SP)
+	VPBROADCASTD 24(DI), Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 Z6, 384(SP)
+	VPBROADCASTD 28(DI), Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 Z7, 448(SP)
+	VMOVDQU32 avx512x16NoPreData<>+4608(SB), Z0
+	VMOVDQU32 avx512x16NoPreData<>+4672(SB), Z1
+	VMOVDQU32 avx512x16NoPreData<>+4736(SB), Z2
+	VMOVDQU32 avx512x16NoPreData<>+4800(SB), Z3
+	VMOVDQU32 avx512x16NoPreData<>+4864(SB), Z4
+	VMOVDQU32 avx512x16NoPreData<>+4928(SB), Z5
+	VMOVDQU32 avx512x16NoPreData<>+4992(SB), Z6
+	VMOVDQU32 avx512x16NoPreData<>+5056(SB), Z7
+	VPADDD 0(SP), Z7, Z7
+	VPADDD avx512x16NoPreData<>+192(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD 64(SP), Z6, Z6
+	VPADDD avx512x16NoPreData<>+256(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD 128(SP), Z5, Z5
+	VPADDD avx512x16NoPreData<>+320(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD 192(SP), Z4, Z4
+	VPADDD avx512x16NoPreData<>+384(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD 256(SP), Z3, Z3
+	VPADDD avx512x16NoPreData<>+5120(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD 320(SP), Z2, Z2
+	VPADDD avx512x16NoPreData<>+512(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD 384(SP), Z1, Z1
+	VPADDD avx512x16NoPreData<>+576(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD 448(SP), Z0, Z0
+	VPADDD avx512x16NoPreData<>+640(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD avx512x16NoPreData<>+5184(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD avx512x16NoPreData<>+768(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD avx512x16NoPreData<>+832(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD avx512x16NoPreData<>+896(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD avx512x16NoPreData<>+960(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD avx512x16NoPreData<>+1024(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD avx512x16NoPreData<>+1088(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD avx512x16NoPreData<>+5248(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+1216(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+5312(SB), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+1344(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+1408(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+1536(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+1664(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+1728(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+5376(SB), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+1856(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+1472(SB), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+1920(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+1600(SB), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+1984(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+2048(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+2112(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+2176(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+2240(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+2304(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoPreData<>+5440(SB), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+2432(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD avx512x16NoPreData<>+5376(SB), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+2496(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+2560(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+2624(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+2688(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+2752(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+2816(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+2880(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+2944(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+3008(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+3072(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+3136(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+3200(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+3264(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+3328(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+3392(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+3456(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+3520(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+3584(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+3648(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+3712(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+3776(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+3840(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoPreData<>+3904(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoPreData<>+3968(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoPreData<>+4032(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoPreData<>+4096(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoPreData<>+4160(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoPreData<>+4224(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoPreData<>+4288(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoPreData<>+4352(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	// h after round 63 is e after round 60
+	VPADDD avx512x16NoPreData<>+5056(SB), Z7, Z8
+	VPSHUFB Z14, Z8, Z8
+	VMOVDQU32 Z8, (SI)
+	VPCMPUD $2, Z13, Z8, K1
+	KMOVW K1, AX
+	VPADDD avx512x16NoPreData<>+64(SB), Z12, Z12
+	INCQ CX
+	TESTL AX, AX
+	JNZ hit
+	DECQ BX
+	JNZ loop
+	JMP ret
+hit:
+	MOVL $1, R9
+ret:
+	VZEROUPPER
+	MOVQ CX, done+40(FP)
+	MOVB R9, hit+48(FP)
+	RET
+
+// func avx512x16NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+TEXT ·avx512x16NoEarly(SB), 0, $1024-49
+	MOVQ c+0(FP), DI
+	MOVQ batches+16(FP), BX
+	MOVQ h7+32(FP), SI
+	XORQ CX, CX
+	XORL R9, R9
+	TESTQ BX, BX
+	JZ ret
+	MOVL nonce+8(FP), AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Z12
+	VPADDD avx512x16NoEarlyData<>+0(SB), Z12, Z12
+	MOVL top+24(FP), AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Z13
+	VMOVDQU32 avx512x16NoEarlyData<>+128(SB), Z14
+loop:
+	VPSHUFB Z14, Z12, Z15
+	VPBROADCASTD 64(DI), Z0
+	VPADDD Z15, Z0, Z0
+	VPBROADCASTD 68(DI), Z4
+	VPADDD Z15, Z4, Z4
+	VPBROADCASTD 32(DI), Z1
+	VPBROADCASTD 48(DI), Z5
+	VPBROADCASTD 36(DI), Z2
+	VPBROADCASTD 52(DI), Z6
+	VPBROADCASTD 40(DI), Z3
+	VPBROADCASTD 56(DI), Z7
+	VPADDD avx512x16NoEarlyData<>+192(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+256(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+320(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+384(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+448(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+512(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+576(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+640(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+704(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+768(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+832(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+896(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPBROADCASTD 72(DI), Z11
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+960(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPBROADCASTD 76(DI), Z11
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+1024(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z15, Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPBROADCASTD 80(DI), Z11
+	VPADDD Z9, Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+1088(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPBROADCASTD 84(DI), Z11
+	VPADDD Z15, Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+1152(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD avx512x16NoEarlyData<>+1216(SB), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+1280(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+1344(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD avx512x16NoEarlyData<>+1408(SB), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+1472(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPBROADCASTD 72(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+1536(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPBROADCASTD 76(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+1600(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+1664(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+1728(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+1792(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+1856(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+1920(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+1984(SB), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+2048(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VPBROADCASTD 88(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+1408(SB), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+2112(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VPBROADCASTD 92(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VPBROADCASTD 72(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+2176(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPBROADCASTD 76(DI), Z8
+	VPADDD Z8, Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+2240(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+2304(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+2368(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+2432(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+2496(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+2560(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+2624(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+2688(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+2752(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+2816(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+2880(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+2944(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+3008(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+3072(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+3136(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+3200(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+3264(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+3328(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+3392(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+3456(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+3520(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+3584(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+3648(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+3712(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+3776(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+3840(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+3904(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+3968(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+4032(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+4096(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+4160(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	// feed-forward; the first hash is the second's W0..W7
+	VPBROADCASTD 0(DI), Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 Z4, 0(SP)
+	VPBROADCASTD 4(DI), Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 Z5, 64(SP)
+	VPBROADCASTD 8(DI), Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 Z6, 128(SP)
+	VPBROADCASTD 12(DI), Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 Z7, 192(SP)
+	VPBROADCASTD 16(DI), Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 Z0, 256(SP)
+	VPBROADCASTD 20(DI), Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 Z1, 320(SP)
+	VPBROADCASTD 24(DI), Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 Z2, 384(SP)
+	VPBROADCASTD 28(DI), Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 Z3, 448(SP)
+	VMOVDQU32 avx512x16NoEarlyData<>+4224(SB), Z0
+	VMOVDQU32 avx512x16NoEarlyData<>+4288(SB), Z1
+	VMOVDQU32 avx512x16NoEarlyData<>+4352(SB), Z2
+	VMOVDQU32 avx512x16NoEarlyData<>+4416(SB), Z3
+	VMOVDQU32 avx512x16NoEarlyData<>+4480(SB), Z4
+	VMOVDQU32 avx512x16NoEarlyData<>+4544(SB), Z5
+	VMOVDQU32 avx512x16NoEarlyData<>+4608(SB), Z6
+	VMOVDQU32 avx512x16NoEarlyData<>+4672(SB), Z7
+	VPADDD 0(SP), Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+4736(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD 64(SP), Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+4800(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD 128(SP), Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+4864(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD 192(SP), Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+4928(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD 256(SP), Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+4992(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD 320(SP), Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+256(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD 384(SP), Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+320(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD 448(SP), Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+384(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+5056(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+512(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+576(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+640(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+704(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+768(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+832(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+5120(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+960(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+5184(SB), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+1024(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+1088(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+1152(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+1280(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+1344(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+5248(SB), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+1472(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+5312(SB), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+1536(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+1216(SB), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+1600(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+1664(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+1728(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+1792(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+1856(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+1920(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+5376(SB), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+2048(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD avx512x16NoEarlyData<>+5248(SB), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+2112(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+2176(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+2240(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+2304(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+2368(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+2432(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+2496(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+2560(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+2624(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+2688(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+2752(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+2816(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+2880(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+2944(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+3008(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+3072(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+3136(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 896(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 64(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 Z11, 0(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+3200(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 960(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 128(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 Z11, 64(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+3264(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 0(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 192(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 Z11, 128(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+3328(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 64(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 256(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 Z11, 192(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+3392(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 128(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 320(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 Z11, 256(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+3456(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 192(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 384(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 Z11, 320(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+3520(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 256(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 448(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 Z11, 384(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+3584(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 320(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 0(SP), Z11, Z11
+	VMOVDQU32 512(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 Z11, 448(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+3648(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQU32 384(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 64(SP), Z11, Z11
+	VMOVDQU32 576(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 Z11, 512(SP)
+	VPADDD Z11, Z7, Z7
+	VPADDD avx512x16NoEarlyData<>+3712(SB), Z7, Z7
+	VPRORD $6, Z4, Z8
+	VPRORD $11, Z4, Z9
+	VPRORD $25, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xca, Z6, Z5, Z8
+	VPADDD Z8, Z7, Z7
+	VPADDD Z7, Z3, Z3
+	VPRORD $2, Z0, Z8
+	VPRORD $13, Z0, Z9
+	VPRORD $22, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xe8, Z2, Z1, Z8
+	VPADDD Z8, Z7, Z7
+	VMOVDQU32 448(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 128(SP), Z11, Z11
+	VMOVDQU32 640(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 576(SP), Z11, Z11
+	VMOVDQU32 Z11, 576(SP)
+	VPADDD Z11, Z6, Z6
+	VPADDD avx512x16NoEarlyData<>+3776(SB), Z6, Z6
+	VPRORD $6, Z3, Z8
+	VPRORD $11, Z3, Z9
+	VPRORD $25, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xca, Z5, Z4, Z8
+	VPADDD Z8, Z6, Z6
+	VPADDD Z6, Z2, Z2
+	VPRORD $2, Z7, Z8
+	VPRORD $13, Z7, Z9
+	VPRORD $22, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xe8, Z1, Z0, Z8
+	VPADDD Z8, Z6, Z6
+	VMOVDQU32 512(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 192(SP), Z11, Z11
+	VMOVDQU32 704(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 640(SP), Z11, Z11
+	VMOVDQU32 Z11, 640(SP)
+	VPADDD Z11, Z5, Z5
+	VPADDD avx512x16NoEarlyData<>+3840(SB), Z5, Z5
+	VPRORD $6, Z2, Z8
+	VPRORD $11, Z2, Z9
+	VPRORD $25, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xca, Z4, Z3, Z8
+	VPADDD Z8, Z5, Z5
+	VPADDD Z5, Z1, Z1
+	VPRORD $2, Z6, Z8
+	VPRORD $13, Z6, Z9
+	VPRORD $22, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xe8, Z0, Z7, Z8
+	VPADDD Z8, Z5, Z5
+	VMOVDQU32 576(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 256(SP), Z11, Z11
+	VMOVDQU32 768(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 704(SP), Z11, Z11
+	VMOVDQU32 Z11, 704(SP)
+	VPADDD Z11, Z4, Z4
+	VPADDD avx512x16NoEarlyData<>+3904(SB), Z4, Z4
+	VPRORD $6, Z1, Z8
+	VPRORD $11, Z1, Z9
+	VPRORD $25, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xca, Z3, Z2, Z8
+	VPADDD Z8, Z4, Z4
+	VPADDD Z4, Z0, Z0
+	VPRORD $2, Z5, Z8
+	VPRORD $13, Z5, Z9
+	VPRORD $22, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xe8, Z7, Z6, Z8
+	VPADDD Z8, Z4, Z4
+	VMOVDQU32 640(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 320(SP), Z11, Z11
+	VMOVDQU32 832(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 768(SP), Z11, Z11
+	VMOVDQU32 Z11, 768(SP)
+	VPADDD Z11, Z3, Z3
+	VPADDD avx512x16NoEarlyData<>+3968(SB), Z3, Z3
+	VPRORD $6, Z0, Z8
+	VPRORD $11, Z0, Z9
+	VPRORD $25, Z0, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z0, Z8
+	VPTERNLOGD $0xca, Z2, Z1, Z8
+	VPADDD Z8, Z3, Z3
+	VPADDD Z3, Z7, Z7
+	VPRORD $2, Z4, Z8
+	VPRORD $13, Z4, Z9
+	VPRORD $22, Z4, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQA32 Z4, Z8
+	VPTERNLOGD $0xe8, Z6, Z5, Z8
+	VPADDD Z8, Z3, Z3
+	VMOVDQU32 704(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 384(SP), Z11, Z11
+	VMOVDQU32 896(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 832(SP), Z11, Z11
+	VMOVDQU32 Z11, 832(SP)
+	VPADDD Z11, Z2, Z2
+	VPADDD avx512x16NoEarlyData<>+4032(SB), Z2, Z2
+	VPRORD $6, Z7, Z8
+	VPRORD $11, Z7, Z9
+	VPRORD $25, Z7, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z7, Z8
+	VPTERNLOGD $0xca, Z1, Z0, Z8
+	VPADDD Z8, Z2, Z2
+	VPADDD Z2, Z6, Z6
+	VPRORD $2, Z3, Z8
+	VPRORD $13, Z3, Z9
+	VPRORD $22, Z3, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQA32 Z3, Z8
+	VPTERNLOGD $0xe8, Z5, Z4, Z8
+	VPADDD Z8, Z2, Z2
+	VMOVDQU32 768(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 448(SP), Z11, Z11
+	VMOVDQU32 960(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 896(SP), Z11, Z11
+	VMOVDQU32 Z11, 896(SP)
+	VPADDD Z11, Z1, Z1
+	VPADDD avx512x16NoEarlyData<>+4096(SB), Z1, Z1
+	VPRORD $6, Z6, Z8
+	VPRORD $11, Z6, Z9
+	VPRORD $25, Z6, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z6, Z8
+	VPTERNLOGD $0xca, Z0, Z7, Z8
+	VPADDD Z8, Z1, Z1
+	VPADDD Z1, Z5, Z5
+	VPRORD $2, Z2, Z8
+	VPRORD $13, Z2, Z9
+	VPRORD $22, Z2, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQA32 Z2, Z8
+	VPTERNLOGD $0xe8, Z4, Z3, Z8
+	VPADDD Z8, Z1, Z1
+	VMOVDQU32 832(SP), Z8
+	VPRORD $17, Z8, Z9
+	VPRORD $19, Z8, Z10
+	VPSRLD $10, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VMOVDQA32 Z9, Z11
+	VPADDD 512(SP), Z11, Z11
+	VMOVDQU32 0(SP), Z8
+	VPRORD $7, Z8, Z9
+	VPRORD $18, Z8, Z10
+	VPSRLD $3, Z8, Z8
+	VPTERNLOGD $0x96, Z8, Z10, Z9
+	VPADDD Z9, Z11, Z11
+	VPADDD 960(SP), Z11, Z11
+	VMOVDQU32 Z11, 960(SP)
+	VPADDD Z11, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+4160(SB), Z0, Z0
+	VPRORD $6, Z5, Z8
+	VPRORD $11, Z5, Z9
+	VPRORD $25, Z5, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z5, Z8
+	VPTERNLOGD $0xca, Z7, Z6, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD Z0, Z4, Z4
+	VPRORD $2, Z1, Z8
+	VPRORD $13, Z1, Z9
+	VPRORD $22, Z1, Z10
+	VPTERNLOGD $0x96, Z10, Z9, Z8
+	VPADDD Z8, Z0, Z0
+	VMOVDQA32 Z1, Z8
+	VPTERNLOGD $0xe8, Z3, Z2, Z8
+	VPADDD Z8, Z0, Z0
+	VPADDD avx512x16NoEarlyData<>+4672(SB), Z7, Z8
+	VPSHUFB Z14, Z8, Z8
+	VMOVDQU32 Z8, (SI)
+	VPCMPUD $2, Z13, Z8, K1
+	KMOVW K1, AX
+	VPADDD avx512x16NoEarlyData<>+64(SB), Z12, Z12
 	INCQ CX
 	TESTL AX, AX
 	JNZ hit

@@ -12,15 +12,17 @@ import (
 
 type simd struct {
 	*emitter
-	base   int    // first vector register used
-	step   int    // nonces per batch
-	mask   string // if set, the register the hit mask goes to (ORed into R9)
-	wide   bool   // AVX-512
-	v      int    // vector bytes
-	lanes  int
-	table  string
-	consts []uint32 // replicated constants, in table order
-	st     []string // registers holding a..h
+	base    int    // first vector register used
+	step    int    // nonces per batch
+	mask    string // if set, the register the hit mask goes to (ORed into R9)
+	noPre   bool   // start from the midstate at round 0 (to measure that trick)
+	noEarly bool   // run all 64 rounds of the second hash (to measure that trick)
+	wide    bool   // AVX-512
+	v       int    // vector bytes
+	lanes   int
+	table   string
+	consts  []uint32 // replicated constants, in table order
+	st      []string // registers holding a..h
 }
 
 func (g *simd) r(i int) string {
@@ -231,28 +233,42 @@ func (g *simd) prologue() {
 func (g *simd) body() {
 	t0, t1, t3 := g.t(0), g.t(1), g.t(3)
 	g.p("\tVPSHUFB %s, %s, %s", g.bs(), g.nv(), g.nw())
-	// State after round 3 (rounds 0..2 and most of 3 came with the job).
 	g.st = []string{g.r(0), g.r(1), g.r(2), g.r(3), g.r(4), g.r(5), g.r(6), g.r(7)}
-	g.p("\tVPBROADCASTD %d(DI), %s", offPA, g.st[0])
-	g.add(g.nw(), g.st[0])
-	g.p("\tVPBROADCASTD %d(DI), %s", offPE, g.st[4])
-	g.add(g.nw(), g.st[4])
-	for i, s := range []int{0, 1, 2} {
-		g.p("\tVPBROADCASTD %d(DI), %s", offS3+4*s, g.st[1+i])
-		g.p("\tVPBROADCASTD %d(DI), %s", offS3+4*(4+s), g.st[5+i])
+	first := 4
+	w1 := hash1Words(!g.noPre)
+	if g.noPre {
+		// The midstate, W0..W2 from the job and W3 = nonce, all rounds.
+		for i := 0; i < 8; i++ {
+			g.p("\tVPBROADCASTD %d(DI), %s", offMid+4*i, g.st[i])
+		}
+		for i := 0; i < 3; i++ {
+			g.p("\tVPBROADCASTD %d(DI), %s", offW+4*i, t0)
+			g.store(t0, g.slot(i))
+		}
+		g.store(g.nw(), g.slot(3))
+		first = 0
+	} else {
+		// State after round 3 (rounds 0..2 and most of 3 came with the job).
+		g.p("\tVPBROADCASTD %d(DI), %s", offPA, g.st[0])
+		g.add(g.nw(), g.st[0])
+		g.p("\tVPBROADCASTD %d(DI), %s", offPE, g.st[4])
+		g.add(g.nw(), g.st[4])
+		for i, s := range []int{0, 1, 2} {
+			g.p("\tVPBROADCASTD %d(DI), %s", offS3+4*s, g.st[1+i])
+			g.p("\tVPBROADCASTD %d(DI), %s", offS3+4*(4+s), g.st[5+i])
+		}
 	}
-	w1 := hash1Words(true)
-	for t := 4; t < 64; t++ {
+	for t := first; t < 64; t++ {
 		fresh := false
 		switch {
-		case t == 18: // W18 = c18 + σ0(W3)
+		case t == 18 && !g.noPre: // W18 = c18 + σ0(W3)
 			g.mov(g.nw(), t0)
 			g.sigma(t0, 7, 18, 3, true, t1, g.t(2), t0)
 			g.p("\tVPBROADCASTD %d(DI), %s", offC18, t3)
 			g.add(t1, t3)
 			g.store(t3, g.slot(t))
 			fresh = true
-		case t == 19: // W19 = c19 + W3
+		case t == 19 && !g.noPre: // W19 = c19 + W3
 			g.p("\tVPBROADCASTD %d(DI), %s", offC19, t3)
 			g.add(g.nw(), t3)
 			g.store(t3, g.slot(t))
@@ -274,14 +290,22 @@ func (g *simd) body() {
 		g.load(g.c(iv[i]), g.st[i])
 	}
 	w2 := hash2Words()
-	for t := 0; t <= 60; t++ {
+	last := 60
+	if g.noEarly {
+		last = 63
+	}
+	for t := 0; t <= last; t++ {
 		if t >= 16 {
 			g.sched(&w2, t)
 		}
-		g.round(g.kw(&w2, t, t >= 16), t < 58)
+		g.round(g.kw(&w2, t, t >= 16), t < 58 || g.noEarly)
 	}
-	g.p("\t// h after round 63 is e after round 60")
-	g.p("\tVPADDD %s, %s, %s", g.c(iv[7]), g.st[4], t0)
+	if g.noEarly {
+		g.p("\tVPADDD %s, %s, %s", g.c(iv[7]), g.st[7], t0)
+	} else {
+		g.p("\t// h after round 63 is e after round 60")
+		g.p("\tVPADDD %s, %s, %s", g.c(iv[7]), g.st[4], t0)
+	}
 	g.p("\tVPSHUFB %s, %s, %s", g.bs(), t0, t0)
 	g.store(t0, "(SI)")
 	mask := "AX"
@@ -324,8 +348,9 @@ func (g *simd) data() []uint32 {
 	return data
 }
 
-func genSIMDFunc(e *emitter, name string, wide bool) []uint32 {
+func genSIMDFunc(e *emitter, name string, wide, noPre, noEarly bool) []uint32 {
 	g := newSIMD(e, name, wide)
+	g.noPre, g.noEarly = noPre, noEarly
 	g.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)", name)
 	g.p("TEXT ·%s(SB), 0, $%d-49", name, 16*g.v)
 	g.p("\tMOVQ c+0(FP), DI")
@@ -364,10 +389,16 @@ func genSIMD() []byte {
 	e.p("#include \"textflag.h\"")
 	e.p("")
 	for _, k := range []struct {
-		name string
-		wide bool
-	}{{"avx2x8", false}, {"avx512x16", true}} {
-		data := genSIMDFunc(&body, k.name, k.wide)
+		name           string
+		wide           bool
+		noPre, noEarly bool
+	}{
+		{"avx2x8", false, false, false},
+		{"avx512x16", true, false, false},
+		{"avx512x16NoPre", true, true, false},
+		{"avx512x16NoEarly", true, false, true},
+	} {
+		data := genSIMDFunc(&body, k.name, k.wide, k.noPre, k.noEarly)
 		for i, v := range data {
 			e.p("DATA %sData<>+%d(SB)/4, $0x%08x", k.name, 4*i, v)
 		}
