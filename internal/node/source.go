@@ -258,7 +258,7 @@ func (s *Source) call(ctx context.Context, method string, params []any, failover
 // markDown records that no node answered.
 func (s *Source) markDown(err error) {
 	s.mu.Lock()
-	was := s.healthy
+	was := s.healthy && s.tmpl != nil
 	s.healthy = false
 	s.lastErr = strings.ReplaceAll(err.Error(), "\n", "; ")
 	if s.downSince.IsZero() {
