@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -89,9 +87,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for r := 0; r < *runs; r++ {
 		for ki, k := range kernels {
 			for ti, t := range tcounts {
-				mhs, err := measure(ctx, k, job, t, *duration)
+				mhs, err := hasher.Measure(ctx, k, job, t, *duration)
 				if err != nil {
-					return err
+					return fmt.Errorf("bench: %w", err)
 				}
 				samples[ki][ti] = append(samples[ki][ti], mhs)
 				if !*asJSON {
@@ -172,46 +170,3 @@ func benchJob() *hasher.Job {
 	}
 	return hasher.NewJob(&hdr, chainmath.TargetFromBig(chainmath.Diff1Target()))
 }
-
-// benchChunk is how many nonces one Scan call covers during a measurement.
-const benchChunk = 1 << 15
-
-// measure runs k on threads goroutines for about d and returns the
-// combined rate in millions of nonces per second.
-func measure(ctx context.Context, k hasher.Kernel, job *hasher.Job, threads int, d time.Duration) (float64, error) {
-	var stop atomic.Bool
-	var total atomic.Uint64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for t := 0; t < threads; t++ {
-		wg.Add(1)
-		go func(t int) {
-			defer wg.Done()
-			out := make([]uint32, 64)
-			nonce := uint32(t) << 28
-			var n uint64
-			for !stop.Load() {
-				if uint64(nonce)+benchChunk > 1<<32 {
-					nonce = 0
-				}
-				k.Scan(job, nonce, benchChunk, out)
-				nonce += benchChunk
-				n += benchChunk
-			}
-			total.Add(n)
-		}(t)
-	}
-	timer := time.NewTimer(d)
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	timer.Stop()
-	stop.Store(true)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("bench: interrupted: %w", err)
-	}
-	return float64(total.Load()) / time.Since(start).Seconds() / 1e6, nil
-}
-
