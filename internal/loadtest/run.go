@@ -1,0 +1,401 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// Config configures a load run.
+type Config struct {
+	// Addr is the coordinator's Stratum address; it must be on loopback.
+	Addr string
+	// Sessions is how many Stratum sessions to open and hold.
+	Sessions int
+	// SharesPerSecond is the total rate of valid shares submitted across
+	// all sessions during the share phase (0: no share phase).
+	SharesPerSecond int
+	// Duration is the length of the share phase.
+	Duration time.Duration
+	// Blocks is how many blocks the run mines itself to measure the
+	// new-block notify latency to every session (0: none).
+	Blocks int
+	// PerSourceIP is how many sessions use one 127.x source address
+	// before the next is taken (20,000; one address has about 28,000
+	// ephemeral ports).
+	PerSourceIP int
+	// PID is the coordinator's process id for RSS and CPU readings (0:
+	// not measured).
+	PID int
+	// Logger receives progress.
+	Logger *slog.Logger
+}
+
+// Report is what a run measured.
+type Report struct {
+	Sessions       int           // sessions held after the connect phase
+	ConnectErrors  int           // sessions that failed to connect
+	ConnectTime    time.Duration // time to open them all
+	RSSIdleBytes   int64         // coordinator RSS holding the sessions
+	Submitted      int64         // shares sent in the share phase
+	Accepted       int64         // of those, answered true
+	Rejected       int64
+	SharesPerSec   float64 // accepted per second
+	RSSBytes       int64   // coordinator RSS after the share phase
+	CPUPercent     float64 // coordinator CPU during the share phase (100 = one core)
+	NotifyP50      time.Duration
+	NotifyP99      time.Duration
+	NotifyMax      time.Duration
+	NotifySamples  int // session×block latencies measured
+	NotifyMissing  int // sessions that did not get a measured block's notify in time
+	BlocksMeasured int
+}
+
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sessions held:        %d (%d failed) in %v\n", r.Sessions, r.ConnectErrors, r.ConnectTime.Round(time.Millisecond))
+	if r.RSSIdleBytes > 0 {
+		fmt.Fprintf(&b, "coordinator RSS idle: %.1f MiB (%.1f KiB per session)\n", float64(r.RSSIdleBytes)/(1<<20), float64(r.RSSIdleBytes)/1024/float64(max(r.Sessions, 1)))
+	}
+	if r.Submitted > 0 {
+		fmt.Fprintf(&b, "shares:               %d sent, %d accepted, %d rejected; %.0f accepted/s\n", r.Submitted, r.Accepted, r.Rejected, r.SharesPerSec)
+		if r.RSSBytes > 0 {
+			fmt.Fprintf(&b, "coordinator:          RSS %.1f MiB, CPU %.0f%% of one core during shares\n", float64(r.RSSBytes)/(1<<20), r.CPUPercent)
+		}
+	}
+	if r.BlocksMeasured > 0 {
+		fmt.Fprintf(&b, "new-block notify:     p50 %v p99 %v max %v (%d samples over %d blocks, %d missing)\n",
+			r.NotifyP50.Round(time.Microsecond), r.NotifyP99.Round(time.Microsecond), r.NotifyMax.Round(time.Microsecond), r.NotifySamples, r.BlocksMeasured, r.NotifyMissing)
+	}
+	return b.String()
+}
+
+// RaiseFileLimit raises the soft open-file limit to the hard limit and
+// returns it.
+func RaiseFileLimit() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	return rl.Cur, nil
+}
+
+// sourceIP is the loopback source address of session i.
+func sourceIP(i, per int) string {
+	k := i/per + 1 // 127.0.0.1, 127.0.0.2, ...
+	return fmt.Sprintf("127.%d.%d.%d", k>>16&0xff, k>>8&0xff, k&0xff)
+}
+
+// arrivals records when clean notifies arrived, by prevhash.
+type arrivals struct {
+	mu sync.Mutex
+	by map[string][]time.Time
+}
+
+func (a *arrivals) note(n *stratum.Notify, at time.Time) {
+	if !n.Clean {
+		return
+	}
+	a.mu.Lock()
+	a.by[n.PrevHash] = append(a.by[n.PrevHash], at)
+	a.mu.Unlock()
+}
+
+func (a *arrivals) count(prev string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.by[prev])
+}
+
+// Run opens the sessions, runs the share phase and the notify phase, and
+// closes everything. It stops by itself.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", cfg.Addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("address %q: load stays on loopback", cfg.Addr)
+	}
+	if cfg.Sessions < 1 {
+		return nil, fmt.Errorf("sessions %d: want at least 1", cfg.Sessions)
+	}
+	if cfg.PerSourceIP <= 0 {
+		cfg.PerSourceIP = 20000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rep := &Report{}
+	arr := &arrivals{by: map[string][]time.Time{}}
+
+	// Connect phase.
+	miners := make([]*Miner, cfg.Sessions)
+	var wg sync.WaitGroup
+	var fails atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	for i := range miners {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			m, err := Dial(ctx, cfg.Addr, sourceIP(i, cfg.PerSourceIP), "load"+strconv.Itoa(i%1000))
+			if err != nil {
+				fails.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			m.OnWork = arr.note
+			miners[i] = m
+		}()
+	}
+	wg.Wait()
+	rep.ConnectTime = time.Since(start)
+	rep.ConnectErrors = int(fails.Load())
+	live := miners[:0]
+	for _, m := range miners {
+		if m != nil {
+			live = append(live, m)
+		}
+	}
+	miners = live
+	rep.Sessions = len(miners)
+	if len(miners) == 0 {
+		return rep, fmt.Errorf("no session connected: %v", firstErr.Load())
+	}
+	if rep.ConnectErrors > 0 {
+		log.Warn("some sessions failed to connect", "failed", rep.ConnectErrors, "first_err", firstErr.Load())
+	}
+	var readers sync.WaitGroup
+	for _, m := range miners {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			m.Run(ctx)
+		}()
+	}
+	defer func() {
+		cancel()
+		for _, m := range miners {
+			m.Close()
+		}
+		readers.Wait()
+	}()
+	for _, m := range miners {
+		if err := m.WaitWork(ctx); err != nil {
+			return rep, err
+		}
+	}
+	log.Info("sessions connected", "sessions", len(miners), "took", rep.ConnectTime)
+	if cfg.PID > 0 {
+		rep.RSSIdleBytes, _ = rss(cfg.PID)
+	}
+
+	// Share phase: a few pacers, each submitting to its own slice of
+	// the sessions in turn.
+	if cfg.SharesPerSecond > 0 && cfg.Duration > 0 {
+		cpu0, _ := cpuTicks(cfg.PID)
+		before, rej0 := counts(miners)
+		var sent atomic.Int64
+		pacers := min(8, len(miners))
+		per := max(1, cfg.SharesPerSecond/pacers)
+		phase, stop := context.WithTimeout(ctx, cfg.Duration)
+		t0 := time.Now()
+		var pw sync.WaitGroup
+		for p := range pacers {
+			pw.Add(1)
+			go func() {
+				defer pw.Done()
+				pace(phase, miners, p, pacers, per, &sent)
+			}()
+		}
+		pw.Wait()
+		stop()
+		elapsed := time.Since(t0)
+		// Let the answers in flight arrive.
+		deadline := time.Now().Add(10 * time.Second)
+		var acc, rej int64
+		for time.Now().Before(deadline) {
+			a, r := counts(miners)
+			acc, rej = a-before, r-rej0
+			if acc+rej >= sent.Load() {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // polling with a deadline
+		}
+		cpu1, _ := cpuTicks(cfg.PID)
+		rep.Submitted, rep.Accepted, rep.Rejected = sent.Load(), acc, rej
+		rep.SharesPerSec = float64(acc) / elapsed.Seconds()
+		if cfg.PID > 0 {
+			rep.RSSBytes, _ = rss(cfg.PID)
+			rep.CPUPercent = float64(cpu1-cpu0) / clockTicks / elapsed.Seconds() * 100
+		}
+		log.Info("share phase done", "sent", rep.Submitted, "accepted", acc, "per_second", rep.SharesPerSec)
+	}
+
+	// Notify phase: mine a block on one session and time the clean
+	// notify of that block's hash at every session.
+	var lat []time.Duration
+	for b := 0; b < cfg.Blocks && ctx.Err() == nil; b++ {
+		m := miners[b%len(miners)]
+		sh, ok := m.Solve(true, 1<<31)
+		if !ok {
+			return rep, errors.New("no block found in 2^31 nonces")
+		}
+		prev := chainmath.StratumPrevHash(sh.Hash)
+		t0 := time.Now()
+		if err := m.Submit(sh); err != nil {
+			return rep, fmt.Errorf("submitting block: %w", err)
+		}
+		deadline := t0.Add(10 * time.Second)
+		for arr.count(prev) < len(miners) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // polling with a deadline
+		}
+		arr.mu.Lock()
+		got := arr.by[prev]
+		for _, at := range got {
+			lat = append(lat, at.Sub(t0))
+		}
+		arr.mu.Unlock()
+		if len(got) == 0 {
+			log.Warn("block not announced (stale or rejected)", "hash", sh.Hash.String())
+			continue
+		}
+		rep.BlocksMeasured++
+		rep.NotifyMissing += len(miners) - len(got)
+		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", len(got))
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		rep.NotifySamples = len(lat)
+		rep.NotifyP50 = lat[len(lat)/2]
+		rep.NotifyP99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		rep.NotifyMax = lat[len(lat)-1]
+	}
+	return rep, nil
+}
+
+// pace submits per shares per second to miners p, p+n, p+2n, ... in turn.
+func pace(ctx context.Context, miners []*Miner, p, n, per int, sent *atomic.Int64) {
+	interval := time.Second / time.Duration(per)
+	next := time.Now()
+	i := p
+	skipped := 0
+	for ctx.Err() == nil {
+		m := miners[i]
+		if i += n; i >= len(miners) {
+			i = p
+		}
+		if m.inFlight() > 0 {
+			// A miner waits for its share's answer before the next:
+			// an open loop would only build a queue that goes stale.
+			if skipped++; skipped >= len(miners)/n {
+				skipped = 0
+				time.Sleep(time.Millisecond) // every miner is waiting
+			}
+			continue
+		}
+		skipped = 0
+		sh, ok := m.Solve(false, 1<<16)
+		if !ok {
+			continue
+		}
+		if m.Submit(sh) == nil {
+			sent.Add(1)
+		}
+		next = next.Add(interval)
+		if d := time.Until(next); d > time.Millisecond {
+			time.Sleep(d) // rate pacing
+		} else if d < -time.Second {
+			next = time.Now() // fell behind: do not burst
+		}
+	}
+}
+
+func (m *Miner) inFlight() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending)
+}
+
+func counts(miners []*Miner) (acc, rej int64) {
+	for _, m := range miners {
+		a, r := m.Counts()
+		acc += int64(a)
+		rej += int64(r)
+	}
+	return acc, rej
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// rss reads a process's resident set size from /proc.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 1 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+// cpuTicks reads a process's user+system CPU time in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unparsable", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad cpu times %q %q", pid, f[11], f[12])
+	}
+	return u + st, nil
+}
