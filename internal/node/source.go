@@ -93,6 +93,7 @@ type Source struct {
 	healthy    bool
 	lastErr    string
 	downSince  time.Time
+	lastFetch  time.Time // when a node last gave a template
 }
 
 var _ work.Source = (*Source)(nil)
@@ -290,8 +291,12 @@ func (s *Source) fetch(ctx context.Context) error {
 func (s *Source) publish(t *work.Template, longPollID string) {
 	s.mu.Lock()
 	old := s.tmpl
-	s.tmpl = t
+	same := old != nil && sameWork(old, t)
+	if !same {
+		s.tmpl = t
+	}
 	s.longPollID = longPollID
+	s.lastFetch = t.Created
 	recovered := !s.healthy && old != nil
 	var down time.Duration
 	if recovered {
@@ -305,6 +310,11 @@ func (s *Source) publish(t *work.Template, longPollID string) {
 	if recovered {
 		s.log.Info("node answers again", "endpoint", endpoint, "down_for", down)
 	}
+	if same {
+		// Nothing a miner would do differently: keep the jobs as they
+		// are (the coordinator refreshes ntime on its own).
+		return
+	}
 	if old == nil || old.PrevHash != t.PrevHash {
 		s.log.Info("new block template", "height", t.Height, "prev", t.PrevHash.String(), "txs", len(t.Txs), "value", t.CoinbaseValue)
 	} else {
@@ -314,6 +324,22 @@ func (s *Source) publish(t *work.Template, longPollID string) {
 	case s.updates <- struct{}{}:
 	default:
 	}
+}
+
+// sameWork reports whether two templates give miners the same work apart
+// from the time.
+func sameWork(a, b *work.Template) bool {
+	if a.Height != b.Height || a.PrevHash != b.PrevHash || a.Version != b.Version || a.Bits != b.Bits ||
+		a.MinTime != b.MinTime || a.CoinbaseValue != b.CoinbaseValue ||
+		!bytes.Equal(a.WitnessCommitment, b.WitnessCommitment) || len(a.Txs) != len(b.Txs) {
+		return false
+	}
+	for i := range a.Txs {
+		if a.Txs[i].WTxID != b.Txs[i].WTxID {
+			return false
+		}
+	}
+	return true
 }
 
 // requestFetch asks the fetcher for a fresh template (coalesced).
@@ -510,16 +536,23 @@ func (s *Source) Submit(ctx context.Context, block *wire.MsgBlock, finder string
 	if braw, _, err := s.call(ctx, "getbestblockhash", nil, true); err == nil && json.Unmarshal(braw, &best) == nil {
 		if best == hash.String() {
 			s.log.Info("block accepted", "hash", hash.String(), "height", height, "finder", finder, "endpoint", endpoint)
-		} else {
-			s.log.Warn("block accepted but not the tip", "hash", hash.String(), "height", height, "finder", finder, "best", best)
+			// Mine on the new tip at once rather than waiting for the
+			// long-poll.
+			if err := s.fetch(ctx); err != nil {
+				s.requestFetch()
+			}
+			return nil
 		}
-	} else {
-		s.log.Info("block accepted; tip unconfirmed", "hash", hash.String(), "height", height, "finder", finder, "endpoint", endpoint)
+		// A block on a stale job, or one that lost a race: the node
+		// keeps it on a side chain.
+		s.log.Warn("block accepted but not the tip", "hash", hash.String(), "height", height, "finder", finder, "best", best)
+		if cur := s.Current(); cur.PrevHash.String() != best {
+			s.requestFetch()
+		}
+		return nil
 	}
-	// Mine on the new tip at once rather than waiting for the long-poll.
-	if err := s.fetch(ctx); err != nil {
-		s.requestFetch()
-	}
+	s.log.Info("block accepted; tip unconfirmed", "hash", hash.String(), "height", height, "finder", finder, "endpoint", endpoint)
+	s.requestFetch()
 	return nil
 }
 
@@ -535,7 +568,7 @@ func (s *Source) Status() work.Status {
 		Network:    s.cfg.Network,
 		TipHeight:  t.Height - 1,
 		TipHash:    t.PrevHash.String(),
-		LastUpdate: t.Created,
+		LastUpdate: s.lastFetch,
 		Error:      s.lastErr,
 	}
 	if d, err := chainmath.CompactToDifficulty(t.Bits); err == nil {
