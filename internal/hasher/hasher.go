@@ -21,8 +21,9 @@ import (
 )
 
 // Job is one header to scan: bytes 0..75 fixed, the nonce (76..79) varied.
-// A Job is read-only once made, so several goroutines may scan disjoint
-// nonce ranges of the same Job at once.
+// Make it with NewJob, which precomputes what the kernels need; changing
+// Header or Target afterwards is not seen by them. A Job is read-only once
+// made, so several goroutines may scan disjoint nonce ranges of it at once.
 type Job struct {
 	Header [chainmath.HeaderSize]byte
 	Target chainmath.Target
