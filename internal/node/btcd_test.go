@@ -48,7 +48,7 @@ func newKey(t *testing.T, seed byte) testKey {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 type testWriter struct{ t *testing.T }
@@ -456,5 +456,47 @@ func TestNewErrors(t *testing.T) {
 	var rerr *node.RPCError
 	if !errors.As(err, &rerr) || rerr.Method != "getblockhash" || !strings.Contains(rerr.Message, "out of range") {
 		t.Fatalf("getblockhash 999: %v, want an RPCError naming the method with btcd's message", err)
+	}
+}
+
+// TestBtcdStaleBlockStillSubmitted submits a block solved on a template
+// the chain has since moved past: the node still takes it (onto a side
+// chain), and the source keeps following the real tip.
+func TestBtcdStaleBlockStillSubmitted(t *testing.T) {
+	ctx := t.Context()
+	b := nodetest.StartBtcd(t, "regtest")
+	key := newKey(t, 8)
+	src := newSource(t, ctx, b, key.addr, nil)
+	old := src.Current()
+	tip := mine(t, ctx, src, key.script, 0)
+	late, err := nodetest.Solve(old, key.script, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Submit(ctx, late, "late"); err != nil {
+		t.Fatalf("submitting a block on a stale template: %v", err)
+	}
+	if best, err := b.BestBlockHash(ctx); err != nil || best != tip.BlockHash().String() {
+		t.Fatalf("btcd best %s (%v), want the first block %s", best, err, tip.BlockHash())
+	}
+	if cur := src.Current(); cur.Height != 2 || cur.PrevHash != chainmath.Hash(tip.BlockHash()) {
+		t.Fatalf("template at %d on %s after the stale block, want 2 on %s", cur.Height, cur.PrevHash, tip.BlockHash())
+	}
+	var tips []struct {
+		Height int64  `json:"height"`
+		Hash   string `json:"hash"`
+		Status string `json:"status"`
+	}
+	if err := b.Call(ctx, "getchaintips", nil, &tips); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tp := range tips {
+		if tp.Hash == late.BlockHash().String() && tp.Height == 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("btcd's chain tips %+v lack the stale block %s", tips, late.BlockHash())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/work"
 )
 
 func TestAddressScript(t *testing.T) {
@@ -247,5 +249,35 @@ func TestNewClientErrors(t *testing.T) {
 	c, err := NewClient(ClientConfig{URL: "http://u:p@127.0.0.1:8332"})
 	if err != nil || c.user != "u" || c.pass != "p" || c.Endpoint() != "127.0.0.1:8332" || strings.Contains(c.endpoint, "u:p") {
 		t.Fatalf("credentials in URL: %+v %v", c, err)
+	}
+}
+
+func TestStaleAfterMaxStale(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	s := &Source{
+		cfg:     Config{Network: "regtest", MaxStale: time.Minute},
+		now:     func() time.Time { return now },
+		clients: []*Client{{display: "127.0.0.1:18443"}},
+		tmpl:    &work.Template{Height: 5, Bits: 0x207fffff, Created: now},
+		healthy: true,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	s.lastFetch = now
+	if s.Stale() || !s.Status().Healthy {
+		t.Fatal("a fresh source is stale")
+	}
+	s.markDown(fmt.Errorf("connection refused"))
+	now = now.Add(59 * time.Second)
+	st := s.Status()
+	if s.Stale() || st.Healthy || !strings.Contains(st.Error, "no node has answered for 59s; mining on the last template: connection refused") {
+		t.Fatalf("down 59 s: stale %v, status %+v", s.Stale(), st)
+	}
+	now = now.Add(2 * time.Second)
+	st = s.Status()
+	if !s.Stale() || !strings.Contains(st.Error, "no node has answered for 1m1s (over 1m0s): the last template is stale") {
+		t.Fatalf("down 61 s: stale %v, status %+v", s.Stale(), st)
+	}
+	if st.TipHeight != 4 || st.Endpoint != "127.0.0.1:18443" || st.Kind != "node" || !st.LastUpdate.Equal(time.Unix(1700000000, 0)) {
+		t.Fatalf("status %+v", st)
 	}
 }
