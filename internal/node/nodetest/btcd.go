@@ -232,4 +232,3 @@ func (b *Btcd) BlockHash(ctx context.Context, height int64) (string, error) {
 	err := b.Call(ctx, "getblockhash", []any{height}, &h)
 	return h, err
 }
-
