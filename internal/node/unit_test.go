@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/go-zeromq/zmq4"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/work"
 )
@@ -279,5 +281,72 @@ func TestStaleAfterMaxStale(t *testing.T) {
 	}
 	if st.TipHeight != 4 || st.Endpoint != "127.0.0.1:18443" || st.Kind != "node" || !st.LastUpdate.Equal(time.Unix(1700000000, 0)) {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestZMQHashblock publishes Bitcoin Core's hashblock notification from a
+// real ZMQ publisher on loopback and checks that the source asks for a
+// fresh template.
+func TestZMQHashblock(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pub := zmq4.NewPub(ctx)
+	defer pub.Close()
+	if err := pub.Listen("tcp://127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "tcp://" + pub.Addr().String()
+	s := &Source{
+		cfg:  Config{PollInterval: 50 * time.Millisecond},
+		kick: make(chan struct{}, 1),
+		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	loop, err := s.zmqLoop(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		loop(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+
+	hash := bytes.Repeat([]byte{0xab}, 32)
+	other := zmq4.NewMsgFrom([]byte("rawtx"), []byte{1, 2, 3}, []byte{0, 0, 0, 0})
+	msg := zmq4.NewMsgFrom([]byte("hashblock"), hash, []byte{7, 0, 0, 0})
+	// A subscriber misses what is published before it has joined, so
+	// publish until the source reacts (bounded by the deadline).
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		if err := pub.Send(other); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.kick:
+			t.Fatal("a rawtx notification asked for a template")
+		default:
+		}
+		if err := pub.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.kick:
+			return
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("no template request within 10 s of hashblock notifications")
+		}
+	}
+}
+
+func TestZMQEndpointErrors(t *testing.T) {
+	s := &Source{}
+	for _, e := range []string{"127.0.0.1:28332", "ipc:///tmp/x", "tcp://host"} {
+		if _, err := s.zmqLoop(e); err == nil || !strings.Contains(err.Error(), e) {
+			t.Errorf("endpoint %q: %v", e, err)
+		}
 	}
 }
