@@ -65,4 +65,3 @@ func (s *Source) zmqSession(ctx context.Context, endpoint string) error {
 		s.requestFetch()
 	}
 }
-
