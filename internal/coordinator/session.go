@@ -39,8 +39,12 @@ const (
 
 const maxJobsPerSession = 64
 
+// dupKey identifies the work of a share. It names the epoch, not the job
+// id: jobs re-sent for a new difficulty carry the same work, and a miner
+// that restarts its extranonce2 on every job would otherwise be paid twice
+// for the same hash.
 type dupKey struct {
-	job                 string
+	ep                  *epoch
 	en2                 uint64
 	ntime, nonce, vbits uint32
 }
@@ -79,7 +83,6 @@ type session struct {
 	vdStart     time.Time
 	banTotal    int // shares counted towards a ban
 	banRejected int
-	wbuf        []byte
 	scratch     []byte
 }
 
@@ -113,7 +116,9 @@ func (s *session) serve(ctx context.Context) {
 			s.c.stats.disconnected(user)
 		}
 	}()
-	lr := stratum.NewLineReader(s.conn, s.c.cfg.MaxLineBytes, 1024)
+	// A small read buffer: a longer line is gathered in pieces, and an
+	// idle session (most of them) keeps only this much.
+	lr := stratum.NewLineReader(s.conn, s.c.cfg.MaxLineBytes, 256)
 	for {
 		timeout := s.c.cfg.IdleTimeout
 		s.mu.Lock()
@@ -184,17 +189,28 @@ func (s *session) reply(id json.RawMessage, result any, e *stratum.Error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	buf, err := stratum.AppendResponse(s.wbuf[:0], id, result, e)
+	bp := wbufPool.Get().(*[]byte)
+	buf, err := stratum.AppendResponse((*bp)[:0], id, result, e)
 	if err != nil {
+		wbufPool.Put(bp)
 		s.c.log.Error("encoding response", "err", err)
 		return
 	}
-	s.writeLocked(buf)
+	s.writeLocked(bp, buf)
 }
 
-// writeLocked sends b; a failed write closes the connection.
-func (s *session) writeLocked(b []byte) {
-	s.wbuf = b[:0]
+// wbufPool holds write buffers, so that an idle session keeps none.
+var wbufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeLocked sends b, built on the pooled buffer bp, and returns bp to
+// the pool; a failed write closes the connection.
+func (s *session) writeLocked(bp *[]byte, b []byte) {
+	defer func() {
+		if cap(b) <= 64<<10 {
+			*bp = b[:0]
+			wbufPool.Put(bp)
+		}
+	}()
 	if s.closed {
 		return
 	}
@@ -392,13 +408,14 @@ func (s *session) sendWork(ep *epoch, force bool) {
 		s.jobOrder = s.jobOrder[1:]
 	}
 	s.lastEpoch = ep
-	buf := s.wbuf[:0]
+	bp := wbufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
 	if s.diffSent != s.diff {
 		buf, _ = stratum.AppendRequest(buf, nil, "mining.set_difficulty", []float64{s.diff})
 		s.diffSent = s.diff
 	}
 	buf, _ = stratum.AppendRequest(buf, nil, "mining.notify", j.notify(clean))
-	s.writeLocked(buf)
+	s.writeLocked(bp, buf)
 	if !force {
 		s.c.metrics.observeNotify(ep.made)
 	}
@@ -566,7 +583,7 @@ func (s *session) checkShare(p *stratum.Submit, now time.Time) (shareResult, *st
 			return reject(stratum.CodeOther, ReasonVersion, "version bits %s outside the mask %08x", p.VersionBits, s.mask), nil, nil
 		}
 	}
-	key := dupKey{job: p.JobID, en2: binary.BigEndian.Uint64(en2[:]), ntime: ntime, nonce: nonce, vbits: vbits}
+	key := dupKey{ep: j.ep, en2: binary.BigEndian.Uint64(en2[:]), ntime: ntime, nonce: nonce, vbits: vbits}
 	if _, dup := s.dups[key]; dup {
 		return reject(stratum.CodeDuplicate, ReasonDuplicate, "duplicate share"), nil, nil
 	}
