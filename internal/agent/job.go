@@ -38,7 +38,7 @@ type job struct {
 	parts   uint64           // nonce ranges per extranonce2 (a power of two)
 	span    uint64           // nonces per unit: 2^32 / parts
 	units   uint64           // extranonce2 values × parts
-	next    atomic.Uint64    // next unit to hand out
+	next    *atomic.Uint64   // next unit to hand out (shared by the session's jobs)
 }
 
 // maxUnits bounds the unit counter; 2^62 units is never reached.
@@ -48,7 +48,7 @@ const maxUnits = 1 << 62
 // span, when non-zero, pretends the nonce space of each extranonce2 is
 // only span nonces (tests use it to make the agent roll extranonce2 soon).
 func newJob(n *stratum.Notify, en1 []byte, en2Size int, diff float64, span uint64) (*job, error) {
-	j := &job{id: n.JobID, clean: n.Clean, en1: en1, en2Size: en2Size, diff: diff}
+	j := &job{id: n.JobID, clean: n.Clean, en1: en1, en2Size: en2Size, diff: diff, next: new(atomic.Uint64)}
 	var err error
 	if j.prev, err = chainmath.ParseStratumPrevHash(n.PrevHash); err != nil {
 		return nil, fmt.Errorf("job %q: %w", n.JobID, err)

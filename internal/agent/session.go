@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -46,17 +47,28 @@ type pending struct {
 }
 
 // session is one connection to a pool. The reading goroutine owns the
-// protocol state; writes are serialized by wmu.
+// protocol state; writes are serialized by wmu. The queue of requests
+// awaiting answers has its own lock, pmu, so that the reader never waits
+// for a write that is blocked on a full socket: it keeps reading, and a
+// pool that waits for us to read before it reads our submits never
+// deadlocks with us.
 type session struct {
 	a    *Agent
 	pool pool
 	addr string
 	conn net.Conn
 
-	wmu     sync.Mutex
+	wmu  sync.Mutex
+	wbuf []byte
+
+	pmu     sync.Mutex
 	nextID  uint64
 	pending []pending
-	wbuf    []byte
+
+	// units hands out work units across every job of the session, so a
+	// job re-sent with the same content (a new difficulty, say) never
+	// has its nonces hashed twice.
+	units atomic.Uint64
 
 	// Owned by the reading goroutine.
 	en1        []byte
@@ -157,16 +169,19 @@ func (a *Agent) probe(ctx context.Context, addr string) error {
 func (s *session) send(method string, params any) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.pmu.Lock()
 	s.nextID++
-	var err error
-	s.wbuf, err = stratum.AppendRequest(s.wbuf[:0], s.nextID, method, params)
-	if err != nil {
-		return err
-	}
+	id := s.nextID
 	if len(s.pending) >= maxPending {
 		s.pending = s.pending[1:] // a pool that never answers: forget the oldest
 	}
-	s.pending = append(s.pending, pending{id: s.nextID, method: method})
+	s.pending = append(s.pending, pending{id: id, method: method})
+	s.pmu.Unlock()
+	var err error
+	s.wbuf, err = stratum.AppendRequest(s.wbuf[:0], id, method, params)
+	if err != nil {
+		return err
+	}
 	s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.conn.Write(s.wbuf); err != nil {
 		s.conn.Close() // the reader sees it and ends the session
@@ -189,8 +204,8 @@ func (s *session) reply(id json.RawMessage, result any, e *stratum.Error) {
 // take removes and returns the pending request a response answers: the one
 // with its id, or else the oldest (pools answer in order).
 func (s *session) take(rawID json.RawMessage) (pending, bool) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	if len(s.pending) == 0 {
 		return pending{}, false
 	}
@@ -453,6 +468,7 @@ func (s *session) notify(n *stratum.Notify) {
 		return
 	}
 	j.sess = s
+	j.next = &s.units
 	s.a.publish(j)
 	s.a.log.Debug("new job", "job", j.id, "clean", j.clean, "difficulty", j.diff)
 }
