@@ -3,9 +3,220 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/web"
+	"github.com/powcoord/powcoord/internal/work"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// coordFlags are the flags shared by `coordinator` and `demo`.
+type coordFlags struct {
+	stratum      string
+	http         string
+	data         string
+	shareDiff    float64
+	blockDiff    float64
+	blockTime    time.Duration
+	sharesPerMin float64
+	logLevel     string
+	node         *nodeFlags
+}
+
+func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
+	if !demo {
+		fs.StringVar(&f.stratum, "stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
+		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
+		f.node = addNodeFlags(fs)
+	} else {
+		f.stratum = "127.0.0.1:0"
+		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
+	}
+	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
+	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
+	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.01, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
+	fs.DurationVar(&f.blockTime, "block-time", 10*time.Second, "embedded chain: the mean block `interval` difficulty adjustment aims for (at least 1s)")
+	fs.Float64Var(&f.sharesPerMin, "shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+}
+
+func (f *coordFlags) check() error {
+	if !(f.shareDiff > 0) {
+		return fmt.Errorf("--share-difficulty %v: must be a positive number", f.shareDiff)
+	}
+	if !(f.blockDiff > 0) {
+		return fmt.Errorf("--block-difficulty %v: must be a positive number", f.blockDiff)
+	}
+	if f.blockTime < time.Second {
+		return fmt.Errorf("--block-time %v: must be at least 1s (header times are whole seconds)", f.blockTime)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// instance is a running coordinator with its store, listeners and source.
+type instance struct {
+	coord      *coordinator.Coordinator
+	store      *store.Store
+	source     work.Source
+	stratumLn  net.Listener
+	httpLn     net.Listener
+	httpServer *http.Server
+	done       chan error
+}
+
+// startCoordinator opens the store and the work source, and starts the
+// Stratum and HTTP servers. onBlock may be nil.
+func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBlock func(coordinator.BlockEvent)) (*instance, error) {
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return nil, fmt.Errorf("--data %q: %w", f.data, err)
+	}
+	st, err := store.Open(filepath.Join(f.data, "powcoord.db"))
+	if err != nil {
+		return nil, err
+	}
+	inst := &instance{store: st, done: make(chan error, 1)}
+	fail := func(err error) (*instance, error) {
+		inst.close()
+		return nil, err
+	}
+	var src work.Source
+	recordBlocks := false
+	if f.node != nil {
+		if src, err = f.node.source(ctx, log); err != nil {
+			return fail(err)
+		}
+		recordBlocks = src != nil
+	}
+	if src == nil {
+		chain, err := simchain.Open(ctx, simchain.Config{Store: st, BlockTime: f.blockTime, StartDifficulty: f.blockDiff, Logger: log})
+		if err != nil {
+			return fail(err)
+		}
+		src = chain
+	}
+	inst.source = src
+	spm := f.sharesPerMin
+	if spm <= 0 {
+		spm = -1
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	inst.coord, err = coordinator.New(coordinator.Config{
+		Source: src, Store: st, RecordBlocks: recordBlocks,
+		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,
+		Logger: log, OnBlock: onBlock, Registerer: reg,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	inst.stratumLn, err = net.Listen("tcp", f.stratum)
+	if err != nil {
+		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
+	}
+	if f.http != "" {
+		inst.httpLn, err = net.Listen("tcp", f.http)
+		if err != nil {
+			return fail(fmt.Errorf("--http %q: %w", f.http, err))
+		}
+		ws := web.New(inst.coord, st, log)
+		ws.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		inst.httpServer = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
+		go inst.httpServer.Serve(inst.httpLn)
+	}
+	go func() { inst.done <- inst.coord.Serve(ctx, inst.stratumLn) }()
+	return inst, nil
+}
+
+// wait blocks until the Stratum server stops (ctx ended), then closes
+// everything.
+func (inst *instance) wait() error {
+	err := <-inst.done
+	inst.close()
+	return err
+}
+
+func (inst *instance) close() {
+	if inst.httpServer != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		inst.httpServer.Shutdown(shutCtx)
+		cancel()
+	}
+	if c, ok := inst.source.(io.Closer); ok {
+		c.Close()
+	}
+	if inst.store != nil {
+		inst.store.Close()
+	}
+}
+
+func (inst *instance) httpURL() string {
+	if inst.httpLn == nil {
+		return ""
+	}
+	return "http://" + inst.httpLn.Addr().String() + "/"
+}
+
+const coordinatorUsage = `Usage: powcoord coordinator [flags]
+
+Runs the Stratum V1 server. Without --node it mines the embedded chain
+stored under --data; with --node it is a solo pool on a Bitcoin node.
+
+Examples:
+  powcoord coordinator --stratum 0.0.0.0:3333 --http 127.0.0.1:8080 --data ./pool
+  powcoord coordinator --block-difficulty 0.05 --block-time 30s
+  powcoord coordinator --node http://127.0.0.1:18443 --node-cookie ~/.bitcoin/regtest/.cookie \
+      --network regtest --payout-address bcrt1q...
+
+Flags:
+`
+
 func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("coordinator: not implemented yet")
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f coordFlags
+	f.register(fs, false)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), coordinatorUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("coordinator: unexpected argument %q", fs.Arg(0))
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	inst, err := startCoordinator(ctx, &f, log, nil)
+	if err != nil {
+		return err
+	}
+	log.Info("coordinator running", "stratum", inst.stratumLn.Addr().String(), "http", inst.httpURL(), "data", f.data)
+	if err := inst.wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
