@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/stratum"
+	"golang.org/x/sys/unix"
 )
 
 // Share is a share a Miner submitted.
@@ -90,6 +92,9 @@ type Miner struct {
 	// OnAccepted, if set, is called (from the reader) for every share the
 	// pool answered true.
 	OnAccepted func(Share)
+	// OnAnswer, if set, is called (from the reader) with every submit's
+	// verdict, after OnAccepted.
+	OnAnswer func(accepted bool)
 	// OnWork, if set, is called (from the reader) when a mining.notify
 	// arrives, with its arrival time.
 	OnWork func(n *stratum.Notify, at time.Time)
@@ -119,6 +124,20 @@ type pendingShare struct {
 	sh Share
 }
 
+// bindNoPort lets the kernel pick the source port at connect time, by the
+// whole 4-tuple, instead of at bind time: without it a bound source
+// address runs out of ports early, TIME_WAIT ones included.
+func bindNoPort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
 // Dial connects a Miner to addr from the local IP src ("" for any),
 // subscribes and authorizes, and starts its reader. It returns when the
 // handshake is answered.
@@ -126,6 +145,7 @@ func Dial(ctx context.Context, addr, src, user string) (*Miner, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		d.Control = bindNoPort
 	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -270,6 +290,9 @@ func (m *Miner) Run(ctx context.Context) error {
 		m.mu.Unlock()
 		if ok && m.OnAccepted != nil {
 			m.OnAccepted(p.sh)
+		}
+		if m.OnAnswer != nil {
+			m.OnAnswer(ok)
 		}
 	}
 }

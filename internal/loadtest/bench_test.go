@@ -1,0 +1,111 @@
+package loadtest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
+)
+
+// startPool runs a coordinator on the embedded chain with a real SQLite
+// ledger in dir, on 127.0.0.1:0.
+func startPool(tb testing.TB, shareDiff, blockDiff float64) (addr string, st *store.Store, coord *coordinator.Coordinator) {
+	tb.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(filepath.Join(tb.TempDir(), "powcoord.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	chain, err := simchain.Open(ctx, simchain.Config{Store: st, StartDifficulty: blockDiff, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	coord, err = coordinator.New(coordinator.Config{Source: chain, Store: st, ShareDifficulty: shareDiff, SharesPerMinute: -1, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- coord.Serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		st.Close()
+	})
+	return ln.Addr().String(), st, coord
+}
+
+// BenchmarkShares measures valid shares validated and durably recorded
+// per second: 512 sessions, each submitting its next share as soon as the
+// previous one is answered.
+func BenchmarkShares(b *testing.B) {
+	const sessions = 512
+	addr, st, _ := startPool(b, 1e-9, 1e3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	miners := make([]*Miner, sessions)
+	answers := make([]chan bool, sessions)
+	for i := range miners {
+		m, err := Dial(ctx, addr, "", "bench"+strconv.Itoa(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		answers[i] = make(chan bool, 1)
+		m.OnAnswer = func(ok bool) { answers[i] <- ok }
+		go m.Run(ctx)
+		if err := m.WaitWork(ctx); err != nil {
+			b.Fatal(err)
+		}
+		miners[i] = m
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var rejected atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i, m := range miners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				sh, ok := m.Solve(false, 1<<20)
+				if !ok {
+					b.Error("no share found")
+					return
+				}
+				if err := m.Submit(sh); err != nil {
+					b.Error(err)
+					return
+				}
+				if !<-answers[i] {
+					rejected.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "shares/s")
+	if n := rejected.Load(); n > 0 {
+		b.Fatalf("%d shares rejected", n)
+	}
+	n, err := st.ShareCount(context.Background())
+	if err != nil || n < int64(b.N) {
+		b.Fatalf("ledger has %d shares, want at least %d (%v)", n, b.N, err)
+	}
+}
