@@ -48,7 +48,19 @@ func (g *simd) c(v uint32) string {
 	}
 	return fmt.Sprintf("%s<>+%d(SB)", g.table, (3+i)*g.v)
 }
-func (g *simd) slot(t int) string { return fmt.Sprintf("%d(SP)", (t%16)*g.v) }
+
+// slot is where message word t lives: on AVX-512 one of Z16..Z31 (the
+// ring fits in the upper registers), on AVX2 a stack slot.
+func (g *simd) slot(t int) string {
+	if g.regW() {
+		return fmt.Sprintf("Z%d", 16+t%16)
+	}
+	return fmt.Sprintf("%d(SP)", (t%16)*g.v)
+}
+
+func (g *simd) regW() bool { return g.wide && g.base == 0 }
+
+func isReg(s string) bool { return s[0] == 'Y' || s[0] == 'Z' || s[0] == 'X' }
 
 func (g *simd) mov(src, dst string) {
 	if g.wide {
@@ -58,6 +70,10 @@ func (g *simd) mov(src, dst string) {
 	}
 }
 func (g *simd) load(mem, dst string) {
+	if isReg(mem) && isReg(dst) {
+		g.mov(mem, dst)
+		return
+	}
 	if g.wide {
 		g.p("\tVMOVDQU32 %s, %s", mem, dst)
 	} else {
@@ -138,24 +154,31 @@ func (g *simd) round(kw []string, needA bool) {
 	g.st = []string{h, a, b, c, d, e, f, gg}
 }
 
-// sched computes W[t] into T3 and its ring slot.
+// sched computes W[t] into its slot (and, on AVX2, T3).
 func (g *simd) sched(w *[64]word, t int) {
 	t0, t1, t2, t3 := g.t(0), g.t(1), g.t(2), g.t(3)
+	dst := t3
+	terms := schedTerms(t)
+	if g.regW() {
+		// Accumulate in place: W[t] replaces W[t-16] in the same register,
+		// which is itself an addend, so take that one first.
+		dst = g.slot(t)
+		slices.Reverse(terms)
+	}
 	started := false
 	acc := func(src string) {
 		if !started {
-			if src[0] == 'Y' || src[0] == 'Z' {
-				g.mov(src, t3)
-			} else {
-				g.load(src, t3)
-			}
 			started = true
+			if src == dst {
+				return
+			}
+			g.load(src, dst)
 			return
 		}
-		g.add(src, t3)
+		g.add(src, dst)
 	}
 	var cv uint32
-	for _, tm := range schedTerms(t) {
+	for _, tm := range terms {
 		src := w[tm.idx]
 		switch src.kind {
 		case zero:
@@ -175,19 +198,25 @@ func (g *simd) sched(w *[64]word, t int) {
 				acc(g.slot(tm.idx))
 				continue
 			}
-			g.load(g.slot(tm.idx), t0)
+			x, tmp2 := g.slot(tm.idx), t0
+			if !g.regW() {
+				g.load(x, t0)
+				x = t0
+			}
 			if tm.fn == 1 {
-				g.sigma(t0, 7, 18, 3, true, t1, t2, t0)
+				g.sigma(x, 7, 18, 3, true, t1, t2, tmp2)
 			} else {
-				g.sigma(t0, 17, 19, 10, true, t1, t2, t0)
+				g.sigma(x, 17, 19, 10, true, t1, t2, tmp2)
 			}
 			acc(t1)
 		}
 	}
 	if cv != 0 {
-		g.add(g.c(cv), t3)
+		g.add(g.c(cv), dst)
 	}
-	g.store(t3, g.slot(t))
+	if !g.regW() {
+		g.store(t3, g.slot(t))
+	}
 }
 
 func (g *simd) kw(w *[64]word, t int, fresh bool) []string {
@@ -200,7 +229,7 @@ func (g *simd) kw(w *[64]word, t int, fresh bool) []string {
 		g.p("\tVPBROADCASTD %d(DI), %s", w[t].off, g.t(3))
 		return []string{g.t(3), g.c(kTab[t])}
 	}
-	if fresh {
+	if fresh && !g.regW() {
 		return []string{g.t(3), g.c(kTab[t])}
 	}
 	return []string{g.slot(t), g.c(kTab[t])}
@@ -282,8 +311,12 @@ func (g *simd) body() {
 	g.p("\t// feed-forward; the first hash is the second's W0..W7")
 	for i := 0; i < 8; i++ {
 		g.p("\tVPBROADCASTD %d(DI), %s", offMid+4*i, t0)
-		g.add(t0, g.st[i])
-		g.store(g.st[i], g.slot(i))
+		if g.regW() {
+			g.p("\tVPADDD %s, %s, %s", t0, g.st[i], g.slot(i))
+		} else {
+			g.add(t0, g.st[i])
+			g.store(g.st[i], g.slot(i))
+		}
 	}
 	g.st = []string{g.r(0), g.r(1), g.r(2), g.r(3), g.r(4), g.r(5), g.r(6), g.r(7)}
 	for i := 0; i < 8; i++ {
@@ -352,7 +385,11 @@ func genSIMDFunc(e *emitter, name string, wide, noPre, noEarly bool) []uint32 {
 	g := newSIMD(e, name, wide)
 	g.noPre, g.noEarly = noPre, noEarly
 	g.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)", name)
-	g.p("TEXT ·%s(SB), 0, $%d-49", name, 16*g.v)
+	frame := 16 * g.v
+	if g.regW() {
+		frame = 0
+	}
+	g.p("TEXT ·%s(SB), 0, $%d-49", name, frame)
 	g.p("\tMOVQ c+0(FP), DI")
 	g.p("\tMOVQ batches+16(FP), BX")
 	g.p("\tMOVQ h7+32(FP), SI")
