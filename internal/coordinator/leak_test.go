@@ -1,0 +1,40 @@
+package coordinator_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestSessionTeardownNoLeak: every goroutine a session starts ends when
+// the session does, however it ends (client close, invalid JSON, an
+// oversized line, a refusal).
+func TestSessionTeardownNoLeak(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	warm := h.dial() // the first session starts nothing lasting, but be sure
+	warm.ready("warm")
+	warm.conn.Close()
+	waitSessions(t, h, 0)
+	base := goleak.IgnoreCurrent()
+
+	var clients []*client
+	for i := range 20 {
+		c := h.dial()
+		switch i % 4 {
+		case 0:
+			c.ready("alice")
+		case 1:
+			c.subscribe()
+		case 2:
+			c.send("{not json")
+		case 3:
+			c.send(string(make([]byte, 8192)))
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		c.conn.Close()
+	}
+	waitSessions(t, h, 0)
+	goleak.VerifyNone(t, base)
+}
