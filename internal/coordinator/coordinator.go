@@ -193,6 +193,10 @@ type Coordinator struct {
 	stats   *accounting
 	metrics *metrics
 
+	workMu   sync.Mutex
+	serving  int    // running Serve calls
+	workStop func() // stops the work loop and waits for it
+
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
 	started        time.Time
@@ -230,15 +234,16 @@ func New(cfg Config) (*Coordinator, error) {
 
 // Serve accepts miners on ln until ctx ends, then closes ln and every
 // session and returns nil. Any other accept failure is returned.
+//
+// Serve may run concurrently on several listeners (plain TCP and TLS, say):
+// they share the sessions and the work, which follows the source while
+// any Serve runs.
 func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.workLoop(ctx)
-	}()
+	c.startWork()
+	defer c.stopWork()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -262,6 +267,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			c.refuse(conn, reason)
 			continue
 		}
+		s.ln = ln
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -271,11 +277,40 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	cancel()
 	c.mu.Lock()
 	for _, s := range c.sessions {
-		s.conn.Close()
+		if s.ln == ln {
+			s.conn.Close()
+		}
 	}
 	c.mu.Unlock()
 	wg.Wait()
 	return err
+}
+
+// startWork starts the work loop for the first running Serve.
+func (c *Coordinator) startWork() {
+	c.workMu.Lock()
+	defer c.workMu.Unlock()
+	c.serving++
+	if c.serving > 1 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.workStop = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		c.workLoop(ctx)
+	}()
+}
+
+// stopWork stops the work loop when the last Serve returns.
+func (c *Coordinator) stopWork() {
+	c.workMu.Lock()
+	defer c.workMu.Unlock()
+	if c.serving--; c.serving == 0 {
+		c.workStop()
+		c.workStop = nil
+	}
 }
 
 // workLoop follows the source: a new tip becomes a clean job for every

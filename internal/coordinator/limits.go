@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -167,4 +168,21 @@ func (c *Coordinator) authorized(user, password string) string {
 		return fmt.Sprintf("wrong password for user %q", user)
 	}
 	return ""
+}
+
+// ListenTLS listens on addr for Stratum over TLS (stratum+ssl) with the
+// PEM certificate chain and key in certFile and keyFile. Hand the
+// listener to Serve, alongside a plain one if wanted. The TLS handshake
+// happens on the session's first read, so the handshake deadline bounds
+// it too.
+func ListenTLS(addr, certFile, keyFile string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate %q / key %q: %w", certFile, keyFile, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("TLS Stratum listener %q: %w", addr, err)
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

@@ -55,6 +55,7 @@ type dupKey struct {
 type session struct {
 	c           *Coordinator
 	conn        net.Conn
+	ln          net.Listener // the listener it came from
 	id          uint64
 	en1         uint32
 	en1Bytes    [4]byte

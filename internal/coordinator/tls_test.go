@@ -1,0 +1,117 @@
+package coordinator_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files and returns their paths and the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "powcoord test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile, cert
+}
+
+func TestTLSListener(t *testing.T) {
+	const diff = 1e-7
+	h := newHarness(t, harnessOpts{shareDiff: diff})
+	certFile, keyFile, cert := selfSigned(t)
+	ln, err := coordinator.ListenTLS("127.0.0.1:0", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.coord.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve TLS: %v", err)
+		}
+	})
+
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &client{t: t, conn: conn, r: bufio.NewReader(conn), jobs: map[string]*stratum.Notify{}}
+	n := c.ready("alice")
+	s := c.solve(n, 1, diff, false, 0)
+	s.worker = "alice"
+	if ok, code := c.submit(s); !ok {
+		t.Fatalf("share over TLS rejected with %d", code)
+	}
+	// The plain listener serves at the same time, from the same work.
+	p := h.dial()
+	if pn := p.ready("bob"); pn.PrevHash != n.PrevHash {
+		t.Fatalf("plain and TLS sessions on different work: %s vs %s", pn.PrevHash, n.PrevHash)
+	}
+	if got := h.coord.SessionCount(); got != 2 {
+		t.Fatalf("sessions %d, want 2", got)
+	}
+	// A client speaking plain Stratum to the TLS port gets nothing useful
+	// and the server carries on.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &client{t: t, conn: raw, r: bufio.NewReader(raw)}
+	rc.send(`{"id":1,"method":"mining.subscribe","params":[]}`)
+	if m, err := rc.readMsg(); err == nil && m.Method != "" {
+		t.Fatalf("plain text on the TLS port answered %+v", m)
+	}
+	raw.Close()
+	if m := c.call("mining.extranonce.subscribe", []any{}); string(m.Result) != "true" {
+		t.Fatalf("TLS session after a bad client: %s", m.Result)
+	}
+}
+
+func TestListenTLSBadFiles(t *testing.T) {
+	_, err := coordinator.ListenTLS("127.0.0.1:0", "/nonexistent/cert.pem", "/nonexistent/key.pem")
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/cert.pem") {
+		t.Fatalf("error %v, want one naming the certificate file", err)
+	}
+}
