@@ -57,7 +57,7 @@ func startCoord(t *testing.T, bin, addr, dir string) *coordProc {
 	t.Helper()
 	p := &coordProc{}
 	p.cmd = exec.Command(bin, "coordinator", "--stratum", addr, "--http", "", "--data", dir,
-		"--share-difficulty", "2e-5", "--block-difficulty", "2e-3", "--block-time", "1s",
+		"--share-difficulty", "2e-5", "--block-difficulty", "1e-4", "--block-time", "1s",
 		"--shares-per-minute", "0", "--log-level", "warn")
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
