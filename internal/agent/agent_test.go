@@ -78,7 +78,7 @@ func TestNewValidates(t *testing.T) {
 		{Config{}, "no pool URL"},
 		{Config{URLs: []string{""}}, `""`},
 		{Config{URLs: []string{"localhost"}}, `"localhost"`},
-		{Config{URLs: []string{"stratum+ssl://pool:3333"}}, `"stratum+ssl"`},
+		{Config{URLs: []string{"http://pool:3333"}}, `"http"`},
 		{Config{URLs: []string{"http://pool:3333"}}, `"http"`},
 		{Config{URLs: []string{"pool:99999"}}, `"99999"`},
 		{Config{URLs: []string{"pool:0"}}, `"0"`},

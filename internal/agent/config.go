@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,8 +17,8 @@ import (
 
 // Config configures an Agent. Only URLs is required.
 type Config struct {
-	// URLs are the pools, in order of preference: "stratum+tcp://host:port"
-	// or "host:port". The first is the primary; the others are backups
+	// URLs are the pools, in order of preference: "stratum+tcp://host:port",
+	// "stratum+ssl://host:port" (Stratum over TLS) or "host:port". The first is the primary; the others are backups
 	// used while it is unreachable.
 	URLs []string
 	// User and Pass are sent with mining.authorize.
@@ -36,12 +37,17 @@ type Config struct {
 	// PrimaryRetry is how often, while mining on a backup pool, the agent
 	// checks whether the primary answers again; 0 means 30 s.
 	PrimaryRetry time.Duration
+	// TLSConfig is used for stratum+ssl pools; nil means the system's
+	// roots and the pool's host name. Set RootCAs to trust a self-signed
+	// pool certificate.
+	TLSConfig *tls.Config
 }
 
 // pool is one parsed pool address.
 type pool struct {
 	url  string // as configured
 	addr string // host:port for net.Dial
+	tls  bool   // stratum+ssl: Stratum over TLS
 }
 
 // parseURL accepts "stratum+tcp://host:port", "tcp://host:port" or
@@ -52,6 +58,7 @@ func parseURL(raw string) (pool, error) {
 		return pool{}, fmt.Errorf("pool URL %q: empty", raw)
 	}
 	hostport := s
+	secure := false
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
@@ -59,8 +66,10 @@ func parseURL(raw string) (pool, error) {
 		}
 		switch u.Scheme {
 		case "stratum+tcp", "tcp":
+		case "stratum+ssl", "stratum+tls", "ssl", "tls":
+			secure = true
 		default:
-			return pool{}, fmt.Errorf("pool URL %q: scheme %q not supported (want stratum+tcp)", raw, u.Scheme)
+			return pool{}, fmt.Errorf("pool URL %q: scheme %q not supported (want stratum+tcp or stratum+ssl)", raw, u.Scheme)
 		}
 		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 			return pool{}, fmt.Errorf("pool URL %q: want only stratum+tcp://host:port", raw)
@@ -78,7 +87,7 @@ func parseURL(raw string) (pool, error) {
 	if err != nil || p == 0 {
 		return pool{}, fmt.Errorf("pool URL %q: port %q is not a number in 1..65535", raw, port)
 	}
-	return pool{url: raw, addr: net.JoinHostPort(host, port)}, nil
+	return pool{url: raw, addr: net.JoinHostPort(host, port), tls: secure}, nil
 }
 
 // version returns the module version of the running binary, or "dev".

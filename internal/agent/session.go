@@ -85,8 +85,7 @@ func (a *Agent) runSession(ctx context.Context, p pool, addr string, onBackup bo
 	a.mu.Lock()
 	a.st.Pool = p.url
 	a.mu.Unlock()
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := a.dial(ctx, p, addr)
 	if err != nil {
 		r.err = err
 		return r
@@ -133,8 +132,7 @@ func (a *Agent) watchPrimary(ctx context.Context) bool {
 
 // probe dials addr, sends mining.subscribe and waits for a response.
 func (a *Agent) probe(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := a.dial(ctx, a.pools[0], addr) // only the primary is probed
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
@@ -113,5 +114,45 @@ func TestListenTLSBadFiles(t *testing.T) {
 	_, err := coordinator.ListenTLS("127.0.0.1:0", "/nonexistent/cert.pem", "/nonexistent/key.pem")
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/cert.pem") {
 		t.Fatalf("error %v, want one naming the certificate file", err)
+	}
+}
+
+// TestAgentOverTLS: the agent mines through a stratum+ssl:// URL and its
+// shares land in the ledger.
+func TestAgentOverTLS(t *testing.T) {
+	h := newHarness(t, harnessOpts{shareDiff: 1e-6})
+	certFile, keyFile, cert := selfSigned(t)
+	ln, err := coordinator.ListenTLS("127.0.0.1:0", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.coord.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	a, err := agent.New(agent.Config{URLs: []string{"stratum+ssl://" + ln.Addr().String()}, User: "tlsminer", Threads: 1, TLSConfig: &tls.Config{RootCAs: roots}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() { adone <- a.Run(actx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Stats().Accepted < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent over TLS: %d shares accepted in 30 s", a.Stats().Accepted)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	acancel()
+	<-adone
+	shares, err := h.store.Shares(context.Background(), "tlsminer")
+	if err != nil || len(shares) < 3 {
+		t.Fatalf("ledger has %d shares of the TLS agent (%v), want at least 3", len(shares), err)
 	}
 }
