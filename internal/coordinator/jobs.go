@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"sync"
@@ -37,6 +38,13 @@ type epoch struct {
 
 	mu       sync.Mutex
 	byPayout map[string]*coinbaseParts // keyed by output script
+	lines    map[notifyKey][2][]byte   // notify line around the job id
+}
+
+// notifyKey picks one cached mining.notify line of an epoch.
+type notifyKey struct {
+	cb    *coinbaseParts
+	clean bool
 }
 
 // coinbaseParts is a coinbase split around the extranonce, for one payout.
@@ -104,6 +112,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		en2Size:    b.cfg.Extranonce2Size,
 		tag:        []byte(b.cfg.CoinbaseTag),
 		byPayout:   make(map[string]*coinbaseParts),
+		lines:      make(map[notifyKey][2][]byte),
 	}
 	for i, h := range branch {
 		ep.branchHex[i] = hex.EncodeToString(h[:])
@@ -150,4 +159,32 @@ func (j *job) notify(clean bool) *stratum.Notify {
 		NTime:    j.ep.ntimeHex,
 		Clean:    clean,
 	}
+}
+
+// appendNotify appends j's mining.notify line. The line is the same for
+// every session with the same payout but for the job id, so it is encoded
+// once per epoch, payout and clean flag and the id spliced in: a broadcast
+// to many sessions then costs a copy per session, not a JSON encoding.
+func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
+	k := notifyKey{j.cb, clean}
+	ep.mu.Lock()
+	parts, ok := ep.lines[k]
+	if !ok {
+		n := j.notify(clean)
+		n.JobID = ""
+		line, err := stratum.AppendRequest(nil, nil, "mining.notify", n)
+		i := bytes.Index(line, []byte(`"params":[""`))
+		if err != nil || i < 0 {
+			ep.mu.Unlock()
+			line, _ = stratum.AppendRequest(buf, nil, "mining.notify", j.notify(clean))
+			return line
+		}
+		i += len(`"params":["`)
+		parts = [2][]byte{line[:i:i], line[i:]}
+		ep.lines[k] = parts
+	}
+	ep.mu.Unlock()
+	buf = append(buf, parts[0]...)
+	buf = append(buf, j.id...) // hex: nothing to escape
+	return append(buf, parts[1]...)
 }

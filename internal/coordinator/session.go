@@ -415,7 +415,7 @@ func (s *session) sendWork(ep *epoch, force bool) {
 		buf, _ = stratum.AppendRequest(buf, nil, "mining.set_difficulty", []float64{s.diff})
 		s.diffSent = s.diff
 	}
-	buf, _ = stratum.AppendRequest(buf, nil, "mining.notify", j.notify(clean))
+	buf = ep.appendNotify(buf, j, clean)
 	s.writeLocked(bp, buf)
 	if !force {
 		s.c.metrics.observeNotify(ep.made)
