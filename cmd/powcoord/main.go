@@ -33,6 +33,7 @@ Usage:
   powcoord coordinator [flags] the Stratum V1 server (embedded chain or a Bitcoin node)
   powcoord agent [flags]       a CPU miner for any Stratum V1 pool
   powcoord bench [flags]       hashing kernels side by side
+  powcoord version             the version of this binary
 
 Run "powcoord <command> --help" for the flags of a command.
 `
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args, stdout, stderr)
 	case "loadtest":
 		return runLoadtest(ctx, args, stdout, stderr)
+	case "version":
+		return runVersion(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
