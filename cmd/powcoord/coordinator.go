@@ -82,6 +82,7 @@ type instance struct {
 	stratumLn  net.Listener
 	httpLn     net.Listener
 	httpServer *http.Server
+	web        *web.Server // nil without --http
 	done       chan error
 }
 
@@ -140,6 +141,11 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 			return fail(fmt.Errorf("--http %q: %w", f.http, err))
 		}
 		ws := web.New(inst.coord, st, log)
+		if !recordBlocks {
+			ws.SetBlockTime(f.blockTime) // the embedded chain's target; a node's is 10 min
+		}
+		inst.web = ws
+		go ws.Run(ctx)
 		ws.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		inst.httpServer = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
 		go inst.httpServer.Serve(inst.httpLn)

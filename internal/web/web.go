@@ -1,5 +1,7 @@
 // Package web serves the coordinator's HTTP side: the JSON API
-// (/api/status, /api/blocks) that dashboards and scripts read.
+// (/api/status, /api/blocks, /api/history, /api/simulation), the live
+// event stream (/api/events) and the dashboard at /, whose static files
+// are embedded in the binary.
 package web
 
 import (
@@ -22,16 +24,23 @@ type Server struct {
 	store *store.Store
 	log   *slog.Logger
 	mux   *http.ServeMux
+	live  live
 }
 
-// New returns the HTTP handler for coord, reading blocks from st.
+// New returns the HTTP handler for coord, reading blocks from st. Run
+// feeds its live charts and event stream.
 func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	s := &Server{coord: coord, store: st, log: logger, mux: http.NewServeMux()}
+	s.live = live{interval: time.Second, blockTime: 10 * time.Minute, subs: map[chan []byte]struct{}{}, lastHeight: -1}
 	s.mux.HandleFunc("GET /api/status", s.handleStatus)
 	s.mux.HandleFunc("GET /api/blocks", s.handleBlocks)
+	s.mux.HandleFunc("GET /api/history", s.handleHistory)
+	s.mux.HandleFunc("GET /api/events", s.handleEvents)
+	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
+	s.mux.Handle("GET /", dashboardHandler())
 	return s
 }
 
