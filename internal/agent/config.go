@@ -41,6 +41,11 @@ type Config struct {
 	// roots and the pool's host name. Set RootCAs to trust a self-signed
 	// pool certificate.
 	TLSConfig *tls.Config
+	// HashLimit, when positive, caps the agent's hashing at about this many
+	// hashes per second (split evenly among the threads), by pausing
+	// between scan chunks; 0 hashes at full speed. The demo uses it to run
+	// agents of different speeds.
+	HashLimit float64
 }
 
 // pool is one parsed pool address.
@@ -124,6 +129,9 @@ func (c Config) withDefaults() (Config, []pool, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HashLimit < 0 || c.HashLimit != c.HashLimit {
+		return c, nil, fmt.Errorf("agent: hash limit %v: must be 0 (none) or a positive rate", c.HashLimit)
 	}
 	if c.StatsInterval < 0 {
 		return c, nil, fmt.Errorf("agent: stats interval %v: must not be negative", c.StatsInterval)

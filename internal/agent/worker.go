@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +36,13 @@ type worker struct {
 	hashes *counter
 	chunk  uint64
 	out    [64]uint32
+	pace   pacer
 }
 
 // run hashes whatever job is current until stop is closed.
 func (w *worker) run(stop <-chan struct{}) {
 	w.chunk = chunkStart
+	w.pace = newPacer(w.a.cfg.HashLimit / float64(w.a.cfg.Threads))
 	for {
 		j, changed := w.a.currentWork()
 		if j != nil && w.mine(j) {
@@ -76,7 +79,7 @@ func (w *worker) mine(j *job) bool {
 				w.abandoned(j)
 				return true
 			}
-			c := min(w.chunk, count)
+			c := min(w.chunk, count, w.pace.maxChunk)
 			t0 := time.Now()
 			n := k.Scan(hj, start, c, w.out[:])
 			el := time.Since(t0)
@@ -90,6 +93,9 @@ func (w *worker) mine(j *job) bool {
 			}
 			if c == w.chunk {
 				w.adapt(el)
+			}
+			if w.pace.rate > 0 {
+				w.pace.wait(c, t0.Add(el))
 			}
 			start += uint32(c)
 			count -= c
@@ -116,5 +122,36 @@ func (w *worker) adapt(el time.Duration) {
 func (w *worker) abandoned(j *job) {
 	if h := w.a.hookAbandon; h != nil {
 		h(j.gen, time.Now())
+	}
+}
+
+// pacer holds one thread to a hash rate (Config.HashLimit) by sleeping
+// after a chunk that ran ahead of schedule. Chunks are capped at about
+// 2 ms of paced work so a cleaned job is still noticed quickly.
+type pacer struct {
+	rate     float64 // hashes per second; 0: no limit
+	maxChunk uint64
+	start    time.Time
+	hashes   uint64
+}
+
+func newPacer(rate float64) pacer {
+	if !(rate > 0) {
+		return pacer{maxChunk: math.MaxUint64}
+	}
+	return pacer{rate: rate, maxChunk: uint64(max(1, rate/500))}
+}
+
+// wait accounts for c hashes finished at now and sleeps until they are
+// due. After a pause (no work for a while) the schedule restarts rather
+// than letting the thread catch up in a burst.
+func (p *pacer) wait(c uint64, now time.Time) {
+	if p.start.IsZero() || now.Sub(p.start) > time.Duration(float64(p.hashes)/p.rate*float64(time.Second))+100*time.Millisecond {
+		p.start, p.hashes = now, 0
+	}
+	p.hashes += c
+	due := p.start.Add(time.Duration(float64(p.hashes) / p.rate * float64(time.Second)))
+	if d := due.Sub(now); d > 0 {
+		time.Sleep(d)
 	}
 }
