@@ -7,6 +7,8 @@ package crashtest
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/loadtest"
 	"github.com/powcoord/powcoord/internal/simchain"
@@ -175,6 +178,16 @@ func TestSIGKILL(t *testing.T) {
 			mine(ctx, addr, "miner"+strconv.Itoa(i), 40, &l)
 		}()
 	}
+	// A real agent too: it must be mining again within 2 s of every
+	// restart, and the ledger must hold at least every share it saw
+	// accepted.
+	ag, err := agent.New(agent.Config{URLs: []string{"stratum+tcp://" + addr}, User: "realagent", Threads: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agDone := make(chan error, 1)
+	go func() { agDone <- ag.Run(ctx) }()
 	const kills = 5
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	for k := range kills {
@@ -188,11 +201,26 @@ func TestSIGKILL(t *testing.T) {
 		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond) // the random kill moment
 		p.kill(t)
 		if k < kills-1 {
+			before := ag.Stats().Sessions
 			p = startCoord(t, bin, addr, dir)
+			back := time.Now()
+			for {
+				st := ag.Stats()
+				if st.Sessions > before && st.Connected && st.JobID != "" {
+					break
+				}
+				if time.Since(back) > 2*time.Second {
+					t.Fatalf("restart %d: agent not mining 2 s after the coordinator came back (%+v)", k+1, st)
+				}
+				time.Sleep(5 * time.Millisecond) // polling with a deadline
+			}
+			t.Logf("restart %d: agent mining again %v after the coordinator came back", k+1, time.Since(back).Round(time.Millisecond))
 		}
 	}
 	cancel()
 	wg.Wait()
+	<-agDone
+	agentAccepted := ag.Stats().Accepted
 
 	st, err := store.Open(filepath.Join(dir, "powcoord.db"))
 	if err != nil {
@@ -230,11 +258,21 @@ func TestSIGKILL(t *testing.T) {
 			}
 		}
 	}
+	agentStored := 0
+	for _, sh := range stored {
+		if sh.Worker == "realagent" {
+			agentStored++
+		}
+	}
+	if uint64(agentStored) < agentAccepted {
+		t.Errorf("the agent saw %d shares accepted, the ledger holds %d of its shares", agentAccepted, agentStored)
+	}
 	if missing > 0 {
 		t.Fatalf("%d of %d acknowledged shares missing from the ledger", missing, len(l.accepted))
 	}
 	if len(l.accepted) < kills {
 		t.Fatalf("only %d shares acknowledged over %d rounds", len(l.accepted), kills)
 	}
+	t.Logf("agent: %d shares accepted, %d in the ledger", agentAccepted, agentStored)
 	t.Logf("%d kills; %d blocks re-validated; %d acknowledged shares all in the ledger of %d", kills, len(blocks), len(l.accepted), len(stored))
 }
