@@ -264,7 +264,13 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		s, reason := c.newSession(conn)
 		if s == nil {
-			c.refuse(conn, reason)
+			// Off the accept loop: on a TLS listener the refusal
+			// waits for the client's handshake (at most a second).
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.refuse(conn, reason)
+			}()
 			continue
 		}
 		s.ln = ln

@@ -156,3 +156,47 @@ func TestAgentOverTLS(t *testing.T) {
 		t.Fatalf("ledger has %d shares of the TLS agent (%v), want at least 3", len(shares), err)
 	}
 }
+
+// TestTLSRefusalDoesNotBlockAccept: a refused client on the TLS port that
+// never sends its handshake does not hold up the accept loop.
+func TestTLSRefusalDoesNotBlockAccept(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.MaxConnsPerIP = 1 }})
+	certFile, keyFile, cert := selfSigned(t)
+	ln, err := coordinator.ListenTLS("127.0.0.1:0", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.coord.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	dialTLS := func(src string) *client {
+		d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		conn, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &client{t: t, conn: conn, r: bufio.NewReader(conn), jobs: map[string]*stratum.Notify{}}
+	}
+	dialTLS("127.0.0.1").ready("first")
+	// Over the per-IP cap and silent: no TLS handshake at all.
+	for range 5 {
+		silent, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+	}
+	// Another address is still accepted and served at once.
+	start := time.Now()
+	dialTLS("127.0.0.2").ready("second")
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Fatalf("accept held up %v by silent refused clients", d)
+	}
+}
