@@ -20,7 +20,7 @@ address (one address runs out of ephemeral ports near 28,000).
 
 Example:
   powcoord coordinator --stratum 127.0.0.1:3333 --http '' --share-difficulty 1e-9 \
-      --shares-per-minute 0 --block-difficulty 1e-4 &
+      --shares-per-minute 0 --block-difficulty 1e-3 &
   powcoord loadtest --url 127.0.0.1:3333 --sessions 10000 --rate 100000 \
       --duration 20s --blocks 5 --pid $!
 
