@@ -169,12 +169,12 @@ func (m *Miner) handshake() error {
 		return fmt.Errorf("sending the handshake: %w", err)
 	}
 	for got := 0; got < 2; {
-		msg, err := m.readMsg()
+		msg, at, err := m.readMsg()
 		if err != nil {
 			return fmt.Errorf("reading the handshake: %w", err)
 		}
 		if msg.Method != "" {
-			if err := m.handleNote(msg, time.Now()); err != nil {
+			if err := m.handleNote(msg, at); err != nil {
 				return err
 			}
 			continue
@@ -201,16 +201,20 @@ func (m *Miner) handshake() error {
 	return nil
 }
 
-func (m *Miner) readMsg() (*stratum.Message, error) {
+// readMsg reads and parses the next line; at is when the line was read,
+// before any parsing (the notify latency should not include ours).
+func (m *Miner) readMsg() (msg *stratum.Message, at time.Time, err error) {
 	line, err := m.r.ReadSlice('\n')
+	at = time.Now()
 	if errors.Is(err, bufio.ErrBufferFull) {
 		rest, err2 := m.r.ReadBytes('\n')
 		line, err = append(append([]byte(nil), line...), rest...), err2
 	}
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	return stratum.Parse(line)
+	msg, err = stratum.Parse(line)
+	return msg, at, err
 }
 
 func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
@@ -260,14 +264,13 @@ func (m *Miner) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
 	defer stop()
 	for {
-		msg, err := m.readMsg()
+		msg, now, err := m.readMsg()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		now := time.Now()
 		if msg.Method != "" {
 			if err := m.handleNote(msg, now); err != nil {
 				return err
