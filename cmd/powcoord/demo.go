@@ -71,7 +71,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	agents := fs.Int("agents", 3, "number of agents (CPU miners) to run; --agent-rates sets it when given")
 	threads := fs.Int("agent-threads", 0, "hashing threads per agent; 0 shares the cores among the agents")
 	rates := fs.String("agent-rates", "", "comma-separated agent `speeds`: multiples of --base-rate (1x,2x,4x) or hashes/s with an optional k/M/G suffix (250k); one agent per entry")
-	baseRate := fs.Float64("base-rate", 0, "hashes/s of a 1x agent; 0 measures this machine and uses half of its cores' speed divided among the agents")
+	baseRate := new(float64)
+	fs.Var((*rateFlag)(baseRate), "base-rate", "hashes/s of a 1x agent (`rate`, k/M/G suffix allowed: 200k); 0 measures this machine and uses half of its cores' speed divided among the agents")
 	schedule := fs.String("agent-schedule", "", "agents that join or leave: comma-separated `N:JOIN[-LEAVE]` (agent number from 1, times since the start), e.g. 3:30s-2m,4:1m")
 	duration := fs.Duration("duration", 0, "stop after this `long` and print the summary; 0 runs until Ctrl-C")
 	configPath := addConfigFlag(fs)
@@ -96,9 +97,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *threads < 0 {
 		return fmt.Errorf("--agent-threads %d: must be 0 or more", *threads)
-	}
-	if *baseRate < 0 || math.IsNaN(*baseRate) || math.IsInf(*baseRate, 0) {
-		return fmt.Errorf("--base-rate %v: must be 0 (measure) or a positive hashes/s", *baseRate)
 	}
 	if *duration < 0 {
 		return fmt.Errorf("--duration %v: must be 0 (until Ctrl-C) or positive", *duration)
@@ -318,6 +316,23 @@ func parseSI(s string) (float64, error) {
 		return 0, fmt.Errorf("want a positive rate like 150k or a multiple like 2x")
 	}
 	return v * mult, nil
+}
+
+// rateFlag is a hashes/s flag that takes k/M/G suffixes; 0 is allowed.
+type rateFlag float64
+
+func (r *rateFlag) String() string { return strconv.FormatFloat(float64(*r), 'g', -1, 64) }
+func (r *rateFlag) Set(s string) error {
+	if s == "0" {
+		*r = 0
+		return nil
+	}
+	v, err := parseSI(s)
+	if err != nil {
+		return fmt.Errorf("want 0 or a positive rate like 200k")
+	}
+	*r = rateFlag(v)
+	return nil
 }
 
 func needsBase(plan []*demoAgent) bool {

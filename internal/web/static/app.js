@@ -132,10 +132,14 @@ function renderSimulation(sim) {
   const sec = $("simulation");
   if (!sim) { sec.hidden = true; return; }
   sec.hidden = false;
-  $("sim-text").textContent = sim.text || "";
+  const T = sim.target_block_seconds;
+  $("sim-text").textContent = fmtDur(sim.elapsed_seconds) + " so far: " + sim.blocks + " blocks, mean interval " +
+    fmtDur(sim.mean_interval_seconds) + " (target " + fmtDur(T) + "); difficulty " + fmtNum(sim.start_difficulty) +
+    " → " + fmtNum(sim.difficulty) + ". Blocks arrive as a Poisson process, so their intervals should follow an " +
+    "exponential distribution, and each agent should find blocks in proportion to the hashes it does.";
   const hist = sim.histogram;
   if (hist && hist.counts) {
-    const items = hist.counts.map((c, i) => ({ label: fmtNum(hist.bin_seconds * i) + "s", y: c }));
+    const items = hist.counts.map((c, i) => ({ label: fmtNum(hist.bin_seconds * i) + (i === hist.counts.length - 1 ? "s+" : "s"), y: c }));
     Charts.bars($("chart-histogram"), items, {
       overlay: hist.expected, overlayColor: "#7ee787", emptyText: "no intervals yet",
       legend: [{ label: "observed", color: Charts.palette[0] }, { label: "exponential, mean = target", color: "#7ee787" }],

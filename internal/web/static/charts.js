@@ -84,7 +84,7 @@ const Charts = (() => {
     const y = v => h - pad.b - v / yMax * (h - pad.t - pad.b);
     frame(ctx, w, h, pad, yTicks, y, opts.yFmt || String);
     ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillStyle = "#8a96a3";
-    const xt = 5;
+    const xt = Math.max(1, Math.min(6, Math.floor((w - pad.l - pad.r) / 90)));
     for (let i = 0; i <= xt; i++) {
       const v = x0 + (x1 - x0) * i / xt;
       ctx.fillText(timeLabel(v), Math.min(Math.max(x(v), pad.l + 20), w - 30), h - pad.b + 4);
