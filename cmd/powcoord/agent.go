@@ -49,11 +49,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	statsEvery := fs.Duration("stats-interval", 10*time.Second, "how often to log hashrate and share counts (`duration`, e.g. 10s)")
 	primaryRetry := fs.Duration("primary-retry", 30*time.Second, "while on a backup pool, how often to check the primary (`duration`)")
+	configPath := addConfigFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), agentUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyConfig(fs, *configPath); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

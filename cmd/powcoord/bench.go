@@ -42,6 +42,7 @@ Flags:
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	configPath := addConfigFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, benchUsage)
 		fs.PrintDefaults()
@@ -52,6 +53,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.String("threads", "1,2", "comma-separated thread counts to measure, each ≥ 1")
 	kernel := fs.String("kernel", "", "measure only this kernel (and stdlib, the baseline); default: every available kernel ("+strings.Join(hasher.Names(), ", ")+")")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyConfig(fs, *configPath); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

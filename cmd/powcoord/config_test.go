@@ -126,3 +126,15 @@ func TestConfigMissingFile(t *testing.T) {
 		t.Fatalf("no --config: err=%v agents=%d, want defaults untouched", err, *c.agents)
 	}
 }
+
+// TestConfigInEveryCommand checks that each subcommand reads --config and
+// names an unknown key.
+func TestConfigInEveryCommand(t *testing.T) {
+	p := writeConfig(t, "not-a-flag = 1\n")
+	for _, cmd := range []string{"demo", "coordinator", "agent", "bench"} {
+		err := run(t.Context(), []string{cmd, "--config", p}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), `unknown key "not-a-flag"`) {
+			t.Errorf("%s --config: err = %v, want the unknown key named", cmd, err)
+		}
+	}
+}

@@ -202,8 +202,12 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	var f coordFlags
 	f.register(fs, false)
+	configPath := addConfigFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), coordinatorUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyConfig(fs, *configPath); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
