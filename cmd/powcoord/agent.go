@@ -83,7 +83,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("agent: --log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logw, status := stderr, (*statusLine)(nil)
+	if isTerminal(stderr) { // one redrawn status line instead of periodic stats logs
+		status = &statusLine{w: stderr}
+		logw, *statsEvery = status, 1<<62
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
 	a, err := agent.New(agent.Config{
 		URLs: urls, User: *user, Pass: *pass, Threads: *threads, Kernel: k,
 		Logger: log, StatsInterval: *statsEvery, PrimaryRetry: *primaryRetry,
@@ -91,7 +96,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	if status == nil {
+		return a.Run(ctx)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	drawn := make(chan struct{})
+	go func() { defer close(drawn); status.run(sctx, a.Stats, time.Now()) }()
+	err = a.Run(ctx)
+	stop()
+	<-drawn
+	return err
 }
 
 // kernelNames lists the kernels this CPU can run.
