@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
@@ -34,6 +35,20 @@ type coordFlags struct {
 	sharesPerMin float64
 	logLevel     string
 	node         *nodeFlags
+
+	// Limits and access (coordinator command only).
+	maxConns, maxConnsPerIP int
+	banMinShares            int
+	banRejectRatio          float64
+	banDuration             time.Duration
+	auth                    string
+	allowUsers              string
+	authPassword            string
+	handshakeTimeout        time.Duration
+	idleTimeout             time.Duration
+	maxLine                 int
+	stratumTLS              string
+	tlsCert, tlsKey         string
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -41,6 +56,20 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.stratum, "stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
 		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
 		f.node = addNodeFlags(fs)
+		fs.IntVar(&f.maxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
+		fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
+		fs.IntVar(&f.banMinShares, "ban-min-shares", 100, "shares a connection must have sent before the ban rule judges it; negative disables bans")
+		fs.Float64Var(&f.banRejectRatio, "ban-reject-ratio", 0.9, "ban the address of a connection with at least this `fraction` of its shares rejected (stale ones not counted)")
+		fs.DurationVar(&f.banDuration, "ban-duration", 10*time.Minute, "how long a ban refuses the address")
+		fs.StringVar(&f.auth, "auth", "open", "authorization `mode`: open, allowlist (--allow-users) or password (--auth-password)")
+		fs.StringVar(&f.allowUsers, "allow-users", "", "comma-separated `usernames` (or the part before the first '.') for --auth allowlist")
+		fs.StringVar(&f.authPassword, "auth-password", "", "the `password` every miner must send with --auth password")
+		fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 30*time.Second, "close a connection that has not subscribed and authorized within this `duration`")
+		fs.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "close a connection that sends nothing for this `duration`")
+		fs.IntVar(&f.maxLine, "max-line", 4096, "close a connection that sends a line longer than this many `bytes`")
+		fs.StringVar(&f.stratumTLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
+		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
+		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
 	} else {
 		f.stratum = "127.0.0.1:0"
 		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
@@ -63,7 +92,27 @@ func (f *coordFlags) check() error {
 	if f.blockTime < time.Second {
 		return fmt.Errorf("--block-time %v: must be at least 1s (header times are whole seconds)", f.blockTime)
 	}
+	if f.stratumTLS != "" && (f.tlsCert == "" || f.tlsKey == "") {
+		return fmt.Errorf("--stratum-tls %q needs --tls-cert and --tls-key", f.stratumTLS)
+	}
+	if f.stratumTLS == "" && (f.tlsCert != "" || f.tlsKey != "") {
+		return errors.New("--tls-cert and --tls-key are only used with --stratum-tls")
+	}
 	return nil
+}
+
+// limits copies the limit and access flags into cfg; zero values (the
+// demo's) leave the coordinator's defaults.
+func (f *coordFlags) limits(cfg *coordinator.Config) {
+	cfg.MaxConns, cfg.MaxConnsPerIP = f.maxConns, f.maxConnsPerIP
+	cfg.BanMinShares, cfg.BanRejectRatio, cfg.BanDuration = f.banMinShares, f.banRejectRatio, f.banDuration
+	cfg.AuthMode, cfg.Password = f.auth, f.authPassword
+	for _, u := range strings.Split(f.allowUsers, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.AllowList = append(cfg.AllowList, u)
+		}
+	}
+	cfg.HandshakeTimeout, cfg.IdleTimeout, cfg.MaxLineBytes = f.handshakeTimeout, f.idleTimeout, f.maxLine
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -80,6 +129,7 @@ type instance struct {
 	store      *store.Store
 	source     work.Source
 	stratumLn  net.Listener
+	tlsLn      net.Listener
 	httpLn     net.Listener
 	httpServer *http.Server
 	web        *web.Server // nil without --http
@@ -123,17 +173,30 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	inst.coord, err = coordinator.New(coordinator.Config{
+	cfg := coordinator.Config{
 		Source: src, Store: st, RecordBlocks: recordBlocks,
 		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,
 		Logger: log, OnBlock: onBlock, Registerer: reg,
-	})
+	}
+	f.limits(&cfg)
+	inst.coord, err = coordinator.New(cfg)
 	if err != nil {
 		return fail(err)
 	}
 	inst.stratumLn, err = net.Listen("tcp", f.stratum)
 	if err != nil {
 		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
+	}
+	if f.stratumTLS != "" {
+		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
+			inst.stratumLn.Close()
+			return fail(err)
+		}
+		go func() {
+			if err := inst.coord.Serve(ctx, inst.tlsLn); err != nil {
+				log.Error("TLS stratum listener stopped", "err", err)
+			}
+		}()
 	}
 	if f.http != "" {
 		inst.httpLn, err = net.Listen("tcp", f.http)
@@ -224,7 +287,11 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	log.Info("coordinator running", "stratum", inst.stratumLn.Addr().String(), "http", inst.httpURL(), "data", f.data)
+	attrs := []any{"stratum", inst.stratumLn.Addr().String(), "http", inst.httpURL(), "data", f.data}
+	if inst.tlsLn != nil {
+		attrs = append(attrs, "stratum_tls", inst.tlsLn.Addr().String())
+	}
+	log.Info("coordinator running", attrs...)
 	if err := inst.wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
