@@ -124,6 +124,17 @@ func TestEventsAndHistory(t *testing.T) {
 		t.Errorf("blocks_found = %d, want 1", after.Status.BlocksFound)
 	}
 
+	fams := scrape(t, p.http.URL+"/metrics")
+	blocks := map[string]float64{}
+	if f := fams["powcoord_blocks_total"]; f != nil {
+		for _, mt := range f.Metric {
+			blocks[label(mt, "result")] = mt.GetCounter().GetValue()
+		}
+	}
+	if blocks["accepted"] != 1 || blocks["rejected"] != 0 {
+		t.Errorf("powcoord_blocks_total = %v, want 1 accepted and none rejected", blocks)
+	}
+
 	hr, err := http.Get(p.http.URL + "/api/history")
 	mustf(t, err, "GET /api/history")
 	defer hr.Body.Close()
