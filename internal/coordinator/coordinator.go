@@ -197,6 +197,7 @@ type Coordinator struct {
 	serving  int    // running Serve calls
 	workStop func() // stops the work loop and waits for it
 
+	noWork         atomic.Bool // the source's work is stale: refuse miners
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
 	started        time.Time
@@ -324,10 +325,14 @@ func (c *Coordinator) stopWork() {
 func (c *Coordinator) workLoop(ctx context.Context) {
 	ticker := time.NewTicker(c.cfg.JobInterval)
 	defer ticker.Stop()
+	health := time.NewTicker(time.Second)
+	defer health.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-health.C:
+			c.checkSourceStale()
 		case <-c.cfg.Source.Updates():
 			t := c.cfg.Source.Current()
 			clean := t.PrevHash != c.jobs.current().tmpl.PrevHash
@@ -388,10 +393,35 @@ func (c *Coordinator) allocExtranonce1() uint32 {
 	}
 }
 
+// checkSourceStale follows the source's Stale flag: when its work goes
+// stale (a node unreachable for too long) every miner is disconnected and
+// new ones are refused, so that they fail over to their backup pools;
+// when fresh work returns, miners are admitted again.
+func (c *Coordinator) checkSourceStale() {
+	st := c.cfg.Source.Status()
+	if st.Stale == c.noWork.Load() {
+		return
+	}
+	c.noWork.Store(st.Stale)
+	if !st.Stale {
+		c.log.Info("work source has fresh work again; admitting miners")
+		return
+	}
+	c.log.Warn("work source is stale; disconnecting miners until it recovers", "err", st.Error)
+	c.mu.Lock()
+	for _, s := range c.sessions {
+		s.conn.Close()
+	}
+	c.mu.Unlock()
+}
+
 // newSession admits conn and makes its session, or returns nil and the
 // reason it was refused.
 func (c *Coordinator) newSession(conn net.Conn) (*session, string) {
 	ip := remoteIP(conn.RemoteAddr())
+	if c.noWork.Load() {
+		return nil, "no work: the work source is stale"
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if reason := c.admitLocked(ip, c.cfg.Now()); reason != "" {

@@ -580,6 +580,7 @@ func (s *Source) Status() work.Status {
 	if !s.healthy {
 		down := s.now().Sub(s.downSince).Round(time.Second)
 		if down > s.cfg.MaxStale {
+			st.Stale = true
 			st.Error = fmt.Sprintf("no node has answered for %s (over %s): the last template is stale; %s", down, s.cfg.MaxStale, s.lastErr)
 		} else {
 			st.Error = fmt.Sprintf("no node has answered for %s; mining on the last template: %s", down, s.lastErr)

@@ -271,12 +271,12 @@ func TestStaleAfterMaxStale(t *testing.T) {
 	s.markDown(fmt.Errorf("connection refused"))
 	now = now.Add(59 * time.Second)
 	st := s.Status()
-	if s.Stale() || st.Healthy || !strings.Contains(st.Error, "no node has answered for 59s; mining on the last template: connection refused") {
+	if s.Stale() || st.Stale || st.Healthy || !strings.Contains(st.Error, "no node has answered for 59s; mining on the last template: connection refused") {
 		t.Fatalf("down 59 s: stale %v, status %+v", s.Stale(), st)
 	}
 	now = now.Add(2 * time.Second)
 	st = s.Status()
-	if !s.Stale() || !strings.Contains(st.Error, "no node has answered for 1m1s (over 1m0s): the last template is stale") {
+	if !s.Stale() || !st.Stale || !strings.Contains(st.Error, "no node has answered for 1m1s (over 1m0s): the last template is stale") {
 		t.Fatalf("down 61 s: stale %v, status %+v", s.Stale(), st)
 	}
 	if st.TipHeight != 4 || st.Endpoint != "127.0.0.1:18443" || st.Kind != "node" || !st.LastUpdate.Equal(time.Unix(1700000000, 0)) {

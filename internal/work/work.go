@@ -51,8 +51,13 @@ func (t *Template) Target() (chainmath.Target, error) {
 
 // Status describes the health of a source for the status API.
 type Status struct {
-	Kind        string    `json:"kind"` // "embedded" or "node"
-	Healthy     bool      `json:"healthy"`
+	Kind    string `json:"kind"` // "embedded" or "node"
+	Healthy bool   `json:"healthy"`
+	// Stale is set when the source has had no fresh work for longer than
+	// it allows: mining the last template would likely be wasted, so the
+	// coordinator sends miners away (to their backup pools) until it
+	// clears.
+	Stale       bool      `json:"stale"`
 	TipHeight   int64     `json:"tip_height"`
 	TipHash     string    `json:"tip_hash"`
 	LastUpdate  time.Time `json:"last_template"`

@@ -1,0 +1,89 @@
+package node_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/node"
+	"github.com/powcoord/powcoord/internal/node/nodetest"
+	"github.com/powcoord/powcoord/internal/store"
+)
+
+// TestCoordinatorSendsMinersAwayWhileNodeIsStale: with the node gone for
+// longer than MaxStale, the coordinator disconnects its miners and refuses
+// new ones (so they fail over to a backup pool); once the node is back,
+// miners get work again.
+func TestCoordinatorSendsMinersAwayWhileNodeIsStale(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	b := nodetest.StartBtcd(t, "regtest")
+	key := newKey(t, 9)
+	src := newSource(t, ctx, b, key.addr, func(c *node.Config) { c.MaxStale = time.Second })
+	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	coord, err := coordinator.New(coordinator.Config{Source: src, Store: st, RecordBlocks: true, ShareDifficulty: 1, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- coord.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	// handshake dials, subscribes and authorizes; it returns the
+	// connection and the first lines the coordinator sent back.
+	handshake := func() (net.Conn, *bufio.Reader, string) {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn.Write([]byte(`{"id":1,"method":"mining.subscribe","params":[]}` + "\n" +
+			`{"id":2,"method":"mining.authorize","params":["` + key.addr + `","x"]}` + "\n"))
+		r := bufio.NewReader(conn)
+		line, _ := r.ReadString('\n')
+		return conn, r, line
+	}
+
+	conn, r, first := handshake()
+	defer conn.Close()
+	if !strings.Contains(first, `"mining.notify"`) && !strings.Contains(first, `"result":[[`) {
+		t.Fatalf("first line %q", first)
+	}
+	b.Kill()
+	// The session is closed once the work is stale: reads end.
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			break
+		}
+	}
+	if !src.Status().Stale || !coord.Status().Source.Stale {
+		t.Fatalf("status does not say stale: %+v", coord.Status().Source)
+	}
+	// A new miner is refused with the reason.
+	c2, _, line := handshake()
+	c2.Close()
+	if !strings.Contains(line, "stale") {
+		t.Fatalf("a miner connecting while the node is down got %q", line)
+	}
+	// The node comes back: miners are admitted again.
+	b.Start()
+	waitFor(t, 30*time.Second, "miners admitted again", func() bool {
+		c, _, line := handshake()
+		c.Close()
+		return strings.Contains(line, `"result":[[`)
+	})
+}
