@@ -26,8 +26,11 @@ const Charts = (() => {
     const raw = (hi - lo) / n;
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 2.5, 5, 10].map(m => m * mag).find(s => s >= raw) || 10 * mag;
+    // From the first multiple of step at or above lo to the first at or
+    // above hi, so the top tick always clears the data.
     const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) { out.push(v); }
+    const first = Math.ceil(lo / step - 1e-9), last = Math.ceil(hi / step - 1e-9);
+    for (let i = first; i <= last; i++) { out.push(Number((i * step).toPrecision(12))); }
     return out;
   }
 
