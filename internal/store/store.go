@@ -14,9 +14,10 @@
 // on ordinary disks. RecordShare therefore does not write by itself: it
 // hands its share to a single writer goroutine over a buffered channel and
 // waits for the outcome. The writer takes the first pending share, then
-// everything else already queued (up to MaxBatch shares), inserts them all
-// in one transaction, commits (one fsync) and only then answers every caller
-// of that batch. While the writer is busy committing, new shares pile up in
+// everything else already queued (up to MaxBatch shares), packs them into
+// one "share segment" row (see segment.go: one row per batch instead of one
+// per share, which takes SQLite's per-row cost off the hot path), commits
+// (one fsync) and only then answers every caller of that batch. While the writer is busy committing, new shares pile up in
 // the queue and become the next batch, so a batch closes exactly when the
 // writer is free: under light load each share commits alone with no added
 // latency, and under heavy load the fsync cost is shared by up to MaxBatch
@@ -73,6 +74,11 @@ CREATE TABLE IF NOT EXISTS shares (
 	block       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS shares_worker ON shares(worker, id);
+CREATE TABLE IF NOT EXISTS share_segments (
+	id    INTEGER PRIMARY KEY,
+	count INTEGER NOT NULL,
+	data  BLOB    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
@@ -287,7 +293,15 @@ func (s *Store) BlockCount(ctx context.Context) (int64, error) {
 
 // ShareCount returns how many shares are in the ledger.
 func (s *Store) ShareCount(ctx context.Context) (int64, error) {
-	return s.count(ctx, "shares")
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	var n int64
+	if err := s.r.QueryRowContext(ctx,
+		`SELECT (SELECT COUNT(*) FROM shares) + (SELECT COALESCE(SUM(count), 0) FROM share_segments)`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count shares: %w", err)
+	}
+	return n, nil
 }
 
 func (s *Store) count(ctx context.Context, table string) (int64, error) {
@@ -337,6 +351,7 @@ func (s *Store) RecordShare(ctx context.Context, sh Share) error {
 func (s *Store) writer() {
 	defer close(s.wdone)
 	batch := make([]shareReq, 0, MaxBatch)
+	var enc segmentEncoder
 	for first := range s.reqs {
 		batch = append(batch[:0], first)
 	fill:
@@ -351,7 +366,7 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		err := s.commitShares(batch)
+		err := s.commitShares(&enc, batch)
 		for i := range batch {
 			batch[i].done <- err
 			batch[i] = shareReq{}
@@ -359,43 +374,71 @@ func (s *Store) writer() {
 	}
 }
 
-func (s *Store) commitShares(batch []shareReq) error {
-	// The writer must finish what it accepted even while Close waits, so
-	// it does not take a caller's context.
-	ctx := context.Background()
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin share batch of %d: %w", len(batch), err)
-	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO shares
-		(time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, hash, block)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		tx.Rollback()
-		return fmt.Errorf("store: prepare share insert: %w", err)
-	}
+func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
+	enc.reset()
 	for i := range batch {
-		sh := &batch[i].share
-		if _, err := stmt.ExecContext(ctx, sh.Time.UnixNano(), sh.Worker, sh.Extranonce1, sh.JobID, sh.Extranonce2,
-			int64(sh.NTime), int64(sh.Nonce), int64(sh.Version), sh.Difficulty, sh.Achieved, sh.Hash[:], sh.Block); err != nil {
-			stmt.Close()
-			tx.Rollback()
-			return fmt.Errorf("store: insert share of worker %q: %w", sh.Worker, err)
-		}
+		enc.add(&batch[i].share)
 	}
-	stmt.Close()
-	if err := tx.Commit(); err != nil {
+	// The writer must finish what it accepted even while Close waits, so
+	// it does not take a caller's context. One statement in autocommit
+	// mode is one transaction: one commit, one fsync.
+	if _, err := s.w.ExecContext(context.Background(),
+		`INSERT INTO share_segments (count, data) VALUES (?, ?)`, enc.n, enc.bytes()); err != nil {
 		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 	}
 	return nil
 }
 
 // Shares returns the ledger's shares of worker ("" for every worker), in
-// the order they were recorded.
+// the order they were recorded. Shares are stored in packed batches, so
+// asking for one worker still reads the whole ledger.
 func (s *Store) Shares(ctx context.Context, worker string) ([]Share, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
+	// One read transaction, so that the legacy rows and the segments are
+	// one snapshot.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: read shares of %q: %w", worker, err)
+	}
+	defer tx.Rollback()
+	out, err := legacyShares(ctx, tx, worker)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, count, data FROM share_segments ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: query share segments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, count int64
+			data      []byte
+		)
+		if err := rows.Scan(&id, &count, &data); err != nil {
+			return nil, fmt.Errorf("store: read share segment: %w", err)
+		}
+		var n int
+		out, n, err = decodeSegment(out, data, worker)
+		if err != nil {
+			return nil, fmt.Errorf("store: share segment %d: %w", id, err)
+		}
+		if int64(n) != count {
+			return nil, fmt.Errorf("store: share segment %d holds %d shares, its count says %d", id, n, count)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read share segments: %w", err)
+	}
+	return out, nil
+}
+
+// legacyShares reads the one-row-per-share table that ledgers written
+// before share segments use; it is read first, since every row in it is
+// older than any segment.
+func legacyShares(ctx context.Context, tx *sql.Tx, worker string) ([]Share, error) {
 	q := `SELECT time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, hash, block FROM shares`
 	var args []any
 	if worker != "" {
@@ -403,7 +446,7 @@ func (s *Store) Shares(ctx context.Context, worker string) ([]Share, error) {
 		args = append(args, worker)
 	}
 	q += ` ORDER BY id`
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: query shares of %q: %w", worker, err)
 	}
