@@ -35,10 +35,10 @@ const segmentFormat = 1
 const shareFixedSize = 3*4 + 2*8 + 32 + 1
 
 type segmentEncoder struct {
-	buf    []byte
-	n      int
-	prevT  int64
-	table  map[string]uint64
+	buf   []byte
+	n     int
+	prevT int64
+	table map[string]uint64
 }
 
 func (e *segmentEncoder) reset() {
