@@ -416,11 +416,13 @@ func (s *session) sendWork(ep *epoch, force bool) {
 		s.diffSent = s.diff
 	}
 	buf = ep.appendNotify(buf, j, clean)
+	// Accounting first: a miner that has read the new difficulty must
+	// find it in Status.
+	s.c.stats.setDifficulty(s.user, s.diff)
 	s.writeLocked(bp, buf)
 	if !force {
 		s.c.metrics.observeNotify(ep.made)
 	}
-	s.c.stats.setDifficulty(s.user, s.diff)
 }
 
 // retargetLocked is vardiff: it moves the difficulty towards
