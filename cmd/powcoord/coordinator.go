@@ -151,10 +151,12 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		inst.close()
 		return nil, err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var src work.Source
 	recordBlocks := false
 	if f.node != nil {
-		if src, err = f.node.source(ctx, log); err != nil {
+		if src, err = f.node.source(ctx, log, reg); err != nil {
 			return fail(err)
 		}
 		recordBlocks = src != nil
@@ -171,8 +173,6 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if spm <= 0 {
 		spm = -1
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := coordinator.Config{
 		Source: src, Store: st, RecordBlocks: recordBlocks,
 		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,

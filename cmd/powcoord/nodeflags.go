@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,7 +61,7 @@ func addNodeFlags(fs *flag.FlagSet) *nodeFlags {
 // source returns the node work source the flags describe, or (nil, nil)
 // when no --node was given (the coordinator then uses the embedded chain).
 // It stops following the node when ctx ends.
-func (f *nodeFlags) source(ctx context.Context, logger *slog.Logger) (work.Source, error) {
+func (f *nodeFlags) source(ctx context.Context, logger *slog.Logger, reg prometheus.Registerer) (work.Source, error) {
 	if len(f.urls) == 0 {
 		var set []string
 		f.fs.Visit(func(fl *flag.Flag) {
@@ -101,6 +102,7 @@ func (f *nodeFlags) source(ctx context.Context, logger *slog.Logger) (work.Sourc
 		PayoutAddress: f.payout,
 		ZMQ:           f.zmq,
 		Logger:        logger.With("component", "node"),
+		Registerer:    reg,
 	})
 	if err != nil {
 		return nil, err

@@ -34,12 +34,12 @@ func TestNodeFlagsErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		f := parseNodeFlags(t, c.args...)
-		src, err := f.source(t.Context(), nil)
+		src, err := f.source(t.Context(), nil, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) || src != nil {
 			t.Errorf("%q: %v, want an error containing %q", c.args, err, c.want)
 		}
 	}
-	if src, err := parseNodeFlags(t).source(t.Context(), nil); src != nil || err != nil {
+	if src, err := parseNodeFlags(t).source(t.Context(), nil, nil); src != nil || err != nil {
 		t.Fatalf("no --node: %v %v, want nil, nil (embedded chain)", src, err)
 	}
 }
@@ -48,7 +48,7 @@ func TestNodeFlagsOnBtcd(t *testing.T) {
 	b := nodetest.StartBtcd(t, "regtest")
 	f := parseNodeFlags(t, "--node", "127.0.0.1:1", "--node", b.URL, "--node-user", b.User, "--node-pass", b.Pass,
 		"--network", "regtest", "--payout-address", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
-	src, err := f.source(t.Context(), nil)
+	src, err := f.source(t.Context(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ type Client struct {
 	timeout    time.Duration
 	http       *http.Client
 	nextID     atomic.Uint64
+	observe    func(method string, d time.Duration, err error)
 }
 
 // ClientConfig configures a Client.
@@ -181,7 +182,11 @@ func (c *Client) Call(ctx context.Context, method string, params []any, result a
 }
 
 // CallRaw is Call returning the undecoded result ("null" for a null one).
-func (c *Client) CallRaw(ctx context.Context, method string, params []any) (json.RawMessage, error) {
+func (c *Client) CallRaw(ctx context.Context, method string, params []any) (res json.RawMessage, err error) {
+	if c.observe != nil {
+		start := time.Now()
+		defer func() { c.observe(method, time.Since(start), err) }()
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)

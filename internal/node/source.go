@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"strings"
@@ -68,6 +69,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// Registerer receives the RPC metrics (powcoord_node_rpc_seconds by
+	// method, powcoord_node_rpc_errors_total by method and kind); nil
+	// keeps them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Source is a work.Source backed by one or more Bitcoin nodes.
@@ -132,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	observe := rpcMetrics(cfg.Registerer)
 	if cfg.PayoutAddress != "" {
 		s.payout, err = addressScript(cfg.PayoutAddress, cfg.Network, params)
 		if err != nil {
@@ -140,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	for _, u := range cfg.URLs {
 		c, err := NewClient(ClientConfig{URL: u, User: cfg.User, Pass: cfg.Pass, CookieFile: cfg.CookieFile, Timeout: cfg.CallTimeout})
+		if err == nil {
+			c.observe = observe
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,8 @@ func TestCoordinatorSendsMinersAwayWhileNodeIsStale(t *testing.T) {
 	defer cancel()
 	b := nodetest.StartBtcd(t, "regtest")
 	key := newKey(t, 9)
-	src := newSource(t, ctx, b, key.addr, func(c *node.Config) { c.MaxStale = time.Second })
+	reg := prometheus.NewRegistry()
+	src := newSource(t, ctx, b, key.addr, func(c *node.Config) { c.MaxStale = time.Second; c.Registerer = reg })
 	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +75,13 @@ func TestCoordinatorSendsMinersAwayWhileNodeIsStale(t *testing.T) {
 	if !src.Status().Stale || !coord.Status().Source.Stale {
 		t.Fatalf("status does not say stale: %+v", coord.Status().Source)
 	}
+	// The RPC metrics saw the calls, and the failures as transport errors.
+	if n := metricSum(t, reg, "powcoord_node_rpc_seconds", "getblocktemplate"); n < 1 {
+		t.Fatalf("powcoord_node_rpc_seconds counted %v getblocktemplate calls", n)
+	}
+	if n := metricSum(t, reg, "powcoord_node_rpc_errors_total", "transport"); n < 1 {
+		t.Fatalf("powcoord_node_rpc_errors_total counted %v transport errors with the node down", n)
+	}
 	// A new miner is refused with the reason.
 	c2, _, line := handshake()
 	c2.Close()
@@ -86,4 +95,33 @@ func TestCoordinatorSendsMinersAwayWhileNodeIsStale(t *testing.T) {
 		c.Close()
 		return strings.Contains(line, `"result":[[`)
 	})
+}
+
+// metricSum adds up a counter, or a histogram's sample count, over the
+// series of family name that have a label with value label.
+func metricSum(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() != label {
+					continue
+				}
+				if h := m.GetHistogram(); h != nil {
+					sum += float64(h.GetSampleCount())
+				} else {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
