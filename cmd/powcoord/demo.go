@@ -159,9 +159,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	sim.startDiff = inst.coord.Status().Difficulty
 	sim.diff = func() float64 { return inst.coord.Status().Difficulty }
-	if inst.web != nil {
-		inst.web.SetSimulation(func() any { return sim.summary(time.Now()) })
-	}
 	if url := inst.httpURL(); url != "" {
 		fmt.Fprintf(stdout, "powcoord demo: dashboard at %s  (stratum on %s)\n", url, inst.stratumLn.Addr())
 	}
@@ -187,6 +184,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		d.a = a
 	}
 	sim.start = time.Now()
+	// Published only now: everything the summary reads is set above.
+	if inst.web != nil {
+		inst.web.SetSimulation(func() any { return sim.summary(time.Now()) })
+	}
 	var wg sync.WaitGroup
 	for _, d := range plan {
 		wg.Add(1)
