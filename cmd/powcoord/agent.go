@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -49,6 +52,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	statsEvery := fs.Duration("stats-interval", 10*time.Second, "how often to log hashrate and share counts (`duration`, e.g. 10s)")
 	primaryRetry := fs.Duration("primary-retry", 30*time.Second, "while on a backup pool, how often to check the primary (`duration`)")
+	tlsCA := fs.String("tls-ca", "", "PEM `file` of certificates to trust for stratum+ssl pools (e.g. a pool's self-signed certificate); default: the system's roots")
 	configPath := addConfigFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), agentUsage)
@@ -89,9 +93,22 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logw, *statsEvery = status, 1<<62
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
+	var tlsConf *tls.Config
+	if *tlsCA != "" {
+		pem, err := os.ReadFile(*tlsCA)
+		if err != nil {
+			return fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--tls-ca %q: no PEM certificate in it", *tlsCA)
+		}
+		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	a, err := agent.New(agent.Config{
 		URLs: urls, User: *user, Pass: *pass, Threads: *threads, Kernel: k,
 		Logger: log, StatsInterval: *statsEvery, PrimaryRetry: *primaryRetry,
+		TLSConfig: tlsConf,
 	})
 	if err != nil {
 		return err
