@@ -58,14 +58,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(fs.Output(), agentUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, configPath); err != nil {
 		return err
-	}
-	if err := applyConfig(fs, *configPath); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("agent: unexpected argument %q (flags only)", fs.Arg(0))
 	}
 	if len(urls) == 0 {
 		return errors.New("agent: --url is required (e.g. --url stratum+tcp://127.0.0.1:3333)")

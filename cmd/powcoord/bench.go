@@ -52,14 +52,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runs := fs.Int("runs", 3, "measurements per kernel and thread count; the median is reported")
 	threads := fs.String("threads", "1,2", "comma-separated thread counts to measure, each ≥ 1")
 	kernel := fs.String("kernel", "", "measure only this kernel (and stdlib, the baseline); default: every available kernel ("+strings.Join(hasher.Names(), ", ")+")")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, configPath); err != nil {
 		return err
-	}
-	if err := applyConfig(fs, *configPath); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
 	if *duration <= 0 {
 		return fmt.Errorf("bench: --duration %v: must be positive", *duration)

@@ -11,8 +11,24 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+// parseArgs parses args into fs, fills the flags not given from the
+// --config file (configPath, from addConfigFlag) and refuses positional
+// arguments: the common start of every command.
+func parseArgs(fs *flag.FlagSet, args []string, configPath *string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyConfig(fs, *configPath); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (flags only)", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
 // addConfigFlag registers --config on fs. Call applyConfig with its value
-// after fs.Parse.
+// after fs.Parse (parseArgs does both).
 func addConfigFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "TOML `file` with flag values (keys are flag names, e.g. block-time = \"5s\"; repeatable flags take arrays); flags on the command line override it")
 }

@@ -267,14 +267,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	f.register(fs, false)
 	configPath := addConfigFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), coordinatorUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, configPath); err != nil {
 		return err
-	}
-	if err := applyConfig(fs, *configPath); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("coordinator: unexpected argument %q", fs.Arg(0))
 	}
 	if err := f.check(); err != nil {
 		return err

@@ -77,14 +77,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	duration := fs.Duration("duration", 0, "stop after this `long` and print the summary; 0 runs until Ctrl-C")
 	configPath := addConfigFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), demoUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, configPath); err != nil {
 		return err
-	}
-	if err := applyConfig(fs, *configPath); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
 	}
 	if err := f.check(); err != nil {
 		return err
