@@ -36,6 +36,11 @@ Measures every hashing kernel this CPU supports (sha256d nonces per second)
 at each thread count, and prints the median of several runs. The runs of
 all kernels are interleaved, so background load affects them alike.
 
+Examples:
+  powcoord bench
+  powcoord bench --kernel avx512 --threads 1,2,4 --runs 5
+  powcoord bench --json --duration 1s
+
 Flags:
 `
 
