@@ -7,6 +7,7 @@ package loadtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -95,9 +96,11 @@ type Miner struct {
 	// OnAnswer, if set, is called (from the reader) with every submit's
 	// verdict, after OnAccepted.
 	OnAnswer func(accepted bool)
-	// OnWork, if set, is called (from the reader) when a mining.notify
-	// arrives, with its arrival time.
-	OnWork func(n *stratum.Notify, at time.Time)
+	// OnNotify, if set, is called (from the reader) when a mining.notify
+	// arrives, with its prevhash field (only valid during the call), its
+	// clean flag and the time its line was read. The notify is recognised
+	// by scanning bytes; it is parsed in full only when work is needed.
+	OnNotify func(prevHash []byte, clean bool, at time.Time)
 
 	conn    net.Conn
 	r       *bufio.Reader
@@ -107,7 +110,9 @@ type Miner struct {
 
 	mu      sync.Mutex
 	wmu     sync.Mutex // serializes writes
-	cur     *work
+	cur     *work  // parsed from raw on first use
+	raw     []byte // the latest mining.notify line, not yet parsed into cur
+	rawAt   time.Time
 	diff    float64
 	tgt     chainmath.Target
 	nextID  int
@@ -173,6 +178,9 @@ func (m *Miner) handshake() error {
 		if err != nil {
 			return fmt.Errorf("reading the handshake: %w", err)
 		}
+		if msg == nil {
+			continue // a notify
+		}
 		if msg.Method != "" {
 			if err := m.handleNote(msg, at); err != nil {
 				return err
@@ -201,20 +209,112 @@ func (m *Miner) handshake() error {
 	return nil
 }
 
-// readMsg reads and parses the next line; at is when the line was read,
-// before any parsing (the notify latency should not include ours).
-func (m *Miner) readMsg() (msg *stratum.Message, at time.Time, err error) {
-	line, err := m.r.ReadSlice('\n')
+// readLine reads the next line; at is when it was read, before any
+// parsing (the notify latency should not include ours). The line is only
+// valid until the next read.
+func (m *Miner) readLine() (line []byte, at time.Time, err error) {
+	line, err = m.r.ReadSlice('\n')
 	at = time.Now()
 	if errors.Is(err, bufio.ErrBufferFull) {
 		rest, err2 := m.r.ReadBytes('\n')
 		line, err = append(append([]byte(nil), line...), rest...), err2
 	}
+	return line, at, err
+}
+
+// readMsg reads the next line and handles a mining.notify itself, cheaply
+// (see scanNotify); any other line is parsed and returned. msg is nil
+// after a notify.
+func (m *Miner) readMsg() (msg *stratum.Message, at time.Time, err error) {
+	line, at, err := m.readLine()
 	if err != nil {
 		return nil, at, err
 	}
+	if prev, clean, ok := scanNotify(line); ok {
+		m.noteWork(line, prev, clean, at)
+		return nil, at, nil
+	}
 	msg, err = stratum.Parse(line)
 	return msg, at, err
+}
+
+var (
+	notifyMethod = []byte(`"method":"mining.notify"`)
+	paramsOpen   = []byte(`"params":["`)
+)
+
+// scanNotify recognises a mining.notify line as the coordinator writes it
+// ({"id":null,"method":"mining.notify","params":["<job>","<prevhash>",
+// ...,<clean>]}) by scanning bytes, and returns its prevhash field and
+// clean flag. ok is false for any other line or layout; those go through
+// the full parser, which validates.
+func scanNotify(line []byte) (prev []byte, clean, ok bool) {
+	i := bytes.Index(line, notifyMethod)
+	if i < 0 {
+		return nil, false, false
+	}
+	j := bytes.Index(line[i:], paramsOpen)
+	if j < 0 {
+		return nil, false, false
+	}
+	rest := line[i+j+len(paramsOpen):]
+	k := bytes.IndexByte(rest, '"') // end of the job id (hex: no escapes)
+	if k < 0 || len(rest) < k+3+64+1 || rest[k+1] != ',' || rest[k+2] != '"' || rest[k+3+64] != '"' {
+		return nil, false, false
+	}
+	prev = rest[k+3 : k+3+64]
+	tail := bytes.TrimRight(rest, " \r\n")
+	switch {
+	case bytes.HasSuffix(tail, []byte("true]}")):
+		clean = true
+	case bytes.HasSuffix(tail, []byte("false]}")):
+	default:
+		return nil, false, false
+	}
+	return prev, clean, true
+}
+
+// noteWork keeps a copy of a notify line for parsing when work is needed
+// and reports the arrival.
+func (m *Miner) noteWork(line, prev []byte, clean bool, at time.Time) {
+	m.mu.Lock()
+	m.raw = append(m.raw[:0], line...)
+	m.rawAt = at
+	m.cur = nil
+	first := !m.hasWork
+	m.hasWork = true
+	m.mu.Unlock()
+	if first {
+		close(m.workCh)
+	}
+	if m.OnNotify != nil {
+		m.OnNotify(prev, clean, at)
+	}
+}
+
+// workLocked returns the current job, parsing the latest notify line if
+// that has not been done yet. m.mu is held.
+func (m *Miner) workLocked() (*work, error) {
+	if m.cur != nil || len(m.raw) == 0 {
+		return m.cur, nil
+	}
+	msg, err := stratum.Parse(m.raw)
+	if err != nil {
+		return nil, err
+	}
+	n, err := stratum.ParseNotify(msg.Params)
+	if err != nil {
+		return nil, err
+	}
+	w, err := parseWork(n, m.rawAt)
+	if err != nil {
+		return nil, err
+	}
+	if m.tgt == (chainmath.Target{}) {
+		m.tgt, _ = chainmath.TargetForDifficulty(m.diff)
+	}
+	m.cur = w
+	return w, nil
 }
 
 func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
@@ -231,29 +331,13 @@ func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
 		m.mu.Lock()
 		m.diff, m.tgt = p[0], tgt
 		m.mu.Unlock()
-	case "mining.notify":
+	case "mining.notify": // a layout scanNotify does not know
 		n, err := stratum.ParseNotify(msg.Params)
 		if err != nil {
 			return err
 		}
-		w, err := parseWork(n, at)
-		if err != nil {
-			return err
-		}
-		m.mu.Lock()
-		if m.tgt == (chainmath.Target{}) {
-			m.tgt, _ = chainmath.TargetForDifficulty(m.diff)
-		}
-		m.cur = w
-		first := !m.hasWork
-		m.hasWork = true
-		m.mu.Unlock()
-		if first {
-			close(m.workCh)
-		}
-		if m.OnWork != nil {
-			m.OnWork(n, at)
-		}
+		line, _ := stratum.AppendRequest(nil, nil, "mining.notify", n)
+		m.noteWork(line, []byte(n.PrevHash), n.Clean, at)
 	}
 	return nil
 }
@@ -270,6 +354,9 @@ func (m *Miner) Run(ctx context.Context) error {
 				return nil
 			}
 			return err
+		}
+		if msg == nil {
+			continue // a notify
 		}
 		if msg.Method != "" {
 			if err := m.handleNote(msg, now); err != nil {
@@ -328,11 +415,12 @@ func (m *Miner) Close() error { return m.conn.Close() }
 // maxHashes nonces and reports false when none did.
 func (m *Miner) Solve(block bool, maxHashes int) (Share, bool) {
 	m.mu.Lock()
-	w, tgt := m.cur, m.tgt
+	w, err := m.workLocked()
+	tgt := m.tgt
 	m.en2++
 	en2v := m.en2
 	m.mu.Unlock()
-	if w == nil {
+	if w == nil || err != nil {
 		return Share{}, false
 	}
 	if block {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
-	"github.com/powcoord/powcoord/internal/stratum"
 )
 
 // Config configures a load run.
@@ -103,25 +102,38 @@ func sourceIP(i, per int) string {
 	return fmt.Sprintf("127.%d.%d.%d", k>>16&0xff, k>>8&0xff, k&0xff)
 }
 
-// arrivals records when clean notifies arrived, by prevhash.
+// arrivals records when the clean notify of one awaited prevhash reached
+// each session, without a shared lock on the readers' path.
 type arrivals struct {
-	mu sync.Mutex
-	by map[string][]time.Time
+	cur atomic.Pointer[round] // the block awaited; nil between blocks
 }
 
-func (a *arrivals) note(n *stratum.Notify, at time.Time) {
-	if !n.Clean {
+// round is the record of one block's notify.
+type round struct {
+	prev string
+	at   []atomic.Int64 // per session: arrival, Unix ns; 0 if none
+	n    atomic.Int64   // sessions with an arrival
+	want int64          // sessions held
+	done chan struct{}  // closed when every session has one
+}
+
+// expect starts awaiting prev's clean notify at held of slots sessions
+// (slots counts the failed ones too).
+func (a *arrivals) expect(prev string, slots, held int) *round {
+	r := &round{prev: prev, at: make([]atomic.Int64, slots), want: int64(held), done: make(chan struct{})}
+	a.cur.Store(r)
+	return r
+}
+
+// note records session i's notify if it is the awaited one.
+func (a *arrivals) note(i int, prev []byte, clean bool, at time.Time) {
+	r := a.cur.Load()
+	if !clean || r == nil || r.prev != string(prev) || i >= len(r.at) {
 		return
 	}
-	a.mu.Lock()
-	a.by[n.PrevHash] = append(a.by[n.PrevHash], at)
-	a.mu.Unlock()
-}
-
-func (a *arrivals) count(prev string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.by[prev])
+	if r.at[i].CompareAndSwap(0, at.UnixNano()) && r.n.Add(1) == r.want {
+		close(r.done)
+	}
 }
 
 // Run opens the sessions, runs the share phase and the notify phase, and
@@ -147,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep := &Report{}
-	arr := &arrivals{by: map[string][]time.Time{}}
+	arr := &arrivals{}
 
 	// Connect phase.
 	miners := make([]*Miner, cfg.Sessions)
@@ -171,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				firstErr.CompareAndSwap(nil, err)
 				return
 			}
-			m.OnWork = arr.note
+			m.OnNotify = func(prev []byte, clean bool, at time.Time) { arr.note(i, prev, clean, at) }
 			miners[i] = m
 		}()
 	}
@@ -269,27 +281,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, errors.New("no block found in 2^31 nonces")
 		}
 		prev := chainmath.StratumPrevHash(sh.Hash)
+		rd := arr.expect(prev, cfg.Sessions, len(miners))
 		t0 := time.Now()
 		if err := m.Submit(sh); err != nil {
 			return rep, fmt.Errorf("submitting block: %w", err)
 		}
-		deadline := t0.Add(10 * time.Second)
-		for arr.count(prev) < len(miners) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond) // polling with a deadline
+		timer := time.NewTimer(10 * time.Second)
+		select {
+		case <-rd.done:
+		case <-timer.C:
+		case <-ctx.Done():
 		}
-		arr.mu.Lock()
-		got := arr.by[prev]
-		for _, at := range got {
-			lat = append(lat, at.Sub(t0))
+		timer.Stop()
+		arr.cur.Store(nil)
+		got := 0
+		for i := range rd.at {
+			if at := rd.at[i].Load(); at != 0 {
+				lat = append(lat, time.Unix(0, at).Sub(t0))
+				got++
+			}
 		}
-		arr.mu.Unlock()
-		if len(got) == 0 {
+		if got == 0 {
 			log.Warn("block not announced (stale or rejected)", "hash", sh.Hash.String())
 			continue
 		}
 		rep.BlocksMeasured++
-		rep.NotifyMissing += len(miners) - len(got)
-		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", len(got))
+		rep.NotifyMissing += len(miners) - got
+		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", got)
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
