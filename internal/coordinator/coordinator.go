@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,25 +363,24 @@ func (c *Coordinator) broadcast() {
 	c.mu.Unlock()
 	ep := c.jobs.current()
 	// Writes go out in parallel so that one slow miner does not hold up
-	// the rest.
-	const workers = 16
+	// the rest. Workers take the next session by an atomic index: no
+	// channel hand-off per session.
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	ch := make(chan *session)
-	for range min(workers, len(list)) {
+	for range min(broadcastWorkers, len(list)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for s := range ch {
-				s.sendWork(ep, false)
+			for i := next.Add(1) - 1; i < int64(len(list)); i = next.Add(1) - 1 {
+				list[i].sendWork(ep, false)
 			}
 		}()
 	}
-	for _, s := range list {
-		ch <- s
-	}
-	close(ch)
 	wg.Wait()
 }
+
+// broadcastWorkers is how many goroutines write a new job to the sessions.
+var broadcastWorkers = 4 * runtime.GOMAXPROCS(0)
 
 // allocExtranonce1 returns a 4-byte extranonce1 no live session holds.
 func (c *Coordinator) allocExtranonce1() uint32 {
