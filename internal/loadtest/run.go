@@ -295,9 +295,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		timer.Stop()
 		arr.cur.Store(nil)
 		got := 0
+		var first, last time.Duration
 		for i := range rd.at {
 			if at := rd.at[i].Load(); at != 0 {
-				lat = append(lat, time.Unix(0, at).Sub(t0))
+				d := time.Unix(0, at).Sub(t0)
+				lat = append(lat, d)
+				if got == 0 || d < first {
+					first = d
+				}
+				last = max(last, d)
 				got++
 			}
 		}
@@ -307,7 +313,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.BlocksMeasured++
 		rep.NotifyMissing += len(miners) - got
-		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", got)
+		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", got, "first", first, "last", last)
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
