@@ -110,8 +110,8 @@ type Miner struct {
 
 	mu      sync.Mutex
 	wmu     sync.Mutex // serializes writes
-	cur     *work  // parsed from raw on first use
-	raw     []byte // the latest mining.notify line, not yet parsed into cur
+	cur     *work      // parsed from raw on first use
+	raw     []byte     // the latest mining.notify line, not yet parsed into cur
 	rawAt   time.Time
 	diff    float64
 	tgt     chainmath.Target
