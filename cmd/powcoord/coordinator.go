@@ -76,7 +76,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	}
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
 	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
-	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.01, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
+	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.05, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
 	fs.DurationVar(&f.blockTime, "block-time", 10*time.Second, "embedded chain: the mean block `interval` difficulty adjustment aims for (at least 1s)")
 	fs.Float64Var(&f.sharesPerMin, "shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")

@@ -84,7 +84,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// OnBlock, if set, is called after the source answered a block.
+	// OnBlock, if set, is called after the source answered a block; the
+	// coordinator then leaves logging accepted blocks to it (its own line
+	// drops to debug level).
 	OnBlock func(BlockEvent)
 	// Registerer receives the coordinator's Prometheus metrics; nil
 	// keeps them unregistered.

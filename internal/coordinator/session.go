@@ -672,7 +672,11 @@ func (s *session) submitBlock(ctx context.Context, fb *foundBlock, finder string
 			c.log.Error("recording found block", "hash", ev.Hash, "err", err)
 		}
 	}
-	c.log.Info("block found", "height", ev.Height, "hash", ev.Hash, "finder", finder)
+	if c.cfg.OnBlock == nil {
+		c.log.Info("block found", "height", ev.Height, "hash", ev.Hash, "finder", finder)
+	} else {
+		c.log.Debug("block found", "height", ev.Height, "hash", ev.Hash, "finder", finder)
+	}
 	if c.cfg.OnBlock != nil {
 		c.cfg.OnBlock(ev)
 	}
