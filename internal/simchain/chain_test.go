@@ -373,7 +373,6 @@ func TestSubmitRejections(t *testing.T) {
 		if err := c.Submit(ctx, makeBlock(t, tm, spec), "ok"); err != nil {
 			t.Fatalf("boundary block %+v rejected: %v", spec, err)
 		}
-		mtp = medianTimePast(c.Headers())
 	}
 	// Resubmitting an accepted block is a duplicate.
 	last := mineOne(t, c, clk, "x")

@@ -44,7 +44,6 @@ type shani struct {
 	pre, early bool
 	n          int
 	abef, cdgh []string
-	label      int
 }
 
 func (s *shani) slot(l, g int) string { return fmt.Sprintf("%d(SP)", s.spBase+l*64+(g%4)*16) }

@@ -82,12 +82,6 @@ func (g *simd) load(mem, dst string) {
 }
 func (g *simd) store(src, mem string) { g.load(src, mem) }
 func (g *simd) add(src, dst string)   { g.p("\tVPADDD %s, %s, %s", src, dst, dst) }
-func (g *simd) op(name, src, dst string) {
-	if g.wide {
-		name += "D"
-	}
-	g.p("\t%s %s, %s, %s", name, src, dst, dst)
-}
 
 // sigma writes ror(x,r0)^ror(x,r1)^(r2 shift or rotate) into dst using tmp
 // (and, on AVX-512, tmp2); x is preserved unless clobber.

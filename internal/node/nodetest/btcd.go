@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +32,8 @@ func BtcdPath() (string, error) {
 	btcdOnce.Do(func() {
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			btcdErr = fmt.Errorf("building btcd needs the go command on PATH: %v", err)
+			return
 		}
 		cmd := exec.Command(goBin, "tool", "-n", "btcd")
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
