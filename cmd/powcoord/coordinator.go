@@ -189,7 +189,6 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	}
 	if f.stratumTLS != "" {
 		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
-			inst.stratumLn.Close()
 			return fail(err)
 		}
 		go func() {
@@ -226,12 +225,22 @@ func (inst *instance) wait() error {
 }
 
 func (inst *instance) close() {
+	// Listeners are closed by Serve when it runs; closing again is
+	// harmless, and needed when start-up failed half way.
+	for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 	if inst.httpServer != nil {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		inst.httpServer.Shutdown(shutCtx)
 		cancel()
 	}
-	if c, ok := inst.source.(io.Closer); ok {
+	switch c := inst.source.(type) {
+	case io.Closer:
+		c.Close()
+	case interface{ Close() }: // node.Source
 		c.Close()
 	}
 	if inst.store != nil {
