@@ -232,3 +232,27 @@ func TestWitnessCommitmentFormsAgree(t *testing.T) {
 		t.Fatal("garbage commitment accepted")
 	}
 }
+
+// HashDifficulty (float64) agrees with the exact big-number quotient.
+func TestHashDifficulty(t *testing.T) {
+	for i := range 200 {
+		h := DoubleSHA256([]byte{byte(i), byte(i >> 8)})
+		// Shift some hashes down so small and large values are covered.
+		for j := 31; j >= 32-(i%32); j-- {
+			h[j] = 0
+		}
+		want := TargetToDifficulty(HashToBig(h))
+		got := HashDifficulty(h)
+		if rel := (got - want) / want; rel > 1e-12 || rel < -1e-12 {
+			t.Fatalf("hash %s: %v, exact %v", h, got, want)
+		}
+	}
+	var block125552 Hash
+	block125552, _ = HashFromDisplay("00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d")
+	if d := HashDifficulty(block125552); d < 244112.48777434 {
+		t.Fatalf("block 125552 achieves %v, below its own target's difficulty", d)
+	}
+	if n := testing.AllocsPerRun(100, func() { HashDifficulty(block125552) }); n != 0 {
+		t.Fatalf("%v allocations per call", n)
+	}
+}

@@ -110,9 +110,21 @@ func HashToBig(h Hash) *big.Int {
 	return new(big.Int).SetBytes(r[:])
 }
 
-// HashDifficulty returns the difficulty a hash achieves, T1/hash.
+// diff1Float is T1 as a float64 (exact: 0xFFFF·2^208).
+var diff1Float = math.Ldexp(0xFFFF, 208)
+
+// HashDifficulty returns the difficulty a hash achieves, T1/hash, in
+// float64 precision. It does not allocate: the coordinator calls it for
+// every accepted share.
 func HashDifficulty(h Hash) float64 {
-	return TargetToDifficulty(HashToBig(h))
+	var v float64
+	for i := 31; i >= 0; i-- {
+		v = v*256 + float64(h[i])
+	}
+	if v == 0 {
+		return math.Inf(1)
+	}
+	return diff1Float / v
 }
 
 // Target is a 256-bit target stored as little-endian bytes, the layout of
