@@ -237,11 +237,8 @@ func (inst *instance) close() {
 		inst.httpServer.Shutdown(shutCtx)
 		cancel()
 	}
-	switch c := inst.source.(type) {
-	case io.Closer:
-		c.Close()
-	case interface{ Close() }: // node.Source
-		c.Close()
+	if inst.source != nil {
+		inst.source.Close()
 	}
 	if inst.store != nil {
 		inst.store.Close()

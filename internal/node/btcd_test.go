@@ -72,7 +72,7 @@ func newSource(t *testing.T, ctx context.Context, b *nodetest.Btcd, payout strin
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}
-	t.Cleanup(src.Close)
+	t.Cleanup(func() { src.Close() })
 	return src
 }
 

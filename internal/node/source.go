@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 
 // Close stops following the chain and waits for the background work to
 // end. The last template stays available.
-func (s *Source) Close() {
+func (s *Source) Close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -196,6 +196,7 @@ func (s *Source) Close() {
 	for _, c := range s.clients {
 		c.Close()
 	}
+	return nil
 }
 
 // coreChains maps Bitcoin Core's chain names to ours; btcd answers ours.

@@ -24,13 +24,18 @@ type Tx struct {
 
 // Template is everything needed to build jobs for the next block.
 type Template struct {
-	Height        int64
-	PrevHash      chainmath.Hash
-	Version       uint32
-	Bits          uint32
-	CurTime       uint32 // the ntime jobs start with
-	MinTime       uint32 // the earliest valid ntime (median time past + 1)
-	CoinbaseValue int64  // subsidy plus fees, in satoshis
+	Height   int64
+	PrevHash chainmath.Hash
+	Version  uint32
+	Bits     uint32
+	CurTime  uint32 // the ntime jobs start with
+	MinTime  uint32 // the earliest valid ntime (median time past + 1)
+	// MaxTime is the latest valid ntime as of Created. The limit moves
+	// with the clock: at time now a share's ntime may be at most
+	// MaxTime + (now - Created) (see MaxTimeAt). Zero means the source
+	// sets no limit of its own.
+	MaxTime       uint32
+	CoinbaseValue int64 // subsidy plus fees, in satoshis
 	Txs           []Tx
 	// WitnessCommitment is nil when the block needs none; otherwise the
 	// 32-byte commitment or the whole output script (see
@@ -47,6 +52,21 @@ func (t *Template) Target() (chainmath.Target, error) {
 		return chainmath.Target{}, err
 	}
 	return chainmath.TargetFromBig(b), nil
+}
+
+// MaxTimeAt returns the latest valid ntime at time now: MaxTime moved on by
+// the time since the template was made, or 0 when the source sets no
+// limit.
+func (t *Template) MaxTimeAt(now time.Time) uint32 {
+	if t.MaxTime == 0 {
+		return 0
+	}
+	d := int64(0)
+	if !t.Created.IsZero() {
+		d = int64(now.Sub(t.Created) / time.Second)
+	}
+	v := int64(t.MaxTime) + max(d, 0)
+	return uint32(min(v, int64(^uint32(0))))
 }
 
 // Status describes the health of a source for the status API.
@@ -86,6 +106,10 @@ type Source interface {
 	Submit(ctx context.Context, block *wire.MsgBlock, finder string) error
 	// Status reports the source's health.
 	Status() Status
+	// Close stops the source's background work and releases what it
+	// holds. The coordinator calls it only after every listener has
+	// stopped; calls after the first return nil.
+	Close() error
 }
 
 // RejectedError is a block the chain refused, with its reason.
