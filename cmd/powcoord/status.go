@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/powcoord/powcoord/internal/agent"
-	"golang.org/x/sys/unix"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -19,8 +19,7 @@ func isTerminal(w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return isatty.IsTerminal(f.Fd())
 }
 
 // statusLine keeps one status line at the bottom of a terminal: log lines

@@ -16,12 +16,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/stratum"
-	"golang.org/x/sys/unix"
 )
 
 // Share is a share a Miner submitted.
@@ -127,20 +125,6 @@ type Miner struct {
 type pendingShare struct {
 	id int
 	sh Share
-}
-
-// bindNoPort lets the kernel pick the source port at connect time, by the
-// whole 4-tuple, instead of at bind time: without it a bound source
-// address runs out of ports early, TIME_WAIT ones included.
-func bindNoPort(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 // Dial connects a Miner to addr from the local IP src ("" for any),

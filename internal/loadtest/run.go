@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -34,7 +33,8 @@ type Config struct {
 	Blocks int
 	// PerSourceIP is how many sessions use one 127.x source address
 	// before the next is taken (20,000; one address has about 28,000
-	// ephemeral ports).
+	// ephemeral ports). It applies on Linux only; elsewhere every session
+	// connects from the default source address.
 	PerSourceIP int
 	// PID is the coordinator's process id for RSS and CPU readings (0:
 	// not measured).
@@ -80,20 +80,6 @@ func (r *Report) String() string {
 			r.NotifyP50.Round(time.Microsecond), r.NotifyP99.Round(time.Microsecond), r.NotifyMax.Round(time.Microsecond), r.NotifySamples, r.BlocksMeasured, r.NotifyMissing)
 	}
 	return b.String()
-}
-
-// RaiseFileLimit raises the soft open-file limit to the hard limit and
-// returns it.
-func RaiseFileLimit() (uint64, error) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	rl.Cur = rl.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	return rl.Cur, nil
 }
 
 // sourceIP is the loopback source address of session i.
@@ -177,7 +163,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			m, err := Dial(ctx, cfg.Addr, sourceIP(i, cfg.PerSourceIP), "load"+strconv.Itoa(i%1000))
+			src := ""
+			if manySources {
+				src = sourceIP(i, cfg.PerSourceIP)
+			}
+			m, err := Dial(ctx, cfg.Addr, src, "load"+strconv.Itoa(i%1000))
 			if err != nil {
 				fails.Add(1)
 				firstErr.CompareAndSwap(nil, err)
