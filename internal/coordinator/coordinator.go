@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,12 +29,13 @@ import (
 type Config struct {
 	// Source provides templates and takes blocks. Required.
 	Source work.Source
-	// Store is the durable ledger of accepted shares (and of found blocks
-	// when RecordBlocks is set). Required.
-	Store *store.Store
-	// RecordBlocks stores every block the source accepted. The embedded
-	// chain stores its own blocks; a node backend does not.
-	RecordBlocks bool
+	// Store is the durable ledger of accepted shares and found blocks
+	// (a *store.Store). Required.
+	Store Ledger
+	// BlockRetryMin and BlockRetryMax bound the backoff between two
+	// submissions of a found block the source could not take (1 s and
+	// 30 s): the delay starts at the minimum and doubles.
+	BlockRetryMin, BlockRetryMax time.Duration
 	// ShareDifficulty is the starting difficulty of every session (1).
 	ShareDifficulty float64
 	// MinDifficulty and MaxDifficulty bound vardiff and
@@ -53,7 +55,8 @@ type Config struct {
 	// VersionMask is the set of header version bits miners may roll
 	// (0x1fffe000, BIP 320).
 	VersionMask uint32
-	// NTimeFuture is how far past now a share's ntime may be (7000 s).
+	// NTimeFuture is how far past now a share's ntime may be (7000 s);
+	// the template's own limit (work.Template.MaxTime) applies as well.
 	NTimeFuture time.Duration
 	// MaxLineBytes closes a connection that sends a longer line (4096).
 	MaxLineBytes int
@@ -84,13 +87,27 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// OnBlock, if set, is called after the source answered a block; the
-	// coordinator then leaves logging accepted blocks to it (its own line
-	// drops to debug level).
+	// OnBlock, if set, is called once the source has settled a found
+	// block: accepted, rejected, or abandoned (BlockEvent.Reason says
+	// which); the coordinator then leaves logging accepted blocks to it.
 	OnBlock func(BlockEvent)
 	// Registerer receives the coordinator's Prometheus metrics; nil
 	// keeps them unregistered.
 	Registerer prometheus.Registerer
+}
+
+// Ledger is where the coordinator makes accepted shares and found blocks
+// durable. *store.Store implements it.
+type Ledger interface {
+	// RecordShare returns nil once sh is durable.
+	RecordShare(ctx context.Context, sh store.Share) error
+	// AddFoundBlock records a found block as pending, durably and
+	// idempotently (keyed by its hash).
+	AddFoundBlock(ctx context.Context, b store.Block) error
+	// SetFoundBlockState records the outcome of one submission.
+	SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error
+	// FoundBlocks lists found blocks in a state ("" for all).
+	FoundBlocks(ctx context.Context, state string) ([]store.FoundBlock, error)
 }
 
 // BlockEvent describes a block found through this coordinator.
@@ -109,6 +126,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Store == nil {
 		return errors.New("coordinator: no store")
+	}
+	if c.BlockRetryMin == 0 {
+		c.BlockRetryMin = time.Second
+	}
+	if c.BlockRetryMax == 0 {
+		c.BlockRetryMax = 30 * time.Second
+	}
+	if c.BlockRetryMin < 0 || c.BlockRetryMax < c.BlockRetryMin {
+		return fmt.Errorf("block retry backoff %v..%v: want 0 < min <= max", c.BlockRetryMin, c.BlockRetryMax)
 	}
 	if c.ShareDifficulty == 0 {
 		c.ShareDifficulty = 1
@@ -182,7 +208,8 @@ type Coordinator struct {
 	cfg Config
 	log *slog.Logger
 
-	jobs *jobBook
+	jobs   *jobBook
+	blocks *blockBook
 
 	mu       sync.Mutex
 	sessions map[uint64]*session
@@ -229,6 +256,7 @@ func New(cfg Config) (*Coordinator, error) {
 		c.allow[u] = true
 	}
 	c.jobs = newJobBook(&c.cfg)
+	c.blocks = newBlockBook(c)
 	c.metrics = newMetrics(c, cfg.Registerer)
 	if err := c.jobs.update(cfg.Source.Current(), true); err != nil {
 		return nil, err
@@ -266,7 +294,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
-		s, reason := c.newSession(conn)
+		s, reason := c.newSession(conn, ln)
 		if s == nil {
 			// Off the accept loop: on a TLS listener the refusal
 			// waits for the client's handshake (at most a second).
@@ -277,7 +305,6 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}()
 			continue
 		}
-		s.ln = ln
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -305,12 +332,10 @@ func (c *Coordinator) startWork() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	c.workStop = func() { cancel(); <-done }
-	go func() {
-		defer close(done)
-		c.workLoop(ctx)
-	}()
+	var wg sync.WaitGroup
+	c.workStop = func() { cancel(); wg.Wait() }
+	wg.Go(func() { c.workLoop(ctx) })
+	wg.Go(func() { c.blocks.resubmitLoop(ctx) })
 }
 
 // stopWork stops the work loop when the last Serve returns.
@@ -419,7 +444,7 @@ func (c *Coordinator) checkSourceStale() {
 
 // newSession admits conn and makes its session, or returns nil and the
 // reason it was refused.
-func (c *Coordinator) newSession(conn net.Conn) (*session, string) {
+func (c *Coordinator) newSession(conn net.Conn, ln net.Listener) (*session, string) {
 	ip := remoteIP(conn.RemoteAddr())
 	if c.noWork.Load() {
 		return nil, "no work: the work source is stale"
@@ -430,7 +455,7 @@ func (c *Coordinator) newSession(conn net.Conn) (*session, string) {
 		return nil, reason
 	}
 	c.nextSID++
-	s := newSession(c, conn, c.nextSID, c.allocExtranonce1())
+	s := newSession(c, conn, ln, c.nextSID, c.allocExtranonce1())
 	s.ip = ip
 	c.sessions[s.id] = s
 	return s, ""

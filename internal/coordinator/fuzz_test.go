@@ -50,7 +50,7 @@ func fuzzCoordinator(tb testing.TB) *Coordinator {
 func runSession(tb testing.TB, c *Coordinator, input []byte) [][]byte {
 	tb.Helper()
 	server, client := net.Pipe()
-	s, reason := c.newSession(server)
+	s, reason := c.newSession(server, nil)
 	if s == nil {
 		tb.Fatalf("session refused: %s", reason)
 	}
@@ -136,7 +136,7 @@ func FuzzShare(f *testing.F) {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() { defer wg.Done(); io.Copy(io.Discard, client) }()
-		s, _ := c.newSession(server)
+		s, _ := c.newSession(server, nil)
 		defer func() {
 			server.Close()
 			wg.Wait()
@@ -155,10 +155,11 @@ func FuzzShare(f *testing.F) {
 		}
 		p := &stratum.Submit{Worker: worker, JobID: jobID, Extranonce2: en2, NTime: ntime, Nonce: nonce, VersionBits: vbits}
 		now := time.Now()
-		res, sh, _ := s.checkShare(p, now)
-		if res.err != nil {
-			if sh != nil {
-				t.Fatal("rejected share with a ledger record")
+		j2, facts, _ := s.shareFacts(p, now)
+		v, _ := validateShare(j2, &facts, p, nil)
+		if v.err != nil {
+			if v.reason == "" {
+				t.Fatalf("rejected share without a reason: %v", v.err)
 			}
 			return
 		}
@@ -181,8 +182,8 @@ func FuzzShare(f *testing.F) {
 		}
 		h := chainmath.Header{Version: ver, PrevBlock: prev, MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), branch), Time: nt, Bits: j.ep.tmpl.Bits, Nonce: nn}
 		hash := h.Hash()
-		if hash != sh.Hash {
-			t.Fatalf("accepted share hash %s, rebuilt %s", sh.Hash, hash)
+		if hash != v.hash {
+			t.Fatalf("accepted share hash %s, rebuilt %s", v.hash, hash)
 		}
 		tgt, _ := chainmath.TargetForDifficulty(j.diff)
 		if !tgt.Meets(&hash) {
@@ -191,8 +192,12 @@ func FuzzShare(f *testing.F) {
 		if worker != "alice" || jobID != "1" || len(en2) != 8 {
 			t.Fatalf("accepted share with worker %q job %q extranonce2 %q", worker, jobID, en2)
 		}
-		if res2, _, _ := s.checkShare(p, now); res2.err == nil || res2.err.Code != stratum.CodeDuplicate {
-			t.Fatalf("same share twice: %+v", res2)
+		if s.isDuplicate(j2, &v) {
+			t.Fatal("a share not yet durable counts as a duplicate")
+		}
+		s.rememberDurable(j2, &v)
+		if !s.isDuplicate(j2, &v) {
+			t.Fatal("the same share after it was made durable is not a duplicate")
 		}
 	})
 }

@@ -188,3 +188,12 @@ func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
 	buf = append(buf, j.id...) // hex: nothing to escape
 	return append(buf, parts[1]...)
 }
+
+// appendCoinbase appends j's coinbase for the given extranonces: coinb1,
+// extranonce1, extranonce2, coinb2.
+func (j *job) appendCoinbase(dst, en1, en2 []byte) []byte {
+	dst = append(dst, j.cb.coinb1...)
+	dst = append(dst, en1...)
+	dst = append(dst, en2...)
+	return append(dst, j.cb.coinb2...)
+}

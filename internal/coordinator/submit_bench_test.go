@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -42,7 +43,7 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 	shareTgt, _ := chainmath.TargetForDifficulty(c.cfg.ShareDifficulty)
 	for i := range clients {
 		server, conn := net.Pipe()
-		s, reason := c.newSession(server)
+		s, reason := c.newSession(server, nil)
 		if s == nil {
 			b.Fatalf("session refused: %s", reason)
 		}
@@ -95,7 +96,7 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 		}
 		clients[i] = cl
 	}
-	before, err := c.cfg.Store.ShareCount(context.Background())
+	before, err := c.cfg.Store.(*store.Store).ShareCount(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 	if n := rejected.Load(); n > 0 {
 		b.Fatalf("%d of %d shares rejected", n, b.N)
 	}
-	after, err := c.cfg.Store.ShareCount(context.Background())
+	after, err := c.cfg.Store.(*store.Store).ShareCount(context.Background())
 	if err != nil || after-before != int64(b.N) {
 		b.Fatalf("ledger grew by %d shares, want %d (%v)", after-before, b.N, err)
 	}

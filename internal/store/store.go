@@ -147,7 +147,7 @@ func Open(path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if _, err := w.Exec(schema); err != nil {
+	if _, err := w.Exec(schema + foundSchema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: create schema in %q: %w", path, err)
 	}

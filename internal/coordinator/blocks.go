@@ -1,0 +1,236 @@
+package coordinator
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// Found blocks. A share that meets the block target is assembled into a
+// full block and written to the ledger's found-block record before it is
+// offered to the source; the source's answer settles it:
+//
+//   - nil: accepted (for a node this includes "duplicate" and
+//     "inconclusive", which the node backend reports as taken);
+//   - *work.RejectedError: refused for good;
+//   - any other error: nobody could be asked. The block stays pending and
+//     is offered again with backoff (BlockRetryMin doubling up to
+//     BlockRetryMax) until the source answers, or until the chain has
+//     moved past the block's height while still unreachable (abandoned:
+//     it can no longer extend the tip). Pending blocks are offered again
+//     when the coordinator starts, so a restart loses none.
+//
+// The same record serves the embedded chain and a node: the coordinator
+// does not ask which backend it has.
+
+// foundBlock is a share that meets the block target.
+type foundBlock struct {
+	tmpl     *work.Template
+	header   [chainmath.HeaderSize]byte
+	coinbase []byte
+	hash     chainmath.Hash
+	finder   string // the worker name that submitted it
+	user     string // the session's account, for the per-worker block count
+}
+
+// pendingBlock is a found block waiting for an answer from the source.
+type pendingBlock struct {
+	rec     store.Block
+	block   *wire.MsgBlock
+	user    string
+	attempt int
+	next    time.Time
+}
+
+// blockBook owns found-block submission and its retries.
+type blockBook struct {
+	c *Coordinator
+
+	mu      sync.Mutex
+	pending map[chainmath.Hash]*pendingBlock
+	settled map[chainmath.Hash]bool // answered this run: a resent share is not submitted again
+	wake    chan struct{}
+}
+
+func newBlockBook(c *Coordinator) *blockBook {
+	return &blockBook{c: c, pending: make(map[chainmath.Hash]*pendingBlock), settled: make(map[chainmath.Hash]bool), wake: make(chan struct{}, 1)}
+}
+
+// found records fb durably, submits it once at once, and leaves it to the
+// retry loop when the source could not be asked.
+func (b *blockBook) found(ctx context.Context, fb foundBlock) {
+	c := b.c
+	b.mu.Lock()
+	_, busy := b.pending[fb.hash]
+	done := b.settled[fb.hash]
+	b.mu.Unlock()
+	if busy || done {
+		return
+	}
+	blk, err := work.AssembleBlock(fb.tmpl, fb.header, fb.coinbase)
+	if err != nil {
+		// Cannot happen with a template the coordinator built from.
+		c.log.Error("assembling found block", "height", fb.tmpl.Height, "hash", fb.hash.String(), "err", err)
+		return
+	}
+	var raw bytes.Buffer
+	blk.Serialize(&raw)
+	now := c.cfg.Now()
+	rec := store.Block{Height: fb.tmpl.Height, Hash: fb.hash, Header: fb.header, Raw: raw.Bytes(), Finder: fb.finder, Time: uint32(blk.Header.Timestamp.Unix()), FoundAt: now}
+	if err := c.cfg.Store.AddFoundBlock(ctx, rec); err != nil {
+		// Submit it all the same: a block not recorded is better than a
+		// block not sent.
+		c.log.Error("recording found block before submitting it", "height", rec.Height, "hash", fb.hash.String(), "err", err)
+	}
+	c.log.Info("block found", "height", rec.Height, "hash", fb.hash.String(), "finder", fb.finder)
+	p := &pendingBlock{rec: rec, block: blk, user: fb.user}
+	b.attempt(ctx, p)
+}
+
+// attempt offers p to the source once and settles or reschedules it.
+func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
+	c := b.c
+	err := c.cfg.Source.Submit(ctx, p.block, p.rec.Finder)
+	p.attempt++
+	now := c.cfg.Now()
+	hash := p.rec.Hash
+	ev := BlockEvent{Height: p.rec.Height, Hash: hash.String(), Finder: p.rec.Finder, Time: now}
+	state, reason := store.FoundAccepted, ""
+	switch {
+	case err == nil:
+	case work.IsRejected(err):
+		state, reason = store.FoundRejected, err.Error()
+	case ctx.Err() != nil:
+		// Shutting down: leave it pending for the next start.
+		b.mu.Lock()
+		delete(b.pending, hash)
+		b.mu.Unlock()
+		return
+	default:
+		if c.cfg.Source.Current().Height > p.rec.Height {
+			state, reason = store.FoundAbandoned, "the chain moved past its height while no node could be asked: "+err.Error()
+			break
+		}
+		delay := min(c.cfg.BlockRetryMin<<min(p.attempt-1, 16), c.cfg.BlockRetryMax)
+		p.next = now.Add(delay)
+		c.log.Warn("block not submitted yet; will retry", "height", p.rec.Height, "hash", ev.Hash, "finder", p.rec.Finder, "attempt", p.attempt, "retry_in", delay, "err", err)
+		if serr := c.cfg.Store.SetFoundBlockState(ctx, hash, store.FoundPending, err.Error(), now); serr != nil && !errors.Is(serr, store.ErrClosed) {
+			c.log.Error("recording found block state", "hash", ev.Hash, "err", serr)
+		}
+		b.mu.Lock()
+		first := b.pending[hash] == nil
+		b.pending[hash] = p
+		b.mu.Unlock()
+		if first {
+			c.metrics.blocks.WithLabelValues("pending").Inc()
+		}
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	b.mu.Lock()
+	delete(b.pending, hash)
+	b.settled[hash] = true
+	b.mu.Unlock()
+	if serr := c.cfg.Store.SetFoundBlockState(ctx, hash, state, reason, now); serr != nil {
+		c.log.Error("recording found block state", "hash", ev.Hash, "state", state, "err", serr)
+	}
+	c.metrics.blocks.WithLabelValues(state).Inc()
+	switch state {
+	case store.FoundAccepted:
+		ev.Accepted = true
+		c.blocksFound.Add(1)
+		c.stats.block(cmp.Or(p.user, p.rec.Finder))
+		c.log.Debug("block accepted", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt)
+	case store.FoundRejected:
+		c.blocksRejected.Add(1)
+		ev.Reason = reason
+		c.log.Warn("block not accepted", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "err", err)
+	case store.FoundAbandoned:
+		c.blocksRejected.Add(1)
+		ev.Reason = reason
+		c.log.Warn("block abandoned", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt, "err", err)
+	}
+	if c.cfg.OnBlock != nil {
+		c.cfg.OnBlock(ev)
+	}
+}
+
+// PendingBlocks returns how many found blocks wait for the source to
+// answer.
+func (c *Coordinator) PendingBlocks() int {
+	c.blocks.mu.Lock()
+	defer c.blocks.mu.Unlock()
+	return len(c.blocks.pending)
+}
+
+// resubmitLoop offers pending blocks again when their time comes, starting
+// with those the ledger still holds as pending from an earlier run. It
+// returns when ctx ends; blocks still pending then stay so in the ledger.
+func (b *blockBook) resubmitLoop(ctx context.Context) {
+	c := b.c
+	stored, err := c.cfg.Store.FoundBlocks(ctx, store.FoundPending)
+	if err != nil && ctx.Err() == nil {
+		c.log.Error("reading pending found blocks", "err", err)
+	}
+	for _, f := range stored {
+		var blk wire.MsgBlock
+		err := blk.Deserialize(bytes.NewReader(f.Raw))
+		if err != nil {
+			c.log.Error("pending found block unreadable", "hash", f.Hash.String(), "err", err)
+			continue
+		}
+		c.log.Info("submitting a found block left pending", "height", f.Height, "hash", f.Hash.String(), "finder", f.Finder, "attempts_before", f.Attempts)
+		b.mu.Lock()
+		if b.pending[f.Hash] == nil && !b.settled[f.Hash] {
+			b.pending[f.Hash] = &pendingBlock{rec: f.Block, block: &blk, attempt: f.Attempts, next: c.cfg.Now()}
+		}
+		b.mu.Unlock()
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		now := c.cfg.Now()
+		var due []*pendingBlock
+		var next time.Time
+		b.mu.Lock()
+		for _, p := range b.pending {
+			if !p.next.After(now) {
+				due = append(due, p)
+			} else if next.IsZero() || p.next.Before(next) {
+				next = p.next
+			}
+		}
+		b.mu.Unlock()
+		for _, p := range due {
+			b.attempt(ctx, p)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		if len(due) > 0 {
+			continue
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = next.Sub(now)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case <-timer.C:
+		}
+	}
+}

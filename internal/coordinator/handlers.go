@@ -1,0 +1,222 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// The request handlers of a session, one per Stratum method, and sendWork,
+// which turns an epoch into a job for the session.
+
+func (s *session) handleSubscribe(m *stratum.Message) {
+	s.mu.Lock()
+	s.subscribed = true
+	ready := s.user != ""
+	s.mu.Unlock()
+	result := []any{
+		[][]string{{"mining.set_difficulty", s.en1Hex}, {"mining.notify", s.en1Hex}},
+		s.en1Hex,
+		s.c.cfg.Extranonce2Size,
+	}
+	s.reply(m.ID, result, nil)
+	if ready {
+		s.sendWork(s.c.jobs.current(), false)
+	}
+}
+
+func (s *session) handleAuthorize(m *stratum.Message) {
+	var p []string
+	if err := json.Unmarshal(m.Params, &p); err != nil || len(p) < 1 {
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.authorize: want [user, password], have %s", m.Params)})
+		return
+	}
+	user := p[0]
+	if user == "" {
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: "empty username"})
+		return
+	}
+	password := ""
+	if len(p) > 1 {
+		password = p[1]
+	}
+	if why := s.c.authorized(user, password); why != "" {
+		s.c.log.Info("miner not authorized", "remote", s.remote, "user", user, "reason", why)
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: why})
+		return
+	}
+	script, err := s.c.cfg.Source.PayoutScript(user)
+	if err != nil {
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: err.Error()})
+		return
+	}
+	s.mu.Lock()
+	s.workers[user] = true
+	first := s.user == ""
+	if first {
+		s.user = user
+		s.payout = script
+	}
+	ready := s.subscribed
+	s.mu.Unlock()
+	if first {
+		s.c.stats.connected(user, s.c.cfg.Now())
+		s.c.log.Debug("miner authorized", "remote", s.remote, "user", user, "extranonce1", s.en1Hex)
+	}
+	s.reply(m.ID, true, nil)
+	if first && ready {
+		s.sendWork(s.c.jobs.current(), false)
+	}
+}
+
+func (s *session) handleConfigure(m *stratum.Message) {
+	var p []json.RawMessage
+	if err := json.Unmarshal(m.Params, &p); err != nil || len(p) < 1 {
+		s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: want [extensions, params], have %s", m.Params)})
+		return
+	}
+	var exts []string
+	if err := json.Unmarshal(p[0], &exts); err != nil {
+		s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: extensions %s: want a list of names", p[0])})
+		return
+	}
+	opts := map[string]json.RawMessage{}
+	if len(p) > 1 {
+		json.Unmarshal(p[1], &opts)
+	}
+	result := map[string]any{}
+	for _, ext := range exts {
+		if ext != "version-rolling" {
+			result[ext] = false
+			continue
+		}
+		minerMask := uint32(0xffffffff)
+		var maskHex string
+		if raw, ok := opts["version-rolling.mask"]; ok && json.Unmarshal(raw, &maskHex) == nil {
+			v, err := strconv.ParseUint(maskHex, 16, 32)
+			if err != nil {
+				s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: version-rolling.mask %q is not hex", maskHex)})
+				return
+			}
+			minerMask = uint32(v)
+		}
+		mask := s.c.cfg.VersionMask & minerMask
+		minBits := 0
+		if raw, ok := opts["version-rolling.min-bit-count"]; ok {
+			json.Unmarshal(raw, &minBits)
+		}
+		if bits.OnesCount32(mask) < minBits {
+			result["version-rolling"] = false
+			continue
+		}
+		s.mu.Lock()
+		s.mask = mask
+		s.mu.Unlock()
+		result["version-rolling"] = true
+		result["version-rolling.mask"] = fmt.Sprintf("%08x", mask)
+	}
+	s.reply(m.ID, result, nil)
+}
+
+func (s *session) handleSuggestDifficulty(m *stratum.Message) {
+	var p []json.RawMessage
+	var d float64
+	if err := json.Unmarshal(m.Params, &p); err == nil && len(p) > 0 {
+		if json.Unmarshal(p[0], &d) != nil {
+			var str string
+			if json.Unmarshal(p[0], &str) == nil {
+				d, _ = strconv.ParseFloat(str, 64)
+			}
+		}
+	}
+	if !(d > 0) || math.IsInf(d, 0) {
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.suggest_difficulty: %s is not a positive difficulty", m.Params)})
+		return
+	}
+	d = s.c.clampDiff(d)
+	s.mu.Lock()
+	s.diff = d
+	started := s.lastEpoch != nil
+	s.mu.Unlock()
+	s.reply(m.ID, true, nil)
+	if started {
+		s.sendWork(s.c.jobs.current(), true)
+	}
+}
+
+func (c *Coordinator) clampDiff(d float64) float64 {
+	return min(max(d, c.cfg.MinDifficulty), c.cfg.MaxDifficulty)
+}
+
+// sendWork sends ep to the session as a new job, preceded by
+// mining.set_difficulty when the difficulty changed. It does nothing for
+// a session without subscribe and authorize, or one that already has ep,
+// unless force is set (a difficulty change).
+func (s *session) sendWork(ep *epoch, force bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.subscribed || s.user == "" {
+		return
+	}
+	if s.lastEpoch == ep && !force {
+		return
+	}
+	cb, err := ep.coinbase(s.payout)
+	if err != nil {
+		s.c.log.Error("building coinbase", "user", s.user, "err", err)
+		return
+	}
+	if d, changed := s.vd.retarget(s.c.cfg.Now(), s.diff, false); changed {
+		s.diff = d
+	}
+	clean := s.lastEpoch == nil || s.lastEpoch.gen != ep.gen
+	if clean {
+		// Keep the previous generation's jobs: a late share on one is
+		// answered "stale", and still becomes a block if it is one.
+		for id, j := range s.jobs {
+			if j.ep.gen+1 < ep.gen {
+				delete(s.jobs, id)
+			}
+		}
+		if ep.gen != s.dupGen {
+			clear(s.dups)
+			s.dupGen = ep.gen
+		}
+	}
+	if s.diffTgtFor != s.diff {
+		tgt, err := chainmath.TargetForDifficulty(s.diff)
+		if err != nil {
+			s.c.log.Error("share target", "difficulty", s.diff, "err", err)
+			return
+		}
+		s.diffTgt, s.diffTgtFor = tgt, s.diff
+	}
+	s.jobSeq++
+	j := &job{id: strconv.FormatUint(s.jobSeq, 16), ep: ep, cb: cb, diff: s.diff, tgt: s.diffTgt}
+	s.jobs[j.id] = j
+	s.jobOrder = append(s.jobOrder, j.id)
+	if len(s.jobOrder) > maxJobsPerSession {
+		delete(s.jobs, s.jobOrder[0])
+		s.jobOrder = s.jobOrder[1:]
+	}
+	s.lastEpoch = ep
+	bp := wbufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if s.diffSent != s.diff {
+		buf, _ = stratum.AppendRequest(buf, nil, "mining.set_difficulty", []float64{s.diff})
+		s.diffSent = s.diff
+	}
+	buf = ep.appendNotify(buf, j, clean)
+	// Accounting first: a miner that has read the new difficulty must
+	// find it in Status.
+	s.c.stats.setDifficulty(s.user, s.diff)
+	s.writeLocked(bp, buf)
+	if !force {
+		s.c.metrics.observeNotify(ep.made)
+	}
+}

@@ -1,0 +1,140 @@
+package coordinator
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// shareFacts is what share validation needs to know besides the job and
+// the submission: the session's state when the share arrived and the
+// coordinator's limits. The session copies them under its lock; validation
+// itself takes no lock and does no I/O.
+type shareFacts struct {
+	subscribed bool
+	authorized bool // the submitting worker name is authorized
+	en1        [4]byte
+	en2Size    int    // bytes of extranonce2 the miner must send
+	mask       uint32 // version bits the miner may roll
+	stale      bool   // the job no longer builds on the tip
+	now        time.Time
+	// ntimeFuture is how far past now an ntime may be; the template's
+	// own limit (Template.MaxTimeAt) applies as well.
+	ntimeFuture time.Duration
+}
+
+// verdict is the outcome of validating one share.
+type verdict struct {
+	err    *stratum.Error // nil: the share is valid
+	reason string         // the rejection reason (Reason*); "" when valid
+
+	// Set once the header could be rebuilt (also for some rejections).
+	header  chainmath.Header
+	raw     [chainmath.HeaderSize]byte
+	hash    chainmath.Hash // the work: what duplicates are keyed by
+	hashed  bool
+	block   bool   // the hash meets the block target (even when stale)
+	cb      []byte // the coinbase as mined, when block is set
+	ntime   uint32
+	nonce   uint32
+	version uint32
+}
+
+func rejectf(code int, reason, format string, args ...any) verdict {
+	return verdict{err: &stratum.Error{Code: code, Message: fmt.Sprintf(format, args...)}, reason: reason}
+}
+
+// validateShare judges submission p against job j (nil when the job id is
+// unknown) and the session facts f. It checks, in order: subscribed,
+// worker authorized, job known, extranonce2 size and hex, ntime hex and
+// window, nonce hex, version bits within the mask; then it rebuilds the
+// header and hashes it, and checks stale and the share target. A share
+// that meets the block target is marked block even when its job is stale
+// (a late block may still win). scratch is reused for the coinbase.
+//
+// Duplicates are not judged here: they depend on what the ledger has
+// already made durable, which the session tracks (see session.dups).
+func validateShare(j *job, f *shareFacts, p *stratum.Submit, scratch []byte) (verdict, []byte) {
+	if !f.subscribed {
+		return rejectf(stratum.CodeNotSubscribed, ReasonNotSubscribed, "not subscribed"), scratch
+	}
+	if !f.authorized {
+		return rejectf(stratum.CodeUnauthorized, ReasonUnauthorized, "worker %q is not authorized", p.Worker), scratch
+	}
+	if j == nil {
+		return rejectf(stratum.CodeJobNotFound, ReasonJobNotFound, "job %q not found", p.JobID), scratch
+	}
+	if len(p.Extranonce2) != 2*f.en2Size {
+		return rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: want %d bytes", p.Extranonce2, f.en2Size), scratch
+	}
+	var en2 [8]byte
+	if _, err := hex.Decode(en2[:f.en2Size], []byte(p.Extranonce2)); err != nil {
+		return rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: not hex", p.Extranonce2), scratch
+	}
+	ntime, err := stratum.ParseHex32("ntime", p.NTime)
+	if err != nil {
+		return rejectf(stratum.CodeOther, ReasonNTime, "%v", err), scratch
+	}
+	if ntime < j.ep.ntime {
+		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %s is before the job's %s", p.NTime, j.ep.ntimeHex), scratch
+	}
+	if limit := ntimeLimit(j, f); int64(ntime) > limit {
+		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %s (%d) is past the latest valid time %d", p.NTime, ntime, limit), scratch
+	}
+	nonce, err := stratum.ParseHex32("nonce", p.Nonce)
+	if err != nil {
+		return rejectf(stratum.CodeOther, ReasonMalformed, "%v", err), scratch
+	}
+	var vbits uint32
+	if p.VersionBits != "" {
+		if vbits, err = stratum.ParseHex32("version bits", p.VersionBits); err != nil {
+			return rejectf(stratum.CodeOther, ReasonVersion, "%v", err), scratch
+		}
+		if vbits&^f.mask != 0 {
+			return rejectf(stratum.CodeOther, ReasonVersion, "version bits %s outside the mask %08x", p.VersionBits, f.mask), scratch
+		}
+	}
+
+	cb := j.appendCoinbase(scratch[:0], f.en1[:], en2[:f.en2Size])
+	tmpl := j.ep.tmpl
+	v := verdict{ntime: ntime, nonce: nonce, hashed: true}
+	v.header = chainmath.Header{
+		Version:    tmpl.Version&^f.mask | vbits&f.mask,
+		PrevBlock:  tmpl.PrevHash,
+		MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), j.ep.branch),
+		Time:       ntime,
+		Bits:       tmpl.Bits,
+		Nonce:      nonce,
+	}
+	v.version = v.header.Version
+	v.raw = v.header.Bytes()
+	v.hash = chainmath.DoubleSHA256(v.raw[:])
+	if j.ep.target.Meets(&v.hash) {
+		v.block = true
+		v.cb = append([]byte(nil), cb...)
+	}
+	if f.stale {
+		v.err = &stratum.Error{Code: stratum.CodeJobNotFound, Message: fmt.Sprintf("job %q is stale", p.JobID)}
+		v.reason = ReasonStale
+		return v, cb
+	}
+	if !v.block && !j.tgt.Meets(&v.hash) {
+		v.err = &stratum.Error{Code: stratum.CodeLowDifficulty, Message: fmt.Sprintf("low difficulty share: %.6g, want %.6g", chainmath.HashDifficulty(v.hash), j.diff)}
+		v.reason = ReasonLowDifficulty
+	}
+	return v, cb
+}
+
+// ntimeLimit is the latest ntime a share of j may carry at f.now: the
+// coordinator's window past its clock, and no later than the template's
+// own limit (the embedded chain's bound, or a node's consensus rule).
+func ntimeLimit(j *job, f *shareFacts) int64 {
+	limit := f.now.Add(f.ntimeFuture).Unix()
+	if m := j.ep.tmpl.MaxTimeAt(f.now); m != 0 {
+		limit = min(limit, int64(m))
+	}
+	return limit
+}

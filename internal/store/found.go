@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+
+	"fmt"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+)
+
+// States of a found block in the found-block record.
+const (
+	// FoundPending: written before the first submission; not yet answered
+	// by the chain. Pending blocks are re-submitted after a restart.
+	FoundPending = "pending"
+	// FoundAccepted: the chain took the block (for a node: it answered
+	// null, "duplicate" or "inconclusive").
+	FoundAccepted = "accepted"
+	// FoundRejected: the chain refused the block for good.
+	FoundRejected = "rejected"
+	// FoundAbandoned: the chain moved past the block's height while no
+	// node could be asked; the block can no longer extend the tip.
+	FoundAbandoned = "abandoned"
+)
+
+const foundSchema = `
+CREATE TABLE IF NOT EXISTS found_blocks (
+	hash       BLOB    PRIMARY KEY,
+	height     INTEGER NOT NULL,
+	header     BLOB    NOT NULL,
+	raw        BLOB    NOT NULL,
+	finder     TEXT    NOT NULL,
+	time       INTEGER NOT NULL,
+	found_at   INTEGER NOT NULL,
+	state      TEXT    NOT NULL,
+	reason     TEXT    NOT NULL DEFAULT '',
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS found_blocks_state ON found_blocks(state, height);
+`
+
+// FoundBlock is a block a miner of this pool found, as recorded before it
+// is submitted, and what became of it.
+type FoundBlock struct {
+	Block
+	State     string // FoundPending, FoundAccepted, FoundRejected or FoundAbandoned
+	Reason    string // the chain's reason, or the last submission error
+	Attempts  int    // submissions so far
+	UpdatedAt time.Time
+}
+
+// AddFoundBlock records b as pending, durably: when it returns nil the
+// block is on disk and will be submitted again after a restart if it is
+// still pending then. Recording a block whose hash is already recorded
+// changes nothing and returns nil (a miner's resent share, say).
+func (s *Store) AddFoundBlock(ctx context.Context, b Block) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if len(b.Raw) < chainmath.HeaderSize {
+		return fmt.Errorf("store: found block %s: raw block is %d bytes, shorter than a header", b.Hash, len(b.Raw))
+	}
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO found_blocks (hash, height, header, raw, finder, time, found_at, state, updated_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`,
+		b.Hash[:], b.Height, b.Header[:], b.Raw, b.Finder, int64(b.Time), b.FoundAt.UnixNano(), FoundPending, b.FoundAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: record found block %s at height %d: %w", b.Hash, b.Height, err)
+	}
+	return nil
+}
+
+// SetFoundBlockState records the outcome of a submission of the found
+// block hash: its new state, the reason (empty when accepted) and one more
+// attempt.
+func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	switch state {
+	case FoundPending, FoundAccepted, FoundRejected, FoundAbandoned:
+	default:
+		return fmt.Errorf("store: found block %s: unknown state %q", hash, state)
+	}
+	res, err := s.w.ExecContext(ctx,
+		`UPDATE found_blocks SET state = ?, reason = ?, attempts = attempts + 1, updated_at = ? WHERE hash = ?`,
+		state, reason, at.UnixNano(), hash[:])
+	if err != nil {
+		return fmt.Errorf("store: set found block %s to %s: %w", hash, state, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("store: found block %s is not recorded", hash)
+	}
+	return nil
+}
+
+// FoundBlocks returns the recorded found blocks in state (every state when
+// state is empty), oldest first.
+func (s *Store) FoundBlocks(ctx context.Context, state string) ([]FoundBlock, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	q := `SELECT ` + blockCols + `, state, reason, attempts, updated_at FROM found_blocks`
+	var args []any
+	if state != "" {
+		q += ` WHERE state = ?`
+		args = append(args, state)
+	}
+	q += ` ORDER BY found_at, height`
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: query found blocks: %w", err)
+	}
+	defer rows.Close()
+	var out []FoundBlock
+	for rows.Next() {
+		var (
+			f                 FoundBlock
+			hash, header, raw []byte
+			tm, found, upd    int64
+		)
+		if err := rows.Scan(&f.Height, &hash, &header, &raw, &f.Finder, &tm, &found, &f.State, &f.Reason, &f.Attempts, &upd); err != nil {
+			return nil, fmt.Errorf("store: read found block: %w", err)
+		}
+		if len(hash) != len(f.Hash) || len(header) != len(f.Header) {
+			return nil, fmt.Errorf("store: found block at height %d: stored hash is %d bytes and header %d bytes", f.Height, len(hash), len(header))
+		}
+		copy(f.Hash[:], hash)
+		copy(f.Header[:], header)
+		f.Raw = raw
+		f.Time = uint32(tm)
+		f.FoundAt = time.Unix(0, found)
+		f.UpdatedAt = time.Unix(0, upd)
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read found blocks: %w", err)
+	}
+	return out, nil
+}
+
+// FoundBlock returns the found block with the given hash, or ok false.
+func (s *Store) FoundBlock(ctx context.Context, hash chainmath.Hash) (FoundBlock, bool, error) {
+	all, err := s.FoundBlocks(ctx, "")
+	if err != nil {
+		return FoundBlock{}, false, err
+	}
+	for _, f := range all {
+		if f.Hash == hash {
+			return f, true, nil
+		}
+	}
+	return FoundBlock{}, false, nil
+}
