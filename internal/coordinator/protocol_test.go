@@ -12,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
+	"github.com/powcoord/powcoord/internal/work"
 )
 
 // harness is a coordinator on the embedded chain, listening on 127.0.0.1:0.
@@ -29,12 +31,22 @@ type harness struct {
 	chain *simchain.Chain
 	store *store.Store
 	addr  string
+	pipe  *pipeListener // set with harnessOpts.pipe
+	stop  func()        // stops the coordinator (and closes its own store); idempotent
 }
 
 type harnessOpts struct {
 	blockDiff float64
 	shareDiff float64
 	cfg       func(*coordinator.Config)
+	// pipe serves in-memory connections (net.Pipe) instead of TCP, for
+	// tests inside a testing/synctest bubble, where time is virtual.
+	pipe bool
+	// source, if set, wraps the embedded chain as the coordinator's
+	// source (to inject faults).
+	source func(*simchain.Chain) work.Source
+	// store, if set, is used instead of a new database file.
+	store *store.Store
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -46,16 +58,23 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		o.shareDiff = 1e-7
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(t.TempDir(), "powcoord.db"))
-	if err != nil {
-		t.Fatal(err)
+	st := o.store
+	if st == nil {
+		var err error
+		if st, err = store.Open(filepath.Join(t.TempDir(), "powcoord.db")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	chain, err := simchain.Open(ctx, simchain.Config{Store: st, BlockTime: 10 * time.Second, StartDifficulty: o.blockDiff, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{Source: chain, Store: st, ShareDifficulty: o.shareDiff, SharesPerMinute: -1, Logger: log}
+	var src work.Source = chain
+	if o.source != nil {
+		src = o.source(chain)
+	}
+	cfg := coordinator.Config{Source: src, Store: st, ShareDifficulty: o.shareDiff, SharesPerMinute: -1, Logger: log}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -63,20 +82,30 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	var ln net.Listener
+	var pl *pipeListener
+	if o.pipe {
+		pl = newPipeListener()
+		ln = pl
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- coord.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		st.Close()
-	})
-	return &harness{t: t, coord: coord, chain: chain, store: st, addr: ln.Addr().String()}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if o.store == nil {
+				st.Close()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &harness{t: t, coord: coord, chain: chain, store: st, addr: ln.Addr().String(), pipe: pl, stop: stop}
 }
 
 // client is a raw Stratum client for tests.
@@ -96,9 +125,14 @@ type client struct {
 
 func (h *harness) dial() *client {
 	h.t.Helper()
-	conn, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		h.t.Fatal(err)
+	var conn net.Conn
+	if h.pipe != nil {
+		conn = h.pipe.dial()
+	} else {
+		var err error
+		if conn, err = net.Dial("tcp", h.addr); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 	h.t.Cleanup(func() { conn.Close() })
 	return &client{t: h.t, conn: conn, r: bufio.NewReader(conn), jobs: map[string]*stratum.Notify{}}
@@ -266,13 +300,19 @@ func header(n *stratum.Notify, en1, en2 []byte, ntime, nonce, version uint32) [8
 // must (true) or must not (false) meet the block target.
 func (c *client) solve(n *stratum.Notify, en2v uint32, diff float64, wantBlock bool, vbits uint32) share {
 	c.t.Helper()
+	ntime, _ := stratum.ParseHex32("ntime", n.NTime)
+	return c.solveAt(n, en2v, diff, wantBlock, vbits, ntime)
+}
+
+// solveAt is solve with the share's ntime given.
+func (c *client) solveAt(n *stratum.Notify, en2v uint32, diff float64, wantBlock bool, vbits, ntime uint32) share {
+	c.t.Helper()
 	shareTgt, _ := chainmath.TargetForDifficulty(diff)
 	nbits, _ := stratum.ParseHex32("nbits", n.NBits)
 	bt, _ := chainmath.CompactToBig(nbits)
 	blockTgt := chainmath.TargetFromBig(bt)
 	version, _ := stratum.ParseHex32("version", n.Version)
 	version = version&^0x1fffe000 | vbits
-	ntime, _ := stratum.ParseHex32("ntime", n.NTime)
 	en2 := make([]byte, c.en2Size)
 	binary.BigEndian.PutUint32(en2[c.en2Size-4:], en2v)
 	hdr := header(n, c.en1, en2, ntime, 0, version)
@@ -282,7 +322,7 @@ func (c *client) solve(n *stratum.Notify, en2v uint32, diff float64, wantBlock b
 		if !shareTgt.Meets(&h) || blockTgt.Meets(&h) != wantBlock {
 			continue
 		}
-		s := share{job: n.JobID, en2: hex.EncodeToString(en2), ntime: n.NTime, nonce: stratum.Hex32(nonce), hash: h}
+		s := share{job: n.JobID, en2: hex.EncodeToString(en2), ntime: stratum.Hex32(ntime), nonce: stratum.Hex32(nonce), hash: h}
 		if vbits != 0 {
 			s.vbits = stratum.Hex32(vbits)
 		}
