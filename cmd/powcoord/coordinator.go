@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 // coordFlags are the flags shared by `coordinator` and `demo`.
@@ -124,6 +126,13 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // instance is a running coordinator with its store, listeners and source.
+//
+// One goroutine group owns every server: the Stratum listeners (plain and
+// TLS, through Coordinator.Run), the HTTP server and the dashboard feed.
+// When ctx ends, or any of them fails, all are stopped; only after every
+// one has returned are the source and then the store closed, and only
+// then is the result sent on done. So no session can record a share into
+// a closed store.
 type instance struct {
 	coord      *coordinator.Coordinator
 	store      *store.Store
@@ -133,7 +142,8 @@ type instance struct {
 	httpLn     net.Listener
 	httpServer *http.Server
 	web        *web.Server // nil without --http
-	done       chan error
+	done       chan error  // the servers' first error (or nil), once all is closed
+	closeOnce  sync.Once
 }
 
 // startCoordinator opens the store and the work source, and starts the
@@ -154,14 +164,13 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var src work.Source
-	recordBlocks := false
 	if f.node != nil {
 		if src, err = f.node.source(ctx, log, reg); err != nil {
 			return fail(err)
 		}
-		recordBlocks = src != nil
 	}
-	if src == nil {
+	embedded := src == nil
+	if embedded {
 		chain, err := simchain.Open(ctx, simchain.Config{Store: st, BlockTime: f.blockTime, StartDifficulty: f.blockDiff, Logger: log})
 		if err != nil {
 			return fail(err)
@@ -174,7 +183,7 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		spm = -1
 	}
 	cfg := coordinator.Config{
-		Source: src, Store: st, RecordBlocks: recordBlocks,
+		Source: src, Store: st,
 		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,
 		Logger: log, OnBlock: onBlock, Registerer: reg,
 	}
@@ -187,15 +196,12 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if err != nil {
 		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
 	}
+	lns := []net.Listener{inst.stratumLn}
 	if f.stratumTLS != "" {
 		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
 			return fail(err)
 		}
-		go func() {
-			if err := inst.coord.Serve(ctx, inst.tlsLn); err != nil {
-				log.Error("TLS stratum listener stopped", "err", err)
-			}
-		}()
+		lns = append(lns, inst.tlsLn)
 	}
 	if f.http != "" {
 		inst.httpLn, err = net.Listen("tcp", f.http)
@@ -203,46 +209,66 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 			return fail(fmt.Errorf("--http %q: %w", f.http, err))
 		}
 		ws := web.New(inst.coord, st, log)
-		if !recordBlocks {
+		if embedded {
 			ws.SetBlockTime(f.blockTime) // the embedded chain's target; a node's is 10 min
 		}
 		inst.web = ws
-		go ws.Run(ctx)
 		ws.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		inst.httpServer = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
-		go inst.httpServer.Serve(inst.httpLn)
 	}
-	go func() { inst.done <- inst.coord.Serve(ctx, inst.stratumLn) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return inst.coord.Run(gctx, lns...) })
+	if inst.httpServer != nil {
+		g.Go(func() error {
+			if err := inst.httpServer.Serve(inst.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("HTTP server on %s: %w", inst.httpLn.Addr(), err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := inst.httpServer.Shutdown(shutCtx); err != nil {
+				inst.httpServer.Close() // event streams that did not end in time
+			}
+			return nil
+		})
+		g.Go(func() error { inst.web.Run(gctx); return nil })
+	}
+	go func() {
+		err := g.Wait()
+		inst.close()
+		inst.done <- err
+	}()
 	return inst, nil
 }
 
-// wait blocks until the Stratum server stops (ctx ended), then closes
-// everything.
+// wait blocks until every server has stopped (ctx ended, or one failed)
+// and the source and store are closed.
 func (inst *instance) wait() error {
-	err := <-inst.done
-	inst.close()
-	return err
+	return <-inst.done
 }
 
+// close releases what the instance holds: listeners (for a start-up that
+// failed half way; Run closes them itself), then the source, then the
+// store. It runs once; the server group calls it after every server has
+// returned.
 func (inst *instance) close() {
-	// Listeners are closed by Serve when it runs; closing again is
-	// harmless, and needed when start-up failed half way.
-	for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn} {
-		if ln != nil {
-			ln.Close()
+	inst.closeOnce.Do(func() {
+		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.httpLn} {
+			if ln != nil {
+				ln.Close()
+			}
 		}
-	}
-	if inst.httpServer != nil {
-		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		inst.httpServer.Shutdown(shutCtx)
-		cancel()
-	}
-	if inst.source != nil {
-		inst.source.Close()
-	}
-	if inst.store != nil {
-		inst.store.Close()
-	}
+		if inst.source != nil {
+			inst.source.Close()
+		}
+		if inst.store != nil {
+			inst.store.Close()
+		}
+	})
 }
 
 func (inst *instance) httpURL() string {

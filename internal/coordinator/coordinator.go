@@ -323,6 +323,36 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// Run serves miners on every listener in lns until ctx ends or one of
+// them fails, then stops the others and returns once every session, the
+// work loop and found-block resubmission have ended: after Run returns,
+// nothing of the coordinator touches the store or the source, so they may
+// be closed. It returns the first listener's failure, or nil.
+func (c *Coordinator) Run(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("coordinator: no listener to serve")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			err := c.Serve(ctx, ln)
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range lns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // startWork starts the work loop for the first running Serve.
 func (c *Coordinator) startWork() {
 	c.workMu.Lock()

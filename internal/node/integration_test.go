@@ -40,7 +40,7 @@ func TestCoordinatorAndAgentOnBtcd(t *testing.T) {
 	enough := make(chan struct{})
 	closed := false
 	coord, err := coordinator.New(coordinator.Config{
-		Source: src, Store: st, RecordBlocks: true,
+		Source: src, Store: st,
 		// On regtest every other hash is a block. The agent only sends
 		// hashes that meet its share target, so a share difficulty of
 		// 2e-4 (about 860,000 hashes a share) keeps the stream of blocks

@@ -32,7 +32,7 @@ func TestCoordinatorSendsMinersAwayWhileNodeIsStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	coord, err := coordinator.New(coordinator.Config{Source: src, Store: st, RecordBlocks: true, ShareDifficulty: 1, Logger: testLogger(t)})
+	coord, err := coordinator.New(coordinator.Config{Source: src, Store: st, ShareDifficulty: 1, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

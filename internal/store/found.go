@@ -74,7 +74,10 @@ func (s *Store) AddFoundBlock(ctx context.Context, b Block) error {
 
 // SetFoundBlockState records the outcome of a submission of the found
 // block hash: its new state, the reason (empty when accepted) and one more
-// attempt.
+// attempt. An accepted block also enters the blocks list (Blocks,
+// LastBlocks) unless the chain stored it there already (the embedded chain
+// does, a node does not), so the list holds every accepted block whichever
+// backend took it.
 func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error {
 	if s.isClosed() {
 		return ErrClosed
@@ -84,7 +87,12 @@ func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, sta
 	default:
 		return fmt.Errorf("store: found block %s: unknown state %q", hash, state)
 	}
-	res, err := s.w.ExecContext(ctx,
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: set found block %s to %s: %w", hash, state, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx,
 		`UPDATE found_blocks SET state = ?, reason = ?, attempts = attempts + 1, updated_at = ? WHERE hash = ?`,
 		state, reason, at.UnixNano(), hash[:])
 	if err != nil {
@@ -92,6 +100,17 @@ func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, sta
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return fmt.Errorf("store: found block %s is not recorded", hash)
+	}
+	if state == FoundAccepted {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO blocks (height, hash, header, raw, finder, time, found_at)
+			 SELECT height, hash, header, raw, finder, time, found_at FROM found_blocks WHERE hash = ?
+			 ON CONFLICT (hash) DO NOTHING`, hash[:]); err != nil {
+			return fmt.Errorf("store: list accepted block %s: %w", hash, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: set found block %s to %s: %w", hash, state, err)
 	}
 	return nil
 }
@@ -102,13 +121,14 @@ func (s *Store) FoundBlocks(ctx context.Context, state string) ([]FoundBlock, er
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	q := `SELECT ` + blockCols + `, state, reason, attempts, updated_at FROM found_blocks`
-	var args []any
-	if state != "" {
-		q += ` WHERE state = ?`
-		args = append(args, state)
+	if state == "" {
+		return s.foundBlocks(ctx, "")
 	}
-	q += ` ORDER BY found_at, height`
+	return s.foundBlocks(ctx, `WHERE state = ?`, state)
+}
+
+func (s *Store) foundBlocks(ctx context.Context, where string, args ...any) ([]FoundBlock, error) {
+	q := `SELECT ` + blockCols + `, state, reason, attempts, updated_at FROM found_blocks ` + where + ` ORDER BY found_at, height`
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: query found blocks: %w", err)
@@ -143,14 +163,12 @@ func (s *Store) FoundBlocks(ctx context.Context, state string) ([]FoundBlock, er
 
 // FoundBlock returns the found block with the given hash, or ok false.
 func (s *Store) FoundBlock(ctx context.Context, hash chainmath.Hash) (FoundBlock, bool, error) {
-	all, err := s.FoundBlocks(ctx, "")
-	if err != nil {
+	if s.isClosed() {
+		return FoundBlock{}, false, ErrClosed
+	}
+	out, err := s.foundBlocks(ctx, `WHERE hash = ?`, hash[:])
+	if err != nil || len(out) == 0 {
 		return FoundBlock{}, false, err
 	}
-	for _, f := range all {
-		if f.Hash == hash {
-			return f, true, nil
-		}
-	}
-	return FoundBlock{}, false, nil
+	return out[0], true, nil
 }
