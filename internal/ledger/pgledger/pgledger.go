@@ -1,0 +1,534 @@
+// Package pgledger is the cluster's share ledger and block store in
+// PostgreSQL (through pgx/v5).
+//
+// # Schema
+//
+// Open creates or upgrades the schema; migrations are numbered, recorded in
+// the table pgledger_schema, run in one transaction each under an advisory
+// lock, and so are safe to run from several processes at once and again on
+// every start.
+//
+//   - shares: one row per accepted share. The hash column (the share's
+//     header hash, 32 bytes) is unique: it names the work the share proves,
+//     so a share delivered twice (a redelivery after a crash, a front-end
+//     retrying a publish) is stored once. id orders rows by insertion.
+//   - blocks: the embedded chain's blocks as the cluster stores them, keyed
+//     by (chain, height): two coordinators can never both store a block at
+//     one height of one chain. (chain, hash) is unique too.
+//
+// Column types: hashes and headers are bytea in internal byte order (as
+// sha256d produces them, like internal/store); ntime, nonce and version
+// are bigint holding the uint32 values; share and block times are
+// timestamptz, a block header's time is bigint.
+package pgledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/powcoord/powcoord/internal/chainmath"
+)
+
+// MaxBatch is the largest number of shares Record takes in one call.
+const MaxBatch = 65536
+
+// Share is one accepted share. Its fields are those of internal/store's
+// Share, so either converts to the other with a plain type conversion.
+type Share struct {
+	Time        time.Time
+	Worker      string
+	Extranonce1 string
+	JobID       string
+	Extranonce2 string
+	NTime       uint32
+	Nonce       uint32
+	Version     uint32
+	Difficulty  float64 // the difficulty of the share target the worker had
+	Achieved    float64 // T1/hash, what the share actually reached
+	Hash        chainmath.Hash
+	Block       bool
+}
+
+// Block is a block of a chain, as stored. Its fields are those of
+// internal/store's Block, so either converts to the other with a plain
+// type conversion.
+type Block struct {
+	Height  int64
+	Hash    chainmath.Hash
+	Header  [chainmath.HeaderSize]byte
+	Raw     []byte // full block, wire serialization with witness
+	Finder  string
+	Time    uint32 // header time
+	FoundAt time.Time
+}
+
+// ErrHeightTaken is returned (wrapped) by AddBlock when the chain already
+// has a block at that height.
+var ErrHeightTaken = errors.New("pgledger: height already taken")
+
+// Ledger is an open connection pool to the ledger database. It is safe for
+// concurrent use, also by several processes on one database.
+type Ledger struct {
+	pool *pgxpool.Pool
+	url  string // redacted, for errors
+}
+
+// Open connects to the PostgreSQL database at dbURL (a postgres:// URL or
+// a key=value connection string), checks that it answers, and creates or
+// upgrades the schema. Errors name the URL with any password removed.
+func Open(ctx context.Context, dbURL string) (*Ledger, error) {
+	safe := RedactURL(dbURL)
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: database URL %s: %s", safe, redactErr(err, dbURL))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: connecting to %s: %s", safe, redactErr(err, dbURL))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgledger: connecting to %s: %s", safe, redactErr(err, dbURL))
+	}
+	l := &Ledger{pool: pool, url: safe}
+	if err := l.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Close closes every connection of the pool.
+func (l *Ledger) Close() { l.pool.Close() }
+
+var pwParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// RedactURL returns dbURL with its password, if any, replaced by "xxxxx",
+// for logs and errors.
+func RedactURL(dbURL string) string {
+	if u, err := url.Parse(dbURL); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	s := pwParam.ReplaceAllString(dbURL, "${1}xxxxx")
+	// A URL net/url refused may still carry user:password@.
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
+				s = s[:i+3] + rest[:colon] + ":xxxxx" + rest[at:]
+			}
+		}
+	}
+	return s
+}
+
+// redactErr returns err's text with the password of dbURL removed, in case
+// a driver error repeats the connection string.
+func redactErr(err error, dbURL string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(dbURL); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	for _, m := range pwParam.FindAllStringSubmatch(dbURL, -1) {
+		if v := strings.Trim(m[2], "'"); v != "" {
+			msg = strings.ReplaceAll(msg, v, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// migrations are applied in order; entry i brings the schema to version
+// i+1. Never edit an applied one: append.
+var migrations = []string{
+	`CREATE TABLE shares (
+		id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		hash        bytea            NOT NULL UNIQUE CHECK (octet_length(hash) = 32),
+		time        timestamptz      NOT NULL,
+		worker      text             NOT NULL,
+		extranonce1 text             NOT NULL,
+		job_id      text             NOT NULL,
+		extranonce2 text             NOT NULL,
+		ntime       bigint           NOT NULL CHECK (ntime BETWEEN 0 AND 4294967295),
+		nonce       bigint           NOT NULL CHECK (nonce BETWEEN 0 AND 4294967295),
+		version     bigint           NOT NULL CHECK (version BETWEEN 0 AND 4294967295),
+		difficulty  double precision NOT NULL,
+		achieved    double precision NOT NULL,
+		block       boolean          NOT NULL
+	);
+	CREATE INDEX shares_worker_time ON shares (worker, time);
+	CREATE INDEX shares_time ON shares (time);
+	CREATE TABLE blocks (
+		chain    text        NOT NULL,
+		height   bigint      NOT NULL CHECK (height >= 0),
+		hash     bytea       NOT NULL CHECK (octet_length(hash) = 32),
+		header   bytea       NOT NULL CHECK (octet_length(header) = 80),
+		raw      bytea       NOT NULL,
+		finder   text        NOT NULL,
+		time     bigint      NOT NULL,
+		found_at timestamptz NOT NULL,
+		PRIMARY KEY (chain, height),
+		UNIQUE (chain, hash)
+	);`,
+}
+
+// migrationLock is the advisory lock key that serializes migrations
+// between processes.
+const migrationLock = 0x706f77636f6f7264 // "powcoord"
+
+func (l *Ledger) migrate(ctx context.Context) error {
+	if _, err := l.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS pgledger_schema (
+		version    integer     PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		// Two processes creating the table at once can race in the catalog.
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "42P07") {
+			return fmt.Errorf("pgledger: creating the schema table in %s: %w", l.url, err)
+		}
+	}
+	for v := 1; v <= len(migrations); v++ {
+		if err := l.applyMigration(ctx, v); err != nil {
+			return fmt.Errorf("pgledger: schema migration %d in %s: %w", v, l.url, err)
+		}
+	}
+	return nil
+}
+
+func (l *Ledger) applyMigration(ctx context.Context, v int) error {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+		return err
+	}
+	var done bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgledger_schema WHERE version = $1)`, v).Scan(&done); err != nil {
+		return err
+	}
+	if done {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO pgledger_schema (version) VALUES ($1)`, v); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// SchemaVersion returns the schema version the database is at.
+func (l *Ledger) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := l.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM pgledger_schema`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("pgledger: reading the schema version in %s: %w", l.url, err)
+	}
+	return v, nil
+}
+
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q is not valid UTF-8", field, s)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q contains a NUL byte", field, s)
+	}
+	return nil
+}
+
+func checkShare(sh *Share) error {
+	if sh.Hash == (chainmath.Hash{}) {
+		return errors.New("hash is all zeros")
+	}
+	if sh.Time.IsZero() {
+		return errors.New("time is not set")
+	}
+	if sh.Worker == "" {
+		return errors.New("worker is empty")
+	}
+	for _, f := range []struct{ name, v string }{
+		{"worker", sh.Worker}, {"extranonce1", sh.Extranonce1}, {"job id", sh.JobID}, {"extranonce2", sh.Extranonce2},
+	} {
+		if err := checkText(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if !(sh.Difficulty > 0) || math.IsInf(sh.Difficulty, 0) {
+		return fmt.Errorf("difficulty %v: want a finite number > 0", sh.Difficulty)
+	}
+	if !(sh.Achieved >= 0) || math.IsInf(sh.Achieved, 0) {
+		return fmt.Errorf("achieved difficulty %v: want a finite number >= 0", sh.Achieved)
+	}
+	return nil
+}
+
+// Record stores shares in one transaction and returns how many of them
+// were new. A share whose hash is already stored (or appears twice in the
+// batch) is skipped, so recording a batch again stores nothing twice.
+// Nothing is stored when any share is invalid or the transaction fails.
+func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err error) {
+	if len(shares) == 0 {
+		return 0, nil
+	}
+	if len(shares) > MaxBatch {
+		return 0, fmt.Errorf("pgledger: batch of %d shares: at most %d at once", len(shares), MaxBatch)
+	}
+	for i := range shares {
+		if err := checkShare(&shares[i]); err != nil {
+			return 0, fmt.Errorf("pgledger: share %d of %d (hash %s): %v", i, len(shares), shares[i].Hash, err)
+		}
+	}
+	// Insert in hash order: concurrent writers of overlapping batches then
+	// take their row locks in one order and cannot deadlock.
+	order := make([]int, len(shares))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(shares[a].Hash[:], shares[b].Hash[:]) })
+	n := len(shares)
+	var (
+		hashes               = make([][]byte, n)
+		times                = make([]time.Time, n)
+		workers, en1s, jobs  = make([]string, n), make([]string, n), make([]string, n)
+		en2s                 = make([]string, n)
+		ntimes, nonces, vers = make([]int64, n), make([]int64, n), make([]int64, n)
+		diffs, achieved      = make([]float64, n), make([]float64, n)
+		blocks               = make([]bool, n)
+	)
+	for j, i := range order {
+		sh := &shares[i]
+		hashes[j] = sh.Hash[:]
+		times[j] = sh.Time
+		workers[j], en1s[j], jobs[j], en2s[j] = sh.Worker, sh.Extranonce1, sh.JobID, sh.Extranonce2
+		ntimes[j], nonces[j], vers[j] = int64(sh.NTime), int64(sh.Nonce), int64(sh.Version)
+		diffs[j], achieved[j] = sh.Difficulty, sh.Achieved
+		blocks[j] = sh.Block
+	}
+	// One statement is one transaction; WITH ORDINALITY keeps the sorted
+	// order through the insert.
+	tag, err := l.pool.Exec(ctx, `INSERT INTO shares
+		(hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block)
+		SELECT h, t, w, e1, j, e2, nt, no, v, d, a, b FROM unnest(
+			$1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+			$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::float8[], $12::bool[])
+			WITH ORDINALITY AS u(h, t, w, e1, j, e2, nt, no, v, d, a, b, ord)
+		ORDER BY ord
+		ON CONFLICT (hash) DO NOTHING`,
+		hashes, times, workers, en1s, jobs, en2s, ntimes, nonces, vers, diffs, achieved, blocks)
+	if err != nil {
+		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ShareCount returns how many shares are stored.
+func (l *Ledger) ShareCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := l.pool.QueryRow(ctx, `SELECT count(*) FROM shares`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("pgledger: counting shares in %s: %w", l.url, err)
+	}
+	return n, nil
+}
+
+// Shares returns the stored shares of worker ("" for every worker) in the
+// order they were stored, at most limit of them (limit <= 0: all).
+func (l *Ledger) Shares(ctx context.Context, worker string, limit int) ([]Share, error) {
+	q := `SELECT hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block
+		FROM shares WHERE ($1 = '' OR worker = $1) ORDER BY id`
+	args := []any{worker}
+	if limit > 0 {
+		q += ` LIMIT $2`
+		args = append(args, limit)
+	}
+	rows, err := l.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: reading shares of worker %q in %s: %w", worker, l.url, err)
+	}
+	defer rows.Close()
+	var out []Share
+	for rows.Next() {
+		var (
+			sh                    Share
+			hash                  []byte
+			ntime, nonce, version int64
+		)
+		if err := rows.Scan(&hash, &sh.Time, &sh.Worker, &sh.Extranonce1, &sh.JobID, &sh.Extranonce2,
+			&ntime, &nonce, &version, &sh.Difficulty, &sh.Achieved, &sh.Block); err != nil {
+			return nil, fmt.Errorf("pgledger: reading shares of worker %q: %w", worker, err)
+		}
+		if len(hash) != len(sh.Hash) {
+			return nil, fmt.Errorf("pgledger: stored share hash is %d bytes, want 32", len(hash))
+		}
+		copy(sh.Hash[:], hash)
+		sh.NTime, sh.Nonce, sh.Version = uint32(ntime), uint32(nonce), uint32(version)
+		out = append(out, sh)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgledger: reading shares of worker %q: %w", worker, err)
+	}
+	return out, nil
+}
+
+// WorkSince returns, for every worker with a share whose time is at or
+// after since, the sum of those shares' difficulties (the work they
+// prove, in units of difficulty-1 shares).
+func (l *Ledger) WorkSince(ctx context.Context, since time.Time) (map[string]float64, error) {
+	rows, err := l.pool.Query(ctx, `SELECT worker, sum(difficulty) FROM shares WHERE time >= $1 GROUP BY worker`, since)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: summing work since %s in %s: %w", since.Format(time.RFC3339Nano), l.url, err)
+	}
+	defer rows.Close()
+	out := map[string]float64{}
+	for rows.Next() {
+		var (
+			w string
+			d float64
+		)
+		if err := rows.Scan(&w, &d); err != nil {
+			return nil, fmt.Errorf("pgledger: summing work since %s: %w", since.Format(time.RFC3339Nano), err)
+		}
+		out[w] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgledger: summing work since %s: %w", since.Format(time.RFC3339Nano), err)
+	}
+	return out, nil
+}
+
+// AddBlock stores b as the block at b.Height of chain. When the chain
+// already has a block at that height the error wraps ErrHeightTaken and
+// names the stored block; storing the same block again is that error too.
+func (l *Ledger) AddBlock(ctx context.Context, chain string, b Block) error {
+	if chain == "" {
+		return fmt.Errorf("pgledger: block %s at height %d: empty chain name", b.Hash, b.Height)
+	}
+	if err := checkText("chain name", chain); err != nil {
+		return fmt.Errorf("pgledger: block %s at height %d: %v", b.Hash, b.Height, err)
+	}
+	if err := checkText("finder", b.Finder); err != nil {
+		return fmt.Errorf("pgledger: block %s at height %d: %v", b.Hash, b.Height, err)
+	}
+	if b.Height < 0 {
+		return fmt.Errorf("pgledger: block %s: height %d is negative", b.Hash, b.Height)
+	}
+	if len(b.Raw) < chainmath.HeaderSize {
+		return fmt.Errorf("pgledger: block %s at height %d: raw block is %d bytes, shorter than a header", b.Hash, b.Height, len(b.Raw))
+	}
+	found := b.FoundAt
+	if found.IsZero() {
+		found = time.Now()
+	}
+	tag, err := l.pool.Exec(ctx, `INSERT INTO blocks (chain, height, hash, header, raw, finder, time, found_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		chain, b.Height, b.Hash[:], b.Header[:], b.Raw, b.Finder, int64(b.Time), found)
+	if err != nil {
+		return fmt.Errorf("pgledger: storing block %s at height %d of chain %q in %s: %w", b.Hash, b.Height, chain, l.url, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	// Conflict on the height or on the hash: say which block is there.
+	var (
+		height int64
+		hash   []byte
+	)
+	err = l.pool.QueryRow(ctx, `SELECT height, hash FROM blocks WHERE chain = $1 AND (height = $2 OR hash = $3) ORDER BY height = $2 DESC LIMIT 1`,
+		chain, b.Height, b.Hash[:]).Scan(&height, &hash)
+	if err != nil {
+		return fmt.Errorf("pgledger: block %s at height %d of chain %q: %w (and reading the stored one failed: %v)", b.Hash, b.Height, chain, ErrHeightTaken, err)
+	}
+	var have chainmath.Hash
+	copy(have[:], hash)
+	if height == b.Height {
+		return fmt.Errorf("pgledger: block %s at height %d of chain %q: %w by block %s", b.Hash, b.Height, chain, ErrHeightTaken, have)
+	}
+	return fmt.Errorf("pgledger: block %s at height %d of chain %q: already stored at height %d: %w", b.Hash, b.Height, chain, height, ErrHeightTaken)
+}
+
+// Blocks returns chain's blocks with height >= fromHeight, lowest first,
+// at most limit of them (limit <= 0: all).
+func (l *Ledger) Blocks(ctx context.Context, chain string, fromHeight int64, limit int) ([]Block, error) {
+	q := `SELECT height, hash, header, raw, finder, time, found_at FROM blocks
+		WHERE chain = $1 AND height >= $2 ORDER BY height`
+	args := []any{chain, fromHeight}
+	if limit > 0 {
+		q += ` LIMIT $3`
+		args = append(args, limit)
+	}
+	rows, err := l.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: reading blocks of chain %q from height %d in %s: %w", chain, fromHeight, l.url, err)
+	}
+	defer rows.Close()
+	var out []Block
+	for rows.Next() {
+		var (
+			b            Block
+			hash, header []byte
+			tm           int64
+		)
+		if err := rows.Scan(&b.Height, &hash, &header, &b.Raw, &b.Finder, &tm, &b.FoundAt); err != nil {
+			return nil, fmt.Errorf("pgledger: reading blocks of chain %q: %w", chain, err)
+		}
+		if len(hash) != len(b.Hash) || len(header) != len(b.Header) {
+			return nil, fmt.Errorf("pgledger: block at height %d of chain %q: stored hash is %d bytes and header %d bytes", b.Height, chain, len(hash), len(header))
+		}
+		copy(b.Hash[:], hash)
+		copy(b.Header[:], header)
+		b.Time = uint32(tm)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgledger: reading blocks of chain %q: %w", chain, err)
+	}
+	return out, nil
+}
+
+// Tip returns the highest stored block of chain; ok is false when the
+// chain has none.
+func (l *Ledger) Tip(ctx context.Context, chain string) (b Block, ok bool, err error) {
+	var h int64
+	err = l.pool.QueryRow(ctx, `SELECT coalesce(max(height), -1) FROM blocks WHERE chain = $1`, chain).Scan(&h)
+	if err != nil {
+		return Block{}, false, fmt.Errorf("pgledger: reading the tip of chain %q in %s: %w", chain, l.url, err)
+	}
+	if h < 0 {
+		return Block{}, false, nil
+	}
+	bs, err := l.Blocks(ctx, chain, h, 1)
+	if err != nil {
+		return Block{}, false, err
+	}
+	if len(bs) == 0 {
+		return Block{}, false, fmt.Errorf("pgledger: tip of chain %q at height %d vanished while reading it", chain, h)
+	}
+	return bs[0], true, nil
+}
+
+// BlockCount returns how many blocks chain has stored.
+func (l *Ledger) BlockCount(ctx context.Context, chain string) (int64, error) {
+	var n int64
+	if err := l.pool.QueryRow(ctx, `SELECT count(*) FROM blocks WHERE chain = $1`, chain).Scan(&n); err != nil {
+		return 0, fmt.Errorf("pgledger: counting blocks of chain %q in %s: %w", chain, l.url, err)
+	}
+	return n, nil
+}
