@@ -4,8 +4,8 @@
 // # Schema
 //
 // Open creates or upgrades the schema; migrations are numbered, recorded in
-// the table pgledger_schema, run in one transaction each under an advisory
-// lock, and so are safe to run from several processes at once and again on
+// the table pgledger_schema, and run in one transaction under an advisory
+// lock, so they are safe to run from several processes at once and again on
 // every start.
 //
 //   - shares: one row per accepted share. The hash column (the share's
@@ -35,7 +35,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/powcoord/powcoord/internal/chainmath"
 )
@@ -194,24 +193,16 @@ var migrations = []string{
 const migrationLock = 0x706f77636f6f7264 // "powcoord"
 
 func (l *Ledger) migrate(ctx context.Context) error {
-	if _, err := l.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS pgledger_schema (
-		version    integer     PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		// Two processes creating the table at once can race in the catalog.
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || (pgErr.Code != "23505" && pgErr.Code != "42P07") {
-			return fmt.Errorf("pgledger: creating the schema table in %s: %w", l.url, err)
-		}
-	}
-	for v := 1; v <= len(migrations); v++ {
-		if err := l.applyMigration(ctx, v); err != nil {
-			return fmt.Errorf("pgledger: schema migration %d in %s: %w", v, l.url, err)
-		}
+	if err := l.applyMigrations(ctx); err != nil {
+		return fmt.Errorf("pgledger: schema migration in %s: %w", l.url, err)
 	}
 	return nil
 }
 
-func (l *Ledger) applyMigration(ctx context.Context, v int) error {
+// applyMigrations brings the schema up to date in one transaction, under
+// an advisory lock that another process migrating the same database waits
+// for (and then finds nothing left to do).
+func (l *Ledger) applyMigrations(ctx context.Context) error {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -220,18 +211,25 @@ func (l *Ledger) applyMigration(ctx context.Context, v int) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
 		return err
 	}
-	var done bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgledger_schema WHERE version = $1)`, v).Scan(&done); err != nil {
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS pgledger_schema (
+		version    integer     PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("creating table pgledger_schema: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM pgledger_schema`).Scan(&have); err != nil {
 		return err
 	}
-	if done {
-		return nil
+	if have > len(migrations) {
+		return fmt.Errorf("the database is at schema version %d, newer than this program's %d", have, len(migrations))
 	}
-	if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgledger_schema (version) VALUES ($1)`, v); err != nil {
-		return err
+	for v := have + 1; v <= len(migrations); v++ {
+		if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO pgledger_schema (version) VALUES ($1)`, v); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
 	}
 	return tx.Commit(ctx)
 }
