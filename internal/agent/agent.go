@@ -14,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/powcoord/powcoord/internal/chainmath"
 )
 
 // Stats is a snapshot of an agent's counters and connection.
@@ -165,7 +163,7 @@ func (a *Agent) publish(j *job) {
 	if j != nil {
 		j.gen = g
 	}
-	if j == nil || j.clean {
+	if j == nil || j.Clean {
 		a.cleanFloor.Store(g)
 	}
 	a.cur = j
@@ -181,7 +179,7 @@ func (a *Agent) publish(j *job) {
 	}
 	a.mu.Lock()
 	if j != nil {
-		a.st.JobID = j.id
+		a.st.JobID = j.ID
 		a.st.Difficulty = j.diff
 	} else {
 		a.st.JobID = ""
@@ -213,11 +211,11 @@ func (a *Agent) submit(s share) {
 	if !ok {
 		// Only a broken kernel gets here; do not bother the pool with it.
 		a.log.Warn("kernel returned a nonce that misses the share target",
-			"kernel", a.cfg.Kernel.Name(), "job", j.id, "nonce", s.nonce, "hash", h.String())
+			"kernel", a.cfg.Kernel.Name(), "job", j.ID, "nonce", s.nonce, "hash", h.String())
 		return
 	}
-	if bt, err := chainmath.CompactToBig(j.nbits); err == nil && chainmath.HashToBig(h).Cmp(bt) <= 0 {
-		a.log.Debug("block candidate found", "job", j.id, "hash", h.String())
+	if bt, err := j.BlockTarget(); err == nil && bt.Meets(&h) {
+		a.log.Debug("block candidate found", "job", j.ID, "hash", h.String())
 	}
 	j.sess.submit(j, s.en2, s.nonce)
 }

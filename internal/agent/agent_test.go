@@ -364,7 +364,7 @@ func TestCleanJobStopsOldWork(t *testing.T) {
 	abandoned := map[uint64][]time.Time{}
 	a.hookJob = func(j *job, at time.Time) {
 		mu.Lock()
-		published[j.id] = struct {
+		published[j.ID] = struct {
 			gen uint64
 			at  time.Time
 		}{j.gen, at}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/hex"
 	"fmt"
 	"sync/atomic"
 
@@ -20,25 +19,17 @@ import (
 // ever hash the same header, and a thread that finishes a unit rolls to a
 // fresh extranonce2 by taking the next one.
 type job struct {
-	gen     uint64   // agent job generation, set when published
-	sess    *session // the connection the job came from (shares go back there)
-	id      string
-	clean   bool
-	prev    chainmath.Hash // internal byte order
-	coinb1  []byte
-	coinb2  []byte
-	en1     []byte
-	en2Size int
-	branch  []chainmath.Hash
-	version uint32
-	nbits   uint32
-	ntime   uint32
-	diff    float64
-	target  chainmath.Target // share target, T1/diff
-	parts   uint64           // nonce ranges per extranonce2 (a power of two)
-	span    uint64           // nonces per unit: 2^32 / parts
-	units   uint64           // extranonce2 values × parts
-	next    *atomic.Uint64   // next unit to hand out (shared by the session's jobs)
+	*stratum.Job                  // the notify, decoded
+	gen          uint64           // agent job generation, set when published
+	sess         *session         // the connection the job came from (shares go back there)
+	en1          []byte           // the session's extranonce1
+	en2Size      int              // extranonce2 length in bytes
+	diff         float64          // share difficulty
+	target       chainmath.Target // share target, T1/diff
+	parts        uint64           // nonce ranges per extranonce2 (a power of two)
+	span         uint64           // nonces per unit: 2^32 / parts
+	units        uint64           // extranonce2 values × parts
+	next         *atomic.Uint64   // next unit to hand out (shared by the session's jobs)
 }
 
 // maxUnits bounds the unit counter; 2^62 units is never reached.
@@ -48,35 +39,11 @@ const maxUnits = 1 << 62
 // span, when non-zero, pretends the nonce space of each extranonce2 is
 // only span nonces (tests use it to make the agent roll extranonce2 soon).
 func newJob(n *stratum.Notify, en1 []byte, en2Size int, diff float64, span uint64) (*job, error) {
-	j := &job{id: n.JobID, clean: n.Clean, en1: en1, en2Size: en2Size, diff: diff, next: new(atomic.Uint64)}
-	var err error
-	if j.prev, err = chainmath.ParseStratumPrevHash(n.PrevHash); err != nil {
-		return nil, fmt.Errorf("job %q: %w", n.JobID, err)
+	sj, err := stratum.DecodeNotify(n)
+	if err != nil {
+		return nil, err
 	}
-	if j.coinb1, err = hex.DecodeString(n.Coinb1); err != nil {
-		return nil, fmt.Errorf("job %q: coinb1 %.40q: %v", n.JobID, n.Coinb1, err)
-	}
-	if j.coinb2, err = hex.DecodeString(n.Coinb2); err != nil {
-		return nil, fmt.Errorf("job %q: coinb2 %.40q: %v", n.JobID, n.Coinb2, err)
-	}
-	j.branch = make([]chainmath.Hash, len(n.Branch))
-	for i, b := range n.Branch {
-		if len(b) != 64 {
-			return nil, fmt.Errorf("job %q: merkle branch %d %q: want 64 hex characters", n.JobID, i, b)
-		}
-		if _, err := hex.Decode(j.branch[i][:], []byte(b)); err != nil {
-			return nil, fmt.Errorf("job %q: merkle branch %d %q: %v", n.JobID, i, b, err)
-		}
-	}
-	if j.version, err = stratum.ParseHex32("version", n.Version); err != nil {
-		return nil, fmt.Errorf("job %q: %w", n.JobID, err)
-	}
-	if j.nbits, err = stratum.ParseHex32("nbits", n.NBits); err != nil {
-		return nil, fmt.Errorf("job %q: %w", n.JobID, err)
-	}
-	if j.ntime, err = stratum.ParseHex32("ntime", n.NTime); err != nil {
-		return nil, fmt.Errorf("job %q: %w", n.JobID, err)
-	}
+	j := &job{Job: sj, en1: en1, en2Size: en2Size, diff: diff, next: new(atomic.Uint64)}
 	if j.target, err = chainmath.TargetForDifficulty(diff); err != nil {
 		return nil, fmt.Errorf("job %q: %w", n.JobID, err)
 	}
@@ -107,23 +74,10 @@ func (j *job) unit(u uint64) (en2 []byte, start uint32, count uint64) {
 	return en2, uint32((u % j.parts) * j.span), j.span
 }
 
-// header builds the 80-byte header for extranonce2 and nonce, per
-// STRATUM.md: coinbase = coinb1‖en1‖en2‖coinb2, root = sha256d(coinbase)
-// folded with the branch, prevhash word-swapped back, fields little-endian.
+// header builds the 80-byte header for extranonce2 and nonce (the
+// agent does not roll the version).
 func (j *job) header(en2 []byte, nonce uint32) [chainmath.HeaderSize]byte {
-	cb := make([]byte, 0, len(j.coinb1)+len(j.en1)+len(en2)+len(j.coinb2))
-	cb = append(cb, j.coinb1...)
-	cb = append(cb, j.en1...)
-	cb = append(cb, en2...)
-	cb = append(cb, j.coinb2...)
-	h := chainmath.Header{
-		Version:    j.version,
-		PrevBlock:  j.prev,
-		MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), j.branch),
-		Time:       j.ntime,
-		Bits:       j.nbits,
-		Nonce:      nonce,
-	}
+	h := j.Header(j.en1, en2, j.NTime, nonce, 0, 0)
 	return h.Bytes()
 }
 

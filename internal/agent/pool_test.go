@@ -382,7 +382,7 @@ func le32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), by
 
 // makeNotify builds a plausible job: a real BIP34 coinbase split around
 // the extranonce slot, a random previous block and a three-entry branch.
-func makeNotify(t *testing.T, id string, clean bool, slot int) *stratum.Notify {
+func makeNotify(t testing.TB, id string, clean bool, slot int) *stratum.Notify {
 	cb1, cb2, err := chainmath.BuildCoinbase(chainmath.CoinbaseParams{
 		Height:         int64(100 + rand.IntN(1000)),
 		ExtranonceSize: slot,

@@ -222,9 +222,9 @@ func (s *session) take(rawID json.RawMessage) (pending, bool) {
 
 // submit sends a share found on j.
 func (s *session) submit(j *job, en2 []byte, nonce uint32) {
-	params := []string{s.a.cfg.User, j.id, hex.EncodeToString(en2), stratum.Hex32(j.ntime), stratum.Hex32(nonce)}
+	params := []string{s.a.cfg.User, j.ID, hex.EncodeToString(en2), stratum.Hex32(j.NTime), stratum.Hex32(nonce)}
 	if err := s.send("mining.submit", params); err != nil {
-		s.a.log.Debug("share not sent", "job", j.id, "err", err)
+		s.a.log.Debug("share not sent", "job", j.ID, "err", err)
 	}
 }
 
@@ -468,5 +468,5 @@ func (s *session) notify(n *stratum.Notify) {
 	j.sess = s
 	j.next = &s.units
 	s.a.publish(j)
-	s.a.log.Debug("new job", "job", j.id, "clean", j.clean, "difficulty", j.diff)
+	s.a.log.Debug("new job", "job", j.ID, "clean", j.Clean, "difficulty", j.diff)
 }

@@ -34,54 +34,22 @@ type Share struct {
 	Block       bool // it meets the job's block target
 }
 
-// work is a parsed job, ready to hash.
+// work is a decoded job with its block target, ready to hash.
 type work struct {
-	n        *stratum.Notify
-	prev     chainmath.Hash
-	coinb1   []byte
-	coinb2   []byte
-	branch   []chainmath.Hash
-	version  uint32
-	nbits    uint32
-	ntime    uint32
+	*stratum.Job
 	blockTgt chainmath.Target
-	received time.Time
 }
 
-func parseWork(n *stratum.Notify, at time.Time) (*work, error) {
-	w := &work{n: n, received: at}
-	var err error
-	if w.prev, err = chainmath.ParseStratumPrevHash(n.PrevHash); err != nil {
-		return nil, err
-	}
-	if w.coinb1, err = hex.DecodeString(n.Coinb1); err != nil {
-		return nil, fmt.Errorf("coinb1 %q: %w", n.Coinb1, err)
-	}
-	if w.coinb2, err = hex.DecodeString(n.Coinb2); err != nil {
-		return nil, fmt.Errorf("coinb2 %q: %w", n.Coinb2, err)
-	}
-	for _, b := range n.Branch {
-		var h chainmath.Hash
-		if _, err := hex.Decode(h[:], []byte(b)); err != nil || len(b) != 64 {
-			return nil, fmt.Errorf("merkle branch entry %q: not 32 bytes of hex", b)
-		}
-		w.branch = append(w.branch, h)
-	}
-	if w.version, err = stratum.ParseHex32("version", n.Version); err != nil {
-		return nil, err
-	}
-	if w.nbits, err = stratum.ParseHex32("nbits", n.NBits); err != nil {
-		return nil, err
-	}
-	if w.ntime, err = stratum.ParseHex32("ntime", n.NTime); err != nil {
-		return nil, err
-	}
-	bt, err := chainmath.CompactToBig(w.nbits)
+func parseWork(n *stratum.Notify) (*work, error) {
+	j, err := stratum.DecodeNotify(n)
 	if err != nil {
 		return nil, err
 	}
-	w.blockTgt = chainmath.TargetFromBig(bt)
-	return w, nil
+	bt, err := j.BlockTarget()
+	if err != nil {
+		return nil, err
+	}
+	return &work{Job: j, blockTgt: bt}, nil
 }
 
 // Miner is one raw Stratum session.
@@ -110,7 +78,6 @@ type Miner struct {
 	wmu     sync.Mutex // serializes writes
 	cur     *work      // parsed from raw on first use
 	raw     []byte     // the latest mining.notify line, not yet parsed into cur
-	rawAt   time.Time
 	diff    float64
 	tgt     chainmath.Target
 	nextID  int
@@ -263,7 +230,6 @@ func scanNotify(line []byte) (prev []byte, clean, ok bool) {
 func (m *Miner) noteWork(line, prev []byte, clean bool, at time.Time) {
 	m.mu.Lock()
 	m.raw = append(m.raw[:0], line...)
-	m.rawAt = at
 	m.cur = nil
 	first := !m.hasWork
 	m.hasWork = true
@@ -290,7 +256,7 @@ func (m *Miner) workLocked() (*work, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := parseWork(n, m.rawAt)
+	w, err := parseWork(n)
 	if err != nil {
 		return nil, err
 	}
@@ -413,16 +379,14 @@ func (m *Miner) Solve(block bool, maxHashes int) (Share, bool) {
 	var full [8]byte
 	binary.BigEndian.PutUint64(full[:], en2v)
 	en2 := full[8-m.en2Size:] // the low bytes of the counter
-	cb := make([]byte, 0, len(w.coinb1)+len(m.en1)+len(en2)+len(w.coinb2))
-	cb = append(append(append(append(cb, w.coinb1...), m.en1...), en2...), w.coinb2...)
-	h := chainmath.Header{Version: w.version, PrevBlock: w.prev, MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), w.branch), Time: w.ntime, Bits: w.nbits}
+	h := w.Header(m.en1, en2, w.NTime, 0, 0, 0)
 	hdr := h.Bytes()
 	for nonce := 0; nonce < maxHashes; nonce++ {
 		binary.LittleEndian.PutUint32(hdr[76:], uint32(nonce))
 		hash := chainmath.DoubleSHA256(hdr[:])
 		if tgt.Meets(&hash) {
-			return Share{Worker: m.User, Extranonce1: m.en1Hex, JobID: w.n.JobID, Extranonce2: hex.EncodeToString(en2),
-				NTime: w.ntime, Nonce: uint32(nonce), Hash: hash, Block: w.blockTgt.Meets(&hash)}, true
+			return Share{Worker: m.User, Extranonce1: m.en1Hex, JobID: w.ID, Extranonce2: hex.EncodeToString(en2),
+				NTime: w.NTime, Nonce: uint32(nonce), Hash: hash, Block: w.blockTgt.Meets(&hash)}, true
 		}
 	}
 	return Share{}, false

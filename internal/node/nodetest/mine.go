@@ -6,6 +6,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -15,7 +16,8 @@ var Tag = []byte("/powcoord/")
 // Solve builds a block on template t the way the coordinator does (its own
 // coinbase with an 8-byte extranonce slot, the tag, one output paying
 // payout with the whole coinbase value, the template's witness
-// commitment), scans nonces until the header meets the block target
+// commitment), builds its header through stratum.Job as a miner's share
+// would be, scans nonces until the header meets the block target
 // (instant on regtest and simnet) and assembles the full block with
 // work.AssembleBlock. extranonce makes coinbases of the same template
 // differ.
@@ -30,16 +32,14 @@ func Solve(t *work.Template, payout []byte, extranonce uint64) (*wire.MsgBlock, 
 	if err != nil {
 		return nil, err
 	}
-	coinbase := make([]byte, 0, len(coinb1)+8+len(coinb2))
-	coinbase = append(coinbase, coinb1...)
-	coinbase = binary.BigEndian.AppendUint64(coinbase, extranonce)
-	coinbase = append(coinbase, coinb2...)
-	root := chainmath.RootFromBranch(chainmath.DoubleSHA256(coinbase), chainmath.MerkleBranch(t.TxIDs()))
-	target, err := t.Target()
+	job := &stratum.Job{ID: "nodetest", PrevHash: t.PrevHash, Coinb1: coinb1, Coinb2: coinb2,
+		Branch: chainmath.MerkleBranch(t.TxIDs()), Version: t.Version, Bits: t.Bits, NTime: t.CurTime}
+	coinbase := job.AppendCoinbase(nil, nil, binary.BigEndian.AppendUint64(nil, extranonce))
+	target, err := job.BlockTarget()
 	if err != nil {
 		return nil, err
 	}
-	h := chainmath.Header{Version: t.Version, PrevBlock: t.PrevHash, MerkleRoot: root, Time: t.CurTime, Bits: t.Bits}
+	h := job.HeaderWithRoot(job.RootOf(coinbase), t.CurTime, 0, 0, 0)
 	for nonce := uint64(0); nonce <= 0xffffffff; nonce++ {
 		h.Nonce = uint32(nonce)
 		hash := h.Hash()
