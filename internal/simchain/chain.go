@@ -46,8 +46,26 @@ const BlockVersion = 0x20000000
 // PowLimitBits is the easiest target the chain allows, 0x7fffff·2^232.
 const PowLimitBits = 0x207fffff
 
-// MaxFutureBlockTime is how far ahead of the clock a block's time may be.
-const MaxFutureBlockTime = 2 * time.Hour
+// MaxFutureBlockTime is how far ahead of the chain's clock a block's time
+// may be on a chain with the given ASERT half-life: a quarter of it, in
+// whole seconds (30 s for the default 10 s block time, whose half-life is
+// 120 s).
+//
+// The bound exists because ASERT reads only the tip's time: a tip stamped d
+// seconds later makes the next block's target 2^(d/halfLife) times larger
+// (its difficulty that much lower). A block at most halfLife/4 ahead of
+// the clock therefore moves the next difficulty by at most 2^(1/4) ≈ 1.19
+// against the same block stamped with the clock, and since the effect
+// lasts only until the next tip, a run of such blocks never adds up to
+// more. The earliest time a block may carry stays median time past + 1;
+// see docs/embedded-chain.md for what that can do in the other direction.
+//
+// Honest miners need far less than this: the coordinator stamps each job
+// with the clock it shares with the chain, and miners that roll ntime move
+// it by seconds.
+func MaxFutureBlockTime(halfLife time.Duration) time.Duration {
+	return (halfLife / 4).Truncate(time.Second)
+}
 
 // Subsidy constants: 50 BTC, halving every 210,000 blocks.
 const (
@@ -145,6 +163,7 @@ func startBits(d float64) (uint32, error) {
 type params struct {
 	spacing      int64 // seconds
 	halfLife     int64 // seconds
+	maxFuture    int64 // seconds, MaxFutureBlockTime(halfLife)
 	anchorTarget *big.Int
 	anchorPTime  int64 // genesis time − spacing
 }
@@ -213,7 +232,7 @@ func Open(ctx context.Context, cfg Config) (*Chain, error) {
 	tip := c.tipHeight()
 	c.log.Info("embedded chain ready", "tip_height", tip, "tip_hash", c.hashes[tip].String(),
 		"next_difficulty", c.Status().Difficulty, "block_time", time.Duration(c.params.spacing)*time.Second,
-		"half_life", time.Duration(c.params.halfLife)*time.Second)
+		"half_life", time.Duration(c.params.halfLife)*time.Second, "max_future", c.MaxFuture())
 	return c, nil
 }
 
@@ -256,7 +275,13 @@ func (c *Chain) createGenesis(ctx context.Context) error {
 
 func newParams(genesis chainmath.Header, spacing, halfLife int64) params {
 	t, _ := chainmath.CompactToBig(genesis.Bits) // checked by the caller
-	return params{spacing: spacing, halfLife: halfLife, anchorTarget: t, anchorPTime: int64(genesis.Time) - spacing}
+	return params{
+		spacing:      spacing,
+		halfLife:     halfLife,
+		maxFuture:    int64(MaxFutureBlockTime(time.Duration(halfLife)*time.Second) / time.Second),
+		anchorTarget: t,
+		anchorPTime:  int64(genesis.Time) - spacing,
+	}
 }
 
 // load adopts a stored chain after validating it. The chain keeps the block
@@ -379,11 +404,20 @@ func medianTimePast(hs []chainmath.Header) uint32 {
 }
 
 // buildTemplateLocked makes the template for tip+1; c.mu must be held.
+//
+// The template also carries the chain's upper time limit, and Submit reads
+// the limit back from it (Template.MaxTimeAt), so the coordinator's check
+// and the chain's agree to the second by construction. MaxTime is CurTime
+// + MaxFuture and Created is the clock truncated to its second, so while
+// the clock is past the median time, MaxTimeAt(now) is exactly now's
+// second + MaxFuture. (When the clock is behind MTP+1, CurTime is MTP+1
+// and the limit MTP+1 + MaxFuture, moving on with the clock: the window of
+// valid times is never empty.)
 func (c *Chain) buildTemplateLocked() *work.Template {
 	tipH := int64(len(c.headers) - 1)
 	tip := &c.headers[tipH]
 	mtp := medianTimePast(c.headers)
-	now := c.now()
+	now := c.now().Truncate(time.Second)
 	cur := uint32(max(now.Unix(), int64(mtp)+1))
 	return &work.Template{
 		Height:        tipH + 1,
@@ -392,6 +426,7 @@ func (c *Chain) buildTemplateLocked() *work.Template {
 		Bits:          c.params.nextBits(tipH, tip.Time),
 		CurTime:       cur,
 		MinTime:       mtp + 1,
+		MaxTime:       uint32(min(int64(cur)+c.params.maxFuture, int64(^uint32(0)))),
 		CoinbaseValue: Subsidy(tipH + 1),
 		Created:       now,
 	}
@@ -438,13 +473,19 @@ func (c *Chain) BlockTime() time.Duration { return time.Duration(c.params.spacin
 // HalfLife returns the chain's ASERT half-life.
 func (c *Chain) HalfLife() time.Duration { return time.Duration(c.params.halfLife) * time.Second }
 
+// MaxFuture returns how far ahead of the clock a block's time may be:
+// MaxFutureBlockTime of the chain's half-life.
+func (c *Chain) MaxFuture() time.Duration { return time.Duration(c.params.maxFuture) * time.Second }
+
 // Submit validates blk in full and, when it extends the tip, stores it
 // durably and then makes it the new tip, signalling Updates. A block that
 // breaks a rule is refused with a *work.RejectedError whose Reason names
-// the rule; a store failure is returned as a plain error.
+// the rule (one of the Reason constants); a store failure is returned as a
+// plain error. The block's time must lie in [MinTime, MaxTimeAt(now)] of
+// the current template (see MaxFutureBlockTime).
 func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) error {
 	if blk == nil {
-		return &work.RejectedError{Reason: "bad-blk-missing"}
+		return &work.RejectedError{Reason: ReasonBlockMissing}
 	}
 	c.submitMu.Lock()
 	defer c.submitMu.Unlock()
@@ -453,12 +494,15 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	hs := c.headers
 	byHash := c.byHash
 	p := c.params
+	tmpl := c.tmpl // the template for the block after hs's tip
 	c.mu.RUnlock()
 
 	h := headerOf(&blk.Header)
 	hash := h.Hash()
+	maxTime := tmpl.MaxTimeAt(c.now())
 	reject := func(reason string) error {
-		c.log.Info("embedded chain rejected block", "hash", hash.String(), "finder", finder, "reason", reason)
+		c.log.Info("embedded chain rejected block", "hash", hash.String(), "finder", finder, "reason", reason,
+			"block_time", h.Time, "min_time", tmpl.MinTime, "max_time", maxTime)
 		return &work.RejectedError{Hash: hash, Reason: reason}
 	}
 	c.mu.RLock()
@@ -468,13 +512,13 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	tipH := int64(len(hs) - 1)
 	switch {
 	case dup:
-		return reject("duplicate")
+		return reject(ReasonDuplicate)
 	case !prevKnown:
-		return reject("bad-prevblk")
+		return reject(ReasonBadPrevBlock)
 	case prevHeight != tipH:
-		return reject("stale")
+		return reject(ReasonStale)
 	}
-	if reason := checkBlock(blk, h, hash, hs, &p, c.now()); reason != "" {
+	if reason := checkBlock(blk, h, hash, hs, &p, maxTime); reason != "" {
 		return reject(reason)
 	}
 	raw, err := serialize(blk)

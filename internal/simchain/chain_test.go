@@ -205,7 +205,7 @@ func TestGenesisAndFirstTemplate(t *testing.T) {
 	}
 	tmpl := c.Current()
 	if tmpl.Height != 1 || tmpl.PrevHash != g.Hash || tmpl.Bits != wantBits || tmpl.Version != 0x20000000 ||
-		tmpl.CurTime != t0+1 || tmpl.MinTime != t0+1 || tmpl.CoinbaseValue != 5_000_000_000 || len(tmpl.Txs) != 0 ||
+		tmpl.CurTime != t0+1 || tmpl.MinTime != t0+1 || tmpl.MaxTime != t0+31 || tmpl.CoinbaseValue != 5_000_000_000 || len(tmpl.Txs) != 0 ||
 		tmpl.WitnessCommitment != nil || !tmpl.Created.Equal(time.Unix(t0, 0)) {
 		t.Fatalf("first template %+v", tmpl)
 	}
@@ -333,7 +333,7 @@ func TestSubmitRejections(t *testing.T) {
 		{"high-hash", blockSpec{noSolve: true}},
 		{"bad-diffbits", blockSpec{bits: easierBits}},
 		{"time-too-old", blockSpec{time: mtp}},
-		{"time-too-new", blockSpec{time: uint32(clk.Now().Add(2*time.Hour).Unix()) + 1}},
+		{"time-too-new", blockSpec{time: tmpl.MaxTimeAt(clk.Now()) + 1}},
 		{"bad-cb-height", blockSpec{height: tmpl.Height + 1}},
 		{"bad-txnmrklroot", blockSpec{badRoot: true}},
 		{"bad-cb-amount", blockSpec{value: tmpl.CoinbaseValue + 1}},
@@ -363,11 +363,14 @@ func TestSubmitRejections(t *testing.T) {
 		t.Fatal("update signalled for a rejected block")
 	default:
 	}
-	// Boundary cases that are valid: time exactly MTP+1, exactly now+2h,
-	// coinbase value below the subsidy.
+	// Boundary cases that are valid: time exactly MTP+1, exactly the
+	// template's limit (now + 30 s), coinbase value below the subsidy.
+	if got, want := tmpl.MaxTimeAt(clk.Now()), uint32(clk.Now().Unix())+30; got != want {
+		t.Fatalf("template limit MaxTimeAt(now) = %d, want now+30s = %d", got, want)
+	}
 	for _, spec := range []blockSpec{
 		{time: mtp + 1, tag: "a"},
-		{time: uint32(clk.Now().Add(2 * time.Hour).Unix()), value: 1, tag: "b"},
+		{time: c.Current().MaxTimeAt(clk.Now()), value: 1, tag: "b"},
 	} {
 		tm := c.Current()
 		if err := c.Submit(ctx, makeBlock(t, tm, spec), "ok"); err != nil {

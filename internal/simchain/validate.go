@@ -11,11 +11,34 @@ import (
 	"github.com/powcoord/powcoord/internal/store"
 )
 
+// Rejection reasons: the Reason of the *work.RejectedError that Submit
+// returns, named as Bitcoin Core names the same rule.
+const (
+	ReasonBlockMissing     = "bad-blk-missing"     // Submit was given no block
+	ReasonDuplicate        = "duplicate"           // the chain has this block already
+	ReasonBadPrevBlock     = "bad-prevblk"         // the previous block is unknown
+	ReasonStale            = "stale"               // builds on a block that is no longer the tip
+	ReasonBadDiffBits      = "bad-diffbits"        // nBits is not the target ASERT demands
+	ReasonHighHash         = "high-hash"           // the hash misses the header's own target
+	ReasonTimeTooOld       = "time-too-old"        // time at or before the median of the last 11 blocks
+	ReasonTimeTooNew       = "time-too-new"        // time past the template's MaxTimeAt(now)
+	ReasonCoinbaseMissing  = "bad-cb-missing"      // the first transaction is not a coinbase
+	ReasonCoinbaseMultiple = "bad-cb-multiple"     // a second coinbase
+	ReasonUnexpectedTxs    = "bad-txns-unexpected" // transactions besides the coinbase
+	ReasonWitness          = "unexpected-witness"  // witness data in a chain without witness commitments
+	ReasonCoinbaseLength   = "bad-cb-length"       // coinbase script outside 2..100 bytes
+	ReasonCoinbaseHeight   = "bad-cb-height"       // coinbase script does not start with the height (BIP34)
+	ReasonBadMerkleRoot    = "bad-txnmrklroot"     // header's merkle root does not match the transactions
+	ReasonCoinbaseAmount   = "bad-cb-amount"       // coinbase pays more than the subsidy
+)
+
 // checkBlock applies every rule except the link to the tip (the caller
 // checks that blk builds on hs[len(hs)-1]). It returns "" for a valid
-// block and otherwise the rejection reason. now bounds the block time from
-// above; the zero time skips that check (re-validating a stored chain).
-func checkBlock(blk *wire.MsgBlock, h chainmath.Header, hash chainmath.Hash, hs []chainmath.Header, p *params, now time.Time) string {
+// block and otherwise the rejection reason. maxTime is the latest valid
+// block time (the template's MaxTimeAt(now), see MaxFutureBlockTime); 0
+// skips that check (re-validating a stored chain, whose blocks were
+// checked against the clock when they arrived).
+func checkBlock(blk *wire.MsgBlock, h chainmath.Header, hash chainmath.Hash, hs []chainmath.Header, p *params, maxTime uint32) string {
 	height := int64(len(hs))
 	parent := &hs[height-1]
 
@@ -23,50 +46,50 @@ func checkBlock(blk *wire.MsgBlock, h chainmath.Header, hash chainmath.Hash, hs 
 	// schedule demands.
 	target, err := chainmath.CompactToBig(h.Bits)
 	if err != nil || target.Sign() <= 0 || target.Cmp(powLimit) > 0 {
-		return "bad-diffbits"
+		return ReasonBadDiffBits
 	}
 	if chainmath.HashToBig(hash).Cmp(target) > 0 {
-		return "high-hash"
+		return ReasonHighHash
 	}
 	if h.Bits != p.nextBits(height-1, parent.Time) {
-		return "bad-diffbits"
+		return ReasonBadDiffBits
 	}
 
 	if h.Time <= medianTimePast(hs) {
-		return "time-too-old"
+		return ReasonTimeTooOld
 	}
-	if !now.IsZero() && int64(h.Time) > now.Add(MaxFutureBlockTime).Unix() {
-		return "time-too-new"
+	if maxTime != 0 && h.Time > maxTime {
+		return ReasonTimeTooNew
 	}
 
 	// Transactions: exactly one, the coinbase.
 	if len(blk.Transactions) == 0 {
-		return "bad-cb-missing"
+		return ReasonCoinbaseMissing
 	}
 	cb := blk.Transactions[0]
 	if !isCoinbase(cb) {
-		return "bad-cb-missing"
+		return ReasonCoinbaseMissing
 	}
 	if len(blk.Transactions) > 1 {
 		for _, tx := range blk.Transactions[1:] {
 			if isCoinbase(tx) {
-				return "bad-cb-multiple"
+				return ReasonCoinbaseMultiple
 			}
 		}
-		return "bad-txns-unexpected" // the embedded chain carries coinbases only
+		return ReasonUnexpectedTxs // the embedded chain carries coinbases only
 	}
 	for _, tx := range blk.Transactions {
 		if tx.HasWitness() {
-			return "unexpected-witness"
+			return ReasonWitness
 		}
 	}
 	sig := cb.TxIn[0].SignatureScript
 	if len(sig) < 2 || len(sig) > 100 {
-		return "bad-cb-length"
+		return ReasonCoinbaseLength
 	}
 	want, err := txscript.NewScriptBuilder().AddInt64(height).Script()
 	if err != nil || !bytes.HasPrefix(sig, want) {
-		return "bad-cb-height"
+		return ReasonCoinbaseHeight
 	}
 
 	txids := make([]chainmath.Hash, len(blk.Transactions))
@@ -74,18 +97,18 @@ func checkBlock(blk *wire.MsgBlock, h chainmath.Header, hash chainmath.Hash, hs 
 		txids[i] = chainmath.Hash(tx.TxHash())
 	}
 	if chainmath.MerkleRoot(txids) != h.MerkleRoot {
-		return "bad-txnmrklroot"
+		return ReasonBadMerkleRoot
 	}
 
 	var total int64
 	for _, out := range cb.TxOut {
 		if out.Value < 0 || out.Value > InitialSubsidy {
-			return "bad-cb-amount"
+			return ReasonCoinbaseAmount
 		}
 		total += out.Value
 	}
 	if total > Subsidy(height) {
-		return "bad-cb-amount"
+		return ReasonCoinbaseAmount
 	}
 	return ""
 }
@@ -152,7 +175,7 @@ func validateChain(blocks []store.Block, cfg Config) ([]chainmath.Header, error)
 		if h.PrevBlock != blocks[i-1].Hash {
 			return nil, fmt.Errorf("simchain: block %d (%s): previous block %s, want %s: bad-prevblk", i, hash, h.PrevBlock, blocks[i-1].Hash)
 		}
-		if reason := checkBlock(&blk, h, hash, headers, &p, time.Time{}); reason != "" {
+		if reason := checkBlock(&blk, h, hash, headers, &p, 0); reason != "" {
 			return nil, fmt.Errorf("simchain: block %d (%s): %s", i, hash, reason)
 		}
 		headers = append(headers, h)
