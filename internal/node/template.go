@@ -34,6 +34,22 @@ type gbtTx struct {
 	Hash string `json:"hash"`
 }
 
+// A block's time may be at most maxFutureBlockTime seconds past the node's
+// network-adjusted time (the consensus rule of Bitcoin Core and btcd), and
+// a template's curtime is that adjusted time when the node made it (or
+// median time past + 1 when that is later; then the node's clock is behind
+// its chain, and its real limit lower by that lag). A template's MaxTime
+// is curtime + maxFutureBlockTime − maxTimeMargin: the margin covers the
+// adjusted time shifting while a template lives (btcd and older Bitcoin
+// Core move it with their peers' clocks) and peers judging a relayed block
+// by their own clocks. The delay between the node stamping curtime and the
+// coordinator stamping Created only makes MaxTimeAt stricter. Honest miners
+// stay seconds from curtime, so the margin costs them nothing.
+const (
+	maxFutureBlockTime = 2 * 60 * 60 // seconds
+	maxTimeMargin      = 60          // seconds
+)
+
 // gbtRequest is the template request: segwit rules (Bitcoin Core refuses
 // anything without them) and the capabilities of a pool that builds its own
 // coinbase.
@@ -91,6 +107,7 @@ func parseTemplate(raw json.RawMessage, now time.Time) (*work.Template, string, 
 		Bits:          uint32(bits),
 		CurTime:       uint32(g.CurTime),
 		MinTime:       uint32(g.MinTime),
+		MaxTime:       uint32(min(g.CurTime+maxFutureBlockTime-maxTimeMargin, 0xffffffff)),
 		CoinbaseValue: *g.CoinbaseValue,
 		Txs:           make([]work.Tx, 0, len(g.Transactions)),
 		Created:       now,
