@@ -1,7 +1,7 @@
 // Package agent is a CPU miner for any Stratum V1 pool: a client that
 // subscribes, authorizes and follows the pool's jobs, a pool of hashing
 // threads on disjoint work, and reconnection with backoff and failover
-// between several pools. The wire format is described in STRATUM.md.
+// between several pools. The wire format is described in docs/stratum-v1.md.
 package agent
 
 import (

@@ -313,8 +313,9 @@ func (c *fakeConn) submit(m *stratum.Message, at time.Time) {
 }
 
 // check rebuilds the header of a share, written out here step by step
-// from STRATUM.md rather than with the agent's code, and returns the
-// share's difficulty or why it is invalid.
+// from docs/stratum-v1.md ("Rebuilding the header") rather than with the
+// agent's code or stratum.Job, so that it checks them independently, and
+// returns the share's difficulty or why it is invalid.
 func (c *fakeConn) check(s *stratum.Submit) (float64, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -44,8 +44,9 @@ func ParseJob(params json.RawMessage) (*Job, error) {
 	return DecodeNotify(n)
 }
 
-// DecodeNotify checks and decodes every field of a notify. The error names
-// the job, the field and the value that is wrong.
+// DecodeNotify checks and decodes every field of a notify (their
+// encodings: docs/stratum-v1.md, "mining.notify: fields and byte orders").
+// The error names the job, the field and the value that is wrong.
 func DecodeNotify(n *Notify) (*Job, error) {
 	if n.JobID == "" {
 		return nil, errors.New("mining.notify: job id is empty")
@@ -174,7 +175,7 @@ func (j *Job) HeaderWithRoot(root chainmath.Hash, ntime, nonce, versionBits, mas
 }
 
 // RolledVersion is the job's version with the bits under mask replaced by
-// those of versionBits.
+// those of versionBits (docs/stratum-v1.md, "Version rolling").
 func (j *Job) RolledVersion(versionBits, mask uint32) uint32 {
 	return j.Version&^mask | versionBits&mask
 }

@@ -1,7 +1,8 @@
 // Package stratum is the Stratum V1 wire format shared by the coordinator
 // and the agent: newline-delimited JSON-RPC messages, the error codes pools
-// use, and typed forms of mining.notify and mining.submit. See STRATUM.md
-// in the design notes for the byte order of every field.
+// use, and typed forms of mining.notify and mining.submit; Job (job.go)
+// decodes a notify and rebuilds a share's header. docs/stratum-v1.md
+// gives the methods and the byte order of every field.
 package stratum
 
 import (
