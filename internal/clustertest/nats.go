@@ -358,6 +358,15 @@ func (s *NATSServer) healthz(client *http.Client) string {
 	return fmt.Sprintf("healthz %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:n])))
 }
 
+// Logs returns the end of every server's output, for failure messages.
+func (c *NATSCluster) Logs() string {
+	var b strings.Builder
+	for _, s := range c.Servers {
+		fmt.Fprintf(&b, "--- nats-server %s (%s):\n%s\n", s.Name, s.Dir, s.tail())
+	}
+	return b.String()
+}
+
 // tail returns the end of the server's output, for failure messages.
 func (s *NATSServer) tail() string {
 	data, _ := os.ReadFile(filepath.Join(s.Dir, "nats-server.out"))
