@@ -296,7 +296,9 @@ func TestBtcdRejectsTamperedBlock(t *testing.T) {
 		t.Fatalf("btcd block count %d (%v), want 1", count, err)
 	}
 
-	// The same valid block twice: the second is a rejection too.
+	// The same valid block twice: btcd answers "rejected: already have
+	// block <hash>", which means the node has it: the second submit
+	// succeeds too, and is not counted again.
 	good, err := nodetest.Solve(src.Current(), key.script, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -304,11 +306,124 @@ func TestBtcdRejectsTamperedBlock(t *testing.T) {
 	if err := src.Submit(ctx, good, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.Submit(ctx, good, "test"); !work.IsRejected(err) {
-		t.Fatalf("second submit of the same block: %v, want a rejection", err)
+	if err := src.Submit(ctx, good, "test"); err != nil {
+		t.Fatalf("second submit of the same block: %v, want nil (the node has it)", err)
+	}
+	if acc, n := src.Counts(); acc != 2 || n != 1 {
+		t.Fatalf("counts: %d accepted, %d rejected; want 2, 1", acc, n)
+	}
+	// The overpaying block again: btcd stored it before it found it
+	// invalid, and answers "already have block" for it too; the source
+	// asks the node and reports the rejection.
+	err = src.Submit(ctx, blk, "cheat")
+	want := "rejected: already have block " + blk.BlockHash().String() + ", which it holds as invalid"
+	if !errors.As(err, &rej) || rej.Reason != want {
+		t.Fatalf("second submit of the overpaying block: %v, want a rejection with reason %q", err, want)
 	}
 	if acc, n := src.Counts(); acc != 2 || n != 2 {
 		t.Fatalf("counts: %d accepted, %d rejected; want 2, 2", acc, n)
+	}
+}
+
+// TestSubmitSurvivesNodeRestart finds a block while the only node is
+// down: Submit says to try again, not that the block was rejected. After
+// the node restarts on the same simnet data directory and port, the same
+// block is submitted and becomes the tip; submitting it once more is still
+// a success (the node already has it). btcd is stopped two ways: cleanly
+// (it keeps its chain) and with SIGKILL (it loses the blocks it had not
+// yet written to disk; the test hands them back, as its peers would).
+func TestSubmitSurvivesNodeRestart(t *testing.T) {
+	t.Run("stopped", func(t *testing.T) { testSubmitAcrossRestart(t, false) })
+	t.Run("killed", func(t *testing.T) { testSubmitAcrossRestart(t, true) })
+}
+
+func testSubmitAcrossRestart(t *testing.T, kill bool) {
+	ctx := t.Context()
+	b := nodetest.StartBtcd(t, "simnet")
+	key := newKey(t, 9)
+	src := newSource(t, ctx, b, "", func(c *node.Config) { c.PollInterval = 50 * time.Millisecond })
+	var earlier []*wire.MsgBlock
+	for i := range 2 {
+		earlier = append(earlier, mine(t, ctx, src, key.script, uint64(i)))
+	}
+	tmpl := src.Current()
+	if tmpl.Height != 3 {
+		t.Fatalf("template at height %d after two blocks, want 3", tmpl.Height)
+	}
+	blk, err := nodetest.Solve(tmpl, key.script, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := chainmath.Hash(blk.BlockHash())
+
+	if kill {
+		b.Kill()
+	} else {
+		b.Stop()
+	}
+	err = src.Submit(ctx, blk, "test")
+	var nerr *node.NoAnswerError
+	if !errors.As(err, &nerr) || work.IsRejected(err) || len(nerr.Errs) != 1 {
+		t.Fatalf("submit while the node is down: %#v, want a NoAnswerError (try again)", err)
+	}
+	var terr *node.TransportError
+	if !errors.As(nerr.Errs[0], &terr) || "http://"+terr.Endpoint != b.URL || terr.Method != "submitblock" {
+		t.Fatalf("submit while the node is down: %v, want a submitblock TransportError naming %s", nerr.Errs[0], b.URL)
+	}
+
+	b.Start()
+	n, err := b.BlockCount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kill {
+		t.Logf("btcd came back from SIGKILL at height %d", n)
+		for _, e := range earlier {
+			var buf bytes.Buffer
+			e.Serialize(&buf)
+			var res any
+			if err := b.Call(ctx, "submitblock", []any{hex.EncodeToString(buf.Bytes())}, &res); err != nil {
+				t.Fatalf("handing block %s back: %v", e.BlockHash(), err)
+			}
+		}
+		if n, err = b.BlockCount(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("btcd block count after the restart %d, want 2", n)
+	}
+	if in, err := src.InBestChain(ctx, hash, 3); err != nil || in {
+		t.Fatalf("InBestChain before the block is submitted: %v %v, want false", in, err)
+	}
+	if err := src.Submit(ctx, blk, "test"); err != nil {
+		t.Fatalf("submit after the restart: %v, want nil", err)
+	}
+	if best, err := b.BestBlockHash(ctx); err != nil || best != hash.String() {
+		t.Fatalf("btcd best block %s (%v), want the submitted block %s", best, err, hash)
+	}
+	waitFor(t, 10*time.Second, "a template on the submitted block", func() bool {
+		cur := src.Current()
+		return cur.Height == 4 && cur.PrevHash == hash
+	})
+	if in, err := src.InBestChain(ctx, hash, 3); err != nil || !in {
+		t.Fatalf("InBestChain(%s, 3): %v %v, want true", hash, in, err)
+	}
+	if in, err := src.InBestChain(ctx, tmpl.PrevHash, 3); err != nil || in {
+		t.Fatalf("InBestChain(the parent %s, 3): %v %v, want false", tmpl.PrevHash, in, err)
+	}
+	if in, err := src.InBestChain(ctx, hash, 4); err != nil || in {
+		t.Fatalf("InBestChain(%s, 4) above the tip: %v %v, want false", hash, in, err)
+	}
+
+	if err := src.Submit(ctx, blk, "test"); err != nil {
+		t.Fatalf("third submit of the block: %v, want nil (the node has it)", err)
+	}
+	if best, err := b.BestBlockHash(ctx); err != nil || best != hash.String() {
+		t.Fatalf("btcd best block %s (%v) after the third submit, want %s", best, err, hash)
+	}
+	if acc, rej := src.Counts(); acc != 3 || rej != 0 {
+		t.Fatalf("counts: %d accepted, %d rejected; want 3, 0", acc, rej)
 	}
 }
 

@@ -7,7 +7,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
-	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/work"
 )
@@ -88,10 +86,15 @@ type Source struct {
 	kick    chan struct{} // asks the fetcher for a fresh template
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// submits counts submitblock calls still running (Submit returns at
+	// the first node that takes a block; the others finish on their own
+	// timeout). Close waits for them.
+	submits sync.WaitGroup
 
 	accepted, rejected atomic.Int64
 
 	mu         sync.Mutex
+	closed     bool // Close was called: no new submissions
 	active     int
 	tmpl       *work.Template
 	longPollID string
@@ -187,12 +190,17 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 }
 
 // Close stops following the chain and waits for the background work to
-// end. The last template stays available.
+// end, including submissions of a block to the nodes that had not answered
+// yet (each bounded by CallTimeout). The last template stays available.
 func (s *Source) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.submits.Wait()
 	for _, c := range s.clients {
 		c.Close()
 	}
@@ -497,73 +505,11 @@ func (s *Source) PayoutScript(user string) ([]byte, error) {
 	return nil, fmt.Errorf("worker %q: %v, and no payout address is configured", user, err)
 }
 
-// Counts returns how many blocks the nodes accepted and rejected.
+// Counts returns how many Submit calls ended with a block the nodes took
+// (not counting answers that the node already had it) and with one they
+// rejected.
 func (s *Source) Counts() (accepted, rejected int64) {
 	return s.accepted.Load(), s.rejected.Load()
-}
-
-// Submit offers a solved block with submitblock (full serialization, with
-// witness). It returns nil when the node took it, a *work.RejectedError
-// with the node's reason when it refused it, and another error when no
-// node could be asked.
-func (s *Source) Submit(ctx context.Context, block *wire.MsgBlock, finder string) error {
-	hash := chainmath.Hash(block.BlockHash())
-	var height int64 = -1
-	if len(block.Transactions) > 0 && len(block.Transactions[0].TxIn) > 0 {
-		if h, err := chainmath.ParseCoinbaseHeight(block.Transactions[0].TxIn[0].SignatureScript); err == nil {
-			height = h
-		}
-	}
-	var buf bytes.Buffer
-	buf.Grow(block.SerializeSize())
-	if err := block.Serialize(&buf); err != nil {
-		return fmt.Errorf("block %s: serializing: %w", hash, err)
-	}
-	raw, idx, err := s.call(ctx, "submitblock", []any{hex.EncodeToString(buf.Bytes())}, false)
-	reason := ""
-	switch {
-	case err != nil:
-		var rerr *RPCError
-		if !errors.As(err, &rerr) {
-			s.log.Warn("block not submitted: no node answers", "hash", hash.String(), "height", height, "finder", finder, "err", err)
-			return fmt.Errorf("submitting block %s: %w", hash, err)
-		}
-		reason = rerr.Message
-	case string(raw) != "null":
-		if json.Unmarshal(raw, &reason) != nil || reason == "" {
-			reason = string(raw)
-		}
-	}
-	if reason != "" {
-		s.rejected.Add(1)
-		s.log.Warn("block rejected", "hash", hash.String(), "height", height, "finder", finder, "reason", reason)
-		s.requestFetch()
-		return &work.RejectedError{Hash: hash, Reason: reason}
-	}
-	s.accepted.Add(1)
-	endpoint := s.clients[idx].Endpoint()
-	var best string
-	if braw, _, err := s.call(ctx, "getbestblockhash", nil, true); err == nil && json.Unmarshal(braw, &best) == nil {
-		if best == hash.String() {
-			s.log.Info("block accepted", "hash", hash.String(), "height", height, "finder", finder, "endpoint", endpoint)
-			// Mine on the new tip at once rather than waiting for the
-			// long-poll.
-			if err := s.fetch(ctx); err != nil {
-				s.requestFetch()
-			}
-			return nil
-		}
-		// A block on a stale job, or one that lost a race: the node
-		// keeps it on a side chain.
-		s.log.Warn("block accepted but not the tip", "hash", hash.String(), "height", height, "finder", finder, "best", best)
-		if cur := s.Current(); cur.PrevHash.String() != best {
-			s.requestFetch()
-		}
-		return nil
-	}
-	s.log.Info("block accepted; tip unconfirmed", "hash", hash.String(), "height", height, "finder", finder, "endpoint", endpoint)
-	s.requestFetch()
-	return nil
 }
 
 // Status reports the node's health, tip and the template's age.

@@ -176,7 +176,29 @@ func (b *Btcd) Start() {
 }
 
 // Kill stops the process at once (SIGKILL) and waits for it to exit.
+// btcd writes its chain to disk only every few minutes and when it shuts
+// down, so a simnet node killed this way comes back without the blocks of
+// its last minutes (as a crashed node would); Stop keeps them.
 func (b *Btcd) Kill() {
+	b.stop(false)
+}
+
+// Stop shuts the process down cleanly (an interrupt, as Ctrl-C would) so
+// that it writes its chain to disk, and waits for it to exit; it kills
+// it after 30 s, or at once where an interrupt cannot be sent (Windows).
+func (b *Btcd) Stop() {
+	b.stop(true)
+}
+
+// Restart stops the process cleanly and starts it again on the same ports
+// and data directory.
+func (b *Btcd) Restart() {
+	b.t.Helper()
+	b.Stop()
+	b.Start()
+}
+
+func (b *Btcd) stop(clean bool) {
 	b.mu.Lock()
 	cmd, waited := b.cmd, b.waited
 	b.cmd = nil
@@ -184,7 +206,14 @@ func (b *Btcd) Kill() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Kill()
+	if clean && cmd.Process.Signal(os.Interrupt) == nil {
+		select {
+		case <-waited:
+		case <-time.After(30 * time.Second):
+			b.t.Logf("btcd did not stop within 30 s of an interrupt: killing it")
+		}
+	}
+	cmd.Process.Kill() // an error once it has exited: nothing to do
 	<-waited
 	b.client.Close()
 }
