@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -89,8 +90,9 @@ func isFile(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// preparePostgres finds the binaries and runs initdb once per test
-// process into a template directory that every server copies.
+// preparePostgres finds the binaries and, unless an earlier test process
+// left one, runs initdb into a template directory that every server
+// copies (a copy and a start take a fraction of initdb's seconds).
 func preparePostgres() {
 	bin, err := PostgresBinDir()
 	if err != nil {
@@ -108,19 +110,36 @@ func preparePostgres() {
 		}
 		pgRunAs = u
 	}
-	dir, err := ownedTempDir("powcoord-pgtemplate-")
+	// One template per PostgreSQL installation and user, kept in the OS
+	// temporary directory and reused by later test processes.
+	sum := sha256.Sum256([]byte(pgBin))
+	final := filepath.Join(os.TempDir(), fmt.Sprintf("powcoord-pgtemplate-%x-%d", sum[:6], os.Geteuid()))
+	if isFile(filepath.Join(final, "data", "PG_VERSION")) {
+		pgTemplate = filepath.Join(final, "data")
+		return
+	}
+	dir, err := ownedTempDir("powcoord-pgtemplate-new-")
 	if err != nil {
 		pgErr = err
 		return
 	}
-	pgTemplate = filepath.Join(dir, "data")
-	out, err := pgCommand(pgBin, pgRunAs, "initdb", "-D", pgTemplate, "-U", "postgres",
+	data := filepath.Join(dir, "data")
+	out, err := pgCommand(pgBin, pgRunAs, "initdb", "-D", data, "-U", "postgres",
 		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput()
 	if err != nil {
-		pgErr = fmt.Errorf("initdb -D %s: %v: %s", pgTemplate, err, strings.TrimSpace(string(out)))
+		os.RemoveAll(dir)
+		pgErr = fmt.Errorf("initdb -D %s: %v: %s", data, err, strings.TrimSpace(string(out)))
+		return
 	}
-	// The template stays for the life of the test process; it is removed
-	// with the OS temporary directory (a few MB).
+	// Publish it atomically; when another process was faster, use its.
+	if err := os.Rename(dir, final); err != nil {
+		os.RemoveAll(dir)
+		if !isFile(filepath.Join(final, "data", "PG_VERSION")) {
+			pgErr = fmt.Errorf("keeping the initdb template at %s: %v", final, err)
+			return
+		}
+	}
+	pgTemplate = filepath.Join(final, "data")
 }
 
 // ownedTempDir makes a temporary directory that the PostgreSQL user can
