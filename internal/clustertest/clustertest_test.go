@@ -60,9 +60,19 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	}
 	defer nc2.Close()
 	js2, _ := jetstream.New(nc2)
-	s, err := js2.Stream(ctx, "T")
-	if err != nil {
-		t.Fatalf("stream T through the restarted server: %v", err)
+	// The restarted server was T's leader or not; while T elects a new one
+	// (seconds after a SIGKILL) API requests go unanswered: ask again.
+	var s jetstream.Stream
+	for {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		s, err = js2.Stream(actx, "T")
+		acancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("stream T through the restarted server: %v\n%s", err, c.Logs())
+		}
 	}
 	if n := len(s.CachedInfo().Cluster.Replicas) + 1; n != 3 {
 		t.Fatalf("stream T has %d replicas, want 3", n)

@@ -45,14 +45,10 @@ type Appender struct {
 // id; readers of the stream skip the markers.
 func Claim(ctx context.Context, js jetstream.JetStream, stream, subject string, term uint64, id string) (*Appender, error) {
 	for attempt := 1; ; attempt++ {
-		s, err := js.Stream(ctx, stream)
+		// A stream electing its leader does not answer: retry() bounds
+		// each request.
+		s, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, stream) })
 		if err != nil {
-			if ctx.Err() == nil && transient(err) {
-				if werr := wait(ctx); werr != nil {
-					return nil, fmt.Errorf("bus: claiming stream %s for term %d: %w (last: %v)", stream, term, werr, err)
-				}
-				continue
-			}
 			return nil, fmt.Errorf("bus: claiming stream %s for term %d: %w", stream, term, err)
 		}
 		a := &Appender{js: js, stream: stream, subject: subject, last: s.CachedInfo().State.LastSeq}
@@ -146,11 +142,13 @@ func (a *Appender) append(ctx context.Context, m *nats.Msg, msgID string) (uint6
 
 // storedAt reports whether the message at seq carries msgID.
 func (a *Appender) storedAt(ctx context.Context, seq uint64, msgID string) bool {
-	s, err := a.js.Stream(ctx, a.stream)
-	if err != nil {
-		return false
-	}
-	m, err := s.GetMsg(ctx, seq)
+	m, err := retry(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		s, err := a.js.Stream(ctx, a.stream)
+		if err != nil {
+			return nil, err
+		}
+		return s.GetMsg(ctx, seq)
+	})
 	if err != nil {
 		return false
 	}
