@@ -312,13 +312,9 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	cancel()
-	c.mu.Lock()
-	for _, s := range c.sessions {
-		if s.ln == ln {
-			s.conn.Close()
-		}
+	for _, s := range c.sessionsWhere(func(s *session) bool { return s.ln == ln }) {
+		s.abort()
 	}
-	c.mu.Unlock()
 	wg.Wait()
 	return err
 }
@@ -465,11 +461,24 @@ func (c *Coordinator) checkSourceStale() {
 		return
 	}
 	c.log.Warn("work source is stale; disconnecting miners until it recovers", "err", st.Error)
-	c.mu.Lock()
-	for _, s := range c.sessions {
-		s.conn.Close()
+	for _, s := range c.sessionsWhere(nil) {
+		s.abort()
 	}
-	c.mu.Unlock()
+}
+
+// sessionsWhere returns the live sessions for which keep is true (all
+// when keep is nil). The caller acts on them without c.mu held: closing a
+// connection may block (a TLS close writes an alert).
+func (c *Coordinator) sessionsWhere(keep func(*session) bool) []*session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*session, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		if keep == nil || keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // newSession admits conn and makes its session, or returns nil and the

@@ -109,7 +109,7 @@ func (c *Coordinator) refuse(conn net.Conn, reason string) {
 	c.metrics.refused.WithLabelValues(reason).Inc()
 	c.log.Info("refusing miner", "remote", conn.RemoteAddr().String(), "reason", reason)
 	buf, _ := stratum.AppendResponse(nil, nil, nil, &stratum.Error{Code: stratum.CodeOther, Message: "connection refused: " + reason})
-	conn.SetDeadline(time.Now().Add(time.Second)) // a TLS write first reads the handshake
+	conn.SetDeadline(c.cfg.Now().Add(time.Second)) // a TLS write first reads the handshake
 	conn.Write(buf)
 	conn.Close()
 }

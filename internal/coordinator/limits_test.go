@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
@@ -95,40 +96,53 @@ func TestMaxConnsPerIP(t *testing.T) {
 	}
 }
 
+// TestHandshakeTimeout: connections that do not subscribe and authorize
+// are closed exactly HandshakeTimeout after they connected (virtual time);
+// an honest miner is kept past it.
 func TestHandshakeTimeout(t *testing.T) {
-	h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.HandshakeTimeout = 300 * time.Millisecond }})
-	silent := h.dial()
-	subOnly := h.dial()
-	subOnly.subscribe() // never authorizes
-	start := time.Now()
-	expectClosed(t, silent)
-	expectClosed(t, subOnly)
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("handshake deadline closed the connections after %v", d)
-	}
-	// An honest miner that completes the handshake is kept past the
-	// handshake deadline: its read after the deadline still gets a reply.
-	c := h.dial()
-	c.ready("alice")
-	waitSessions(t, h, 1)
-	tick := time.NewTicker(50 * time.Millisecond) // an honest miner's traffic
-	defer tick.Stop()
-	for end := time.Now().Add(600 * time.Millisecond); time.Now().Before(end); <-tick.C {
-		if m := c.call("mining.extranonce.subscribe", []any{}); string(m.Result) != "true" {
-			t.Fatalf("honest miner answered %s", m.Result)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{pipe: true, cfg: func(c *coordinator.Config) { c.HandshakeTimeout = 3 * time.Second }})
+		start := time.Now()
+		silent := h.dial()
+		subOnly := h.dial()
+		subOnly.subscribe() // never authorizes
+		expectClosed(t, silent)
+		expectClosed(t, subOnly)
+		if d := time.Since(start); d != 3*time.Second {
+			t.Fatalf("handshake deadline closed the connections after %v, want 3s", d)
 		}
-	}
+		// An honest miner that completes the handshake is kept past the
+		// handshake deadline: its requests after it still get replies.
+		c := h.dial()
+		c.ready("alice")
+		for range 12 {
+			time.Sleep(500 * time.Millisecond) // an honest miner's traffic
+			if m := c.call("mining.extranonce.subscribe", []any{}); string(m.Result) != "true" {
+				t.Fatalf("honest miner answered %s", m.Result)
+			}
+		}
+	})
 }
 
+// TestIdleTimeout: a session that says nothing after the handshake is
+// closed exactly IdleTimeout after its last line.
 func TestIdleTimeout(t *testing.T) {
-	h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.IdleTimeout = 300 * time.Millisecond }})
-	c := h.dial()
-	c.ready("alice")
-	expectClosed(t, c) // says nothing after the handshake
-	waitSessions(t, h, 0)
-	if n := h.dial().ready("bob"); n == nil {
-		t.Fatal("no job after an idle close")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{pipe: true, cfg: func(c *coordinator.Config) { c.IdleTimeout = 5 * time.Second }})
+		c := h.dial()
+		c.ready("alice")
+		time.Sleep(4 * time.Second)
+		c.call("mining.extranonce.subscribe", []any{}) // restarts the idle clock
+		start := time.Now()
+		expectClosed(t, c)
+		if d := time.Since(start); d != 5*time.Second {
+			t.Fatalf("idle session closed after %v, want 5s", d)
+		}
+		waitSessions(t, h, 0)
+		if n := h.dial().ready("bob"); n == nil {
+			t.Fatal("no job after an idle close")
+		}
+	})
 }
 
 func TestAuthModes(t *testing.T) {

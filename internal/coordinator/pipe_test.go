@@ -35,8 +35,16 @@ func (l *pipeListener) Close() error {
 func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
 
 // dial returns the client end of a new connection the listener accepts.
-func (l *pipeListener) dial() net.Conn {
+func (l *pipeListener) dial() net.Conn { return l.dialFrom("") }
+
+// dialFrom is dial with the server end's remote address set to ip (port
+// 1), for the per-address rules; "" leaves net.Pipe's own address.
+func (l *pipeListener) dialFrom(ip string) net.Conn {
+	var server net.Conn
 	server, client := net.Pipe()
+	if ip != "" {
+		server = addrConn{server, &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}}
+	}
 	select {
 	case l.conns <- server:
 	case <-l.done:
@@ -49,3 +57,11 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// addrConn is a connection with a given remote address.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }

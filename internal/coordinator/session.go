@@ -227,6 +227,15 @@ func (s *session) writeLocked(bp *[]byte, b []byte) {
 	}
 }
 
+// abort closes the connection from outside the session's goroutines
+// (shutdown, stale work) without waiting on the peer: the write deadline
+// is set to now first, so a TLS connection's close alert cannot block on
+// a miner that does not read.
+func (s *session) abort() {
+	s.conn.SetWriteDeadline(s.c.cfg.Now())
+	s.conn.Close()
+}
+
 func (s *session) currentUser() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
