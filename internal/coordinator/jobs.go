@@ -47,10 +47,13 @@ type notifyKey struct {
 	clean bool
 }
 
-// coinbaseParts is a coinbase split around the extranonce, for one payout.
+// coinbaseParts is a coinbase split around the extranonce, for one payout,
+// and the Stratum job it makes (shared by every session with that payout):
+// stratum.Job owns the header-rebuilding rule for everyone.
 type coinbaseParts struct {
 	coinb1, coinb2       []byte
 	coinb1Hex, coinb2Hex string
+	sj                   *stratum.Job
 }
 
 // job is work sent to one session: an epoch, the coinbase for the
@@ -141,7 +144,8 @@ func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coinbase for height %d: %w", ep.tmpl.Height, err)
 	}
-	cb := &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2)}
+	cb := &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
+		sj: &stratum.Job{PrevHash: ep.tmpl.PrevHash, Coinb1: c1, Coinb2: c2, Branch: ep.branch, Version: ep.tmpl.Version, Bits: ep.tmpl.Bits, NTime: ep.ntime}}
 	ep.byPayout[string(script)] = cb
 	return cb, nil
 }
@@ -187,13 +191,4 @@ func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
 	buf = append(buf, parts[0]...)
 	buf = append(buf, j.id...) // hex: nothing to escape
 	return append(buf, parts[1]...)
-}
-
-// appendCoinbase appends j's coinbase for the given extranonces: coinb1,
-// extranonce1, extranonce2, coinb2.
-func (j *job) appendCoinbase(dst, en1, en2 []byte) []byte {
-	dst = append(dst, j.cb.coinb1...)
-	dst = append(dst, en1...)
-	dst = append(dst, en2...)
-	return append(dst, j.cb.coinb2...)
 }

@@ -281,7 +281,8 @@ func (s share) params() []string {
 	return p
 }
 
-// header rebuilds the header of a share exactly as STRATUM.md says.
+// header rebuilds the header of a share step by step, independently of
+// stratum.Job, as docs/stratum-v1.md ("Rebuilding the header") says.
 func header(n *stratum.Notify, en1, en2 []byte, ntime, nonce, version uint32) [80]byte {
 	cb, _ := hex.DecodeString(n.Coinb1 + hex.EncodeToString(en1) + hex.EncodeToString(en2) + n.Coinb2)
 	var branch []chainmath.Hash

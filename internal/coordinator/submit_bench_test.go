@@ -143,7 +143,7 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 }
 
 // benchHeader rebuilds a share's header from the notify fields, as a miner
-// does (STRATUM.md), with nonce 0.
+// does (docs/stratum-v1.md), with nonce 0.
 func benchHeader(tb testing.TB, n *stratum.Notify, en1, en2 []byte, ntime, version uint32) [80]byte {
 	tb.Helper()
 	cb, err := hex.DecodeString(n.Coinb1 + hex.EncodeToString(en1) + hex.EncodeToString(en2) + n.Coinb2)

@@ -98,17 +98,10 @@ func validateShare(j *job, f *shareFacts, p *stratum.Submit, scratch []byte) (ve
 		}
 	}
 
-	cb := j.appendCoinbase(scratch[:0], f.en1[:], en2[:f.en2Size])
-	tmpl := j.ep.tmpl
+	sj := j.cb.sj
+	cb := sj.AppendCoinbase(scratch[:0], f.en1[:], en2[:f.en2Size])
 	v := verdict{ntime: ntime, nonce: nonce, hashed: true}
-	v.header = chainmath.Header{
-		Version:    tmpl.Version&^f.mask | vbits&f.mask,
-		PrevBlock:  tmpl.PrevHash,
-		MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), j.ep.branch),
-		Time:       ntime,
-		Bits:       tmpl.Bits,
-		Nonce:      nonce,
-	}
+	v.header = sj.HeaderWithRoot(sj.RootOf(cb), ntime, nonce, vbits, f.mask)
 	v.version = v.header.Version
 	v.raw = v.header.Bytes()
 	v.hash = chainmath.DoubleSHA256(v.raw[:])
