@@ -64,7 +64,7 @@ func Elect(ctx context.Context, kv jetstream.KeyValue, key, id string, ttl time.
 	if ttl <= 0 {
 		return nil, fmt.Errorf("bus: elect on key %q: ttl %v: want > 0", key, ttl)
 	}
-	st, err := kv.Status(ctx)
+	st, err := retry(ctx, kv.Status)
 	if err != nil {
 		return nil, fmt.Errorf("bus: elect on key %q: reading bucket %s: %w", key, kv.Bucket(), err)
 	}
@@ -85,7 +85,12 @@ func Elect(ctx context.Context, kv jetstream.KeyValue, key, id string, ttl time.
 	defer poll.Stop()
 	for {
 		sent := time.Now()
-		rev, err := kv.Create(ctx, key, []byte(id))
+		// Bounded: a request sent while the bucket's stream elects its
+		// leader goes unanswered. (A create whose answer was lost leaves
+		// the key held under our id until it expires: slower, not wrong.)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		rev, err := kv.Create(actx, key, []byte(id))
+		cancel()
 		if err == nil {
 			return newLeader(ctx, kv, key, id, ttl, rev, sent), nil
 		}
