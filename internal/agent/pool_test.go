@@ -25,7 +25,7 @@ import (
 // agent sent and the job it was sent: a share that misses the difficulty
 // in force for its job is rejected and recorded as invalid.
 type fakePool struct {
-	t        *testing.T
+	t        testing.TB
 	ln       net.Listener
 	addr     string
 	user     string
@@ -82,7 +82,7 @@ type fakeConn struct {
 
 // newFakePool listens on addr ("" for a free port) and serves; opts adjust
 // the pool before it accepts anything.
-func newFakePool(t *testing.T, addr string, opts ...func(*fakePool)) *fakePool {
+func newFakePool(t testing.TB, addr string, opts ...func(*fakePool)) *fakePool {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -418,7 +418,7 @@ func makeNotify(t testing.TB, id string, clean bool, slot int) *stratum.Notify {
 }
 
 // nextSession waits for a connection that authorized.
-func (p *fakePool) nextSession(t *testing.T) *fakeConn {
+func (p *fakePool) nextSession(t testing.TB) *fakeConn {
 	t.Helper()
 	select {
 	case c := <-p.sessions:
@@ -431,7 +431,7 @@ func (p *fakePool) nextSession(t *testing.T) *fakeConn {
 
 // nextSubmit waits for the next share; it fails the test on an invalid
 // one unless allowInvalid.
-func (p *fakePool) nextSubmit(t *testing.T) submitRec {
+func (p *fakePool) nextSubmit(t testing.TB) submitRec {
 	t.Helper()
 	select {
 	case r := <-p.submits:

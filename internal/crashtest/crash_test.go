@@ -209,8 +209,10 @@ func TestSIGKILL(t *testing.T) {
 				if st.Sessions > before && st.Connected && st.JobID != "" {
 					break
 				}
-				if time.Since(back) > 2*time.Second {
-					t.Fatalf("restart %d: agent not mining 2 s after the coordinator came back (%+v)", k+1, st)
+				// A liveness bound only: how fast the agent is back is
+				// logged below, not asserted (the machines are shared).
+				if time.Since(back) > 30*time.Second {
+					t.Fatalf("restart %d: agent not mining 30 s after the coordinator came back (%+v)", k+1, st)
 				}
 				time.Sleep(5 * time.Millisecond) // polling with a deadline
 			}
