@@ -11,6 +11,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/powcoord/powcoord/internal/agent"
+	"github.com/powcoord/powcoord/internal/sim"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -79,5 +80,5 @@ func agentStatusText(st agent.Stats, up time.Duration) string {
 		state = "connecting to " + st.Pool
 	}
 	return fmt.Sprintf("%s | accepted %d rejected %d | diff %.4g | %s | up %s",
-		formatRate(st.Hashrate), st.Accepted, st.Rejected, st.Difficulty, state, up.Truncate(time.Second))
+		sim.FormatRate(st.Hashrate), st.Accepted, st.Rejected, st.Difficulty, state, up.Truncate(time.Second))
 }

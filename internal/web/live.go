@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/sim"
 )
 
 // historyLen is how many samples the server keeps for charts on first
@@ -37,7 +38,7 @@ type History struct {
 type statusEvent struct {
 	Status     coordinator.Status `json:"status"`
 	Sample     Sample             `json:"sample"`
-	Simulation any                `json:"simulation,omitempty"`
+	Simulation *sim.Summary       `json:"simulation,omitempty"`
 }
 
 // live holds the sampled history and the event subscribers.
@@ -47,7 +48,7 @@ type live struct {
 	next       int      // where the next sample goes once the ring is full
 	interval   time.Duration
 	blockTime  time.Duration
-	simulation func() any
+	simulation func() sim.Summary
 	subs       map[chan []byte]struct{}
 	running    bool
 	stopped    bool
@@ -150,23 +151,25 @@ func (s *Server) SetSampleInterval(d time.Duration) {
 	}
 }
 
-// SetSimulation registers a function whose result (any JSON value; nil
-// for none) is served at GET /api/simulation and sent with every status
-// event, for the demo's simulation summary.
-func (s *Server) SetSimulation(f func() any) {
+// SetSimulation registers the demo's simulation: f's summary is served
+// at GET /api/simulation (null while none is registered) and sent with
+// every status event.
+func (s *Server) SetSimulation(f func() sim.Summary) {
 	s.live.mu.Lock()
 	defer s.live.mu.Unlock()
 	s.live.simulation = f
 }
 
-func (s *Server) simulation() any {
+// simulation is the registered simulation's summary now, or nil.
+func (s *Server) simulation() *sim.Summary {
 	s.live.mu.Lock()
 	f := s.live.simulation
 	s.live.mu.Unlock()
 	if f == nil {
 		return nil
 	}
-	return f()
+	sum := f()
+	return &sum
 }
 
 // Run samples the coordinator every sample interval into the history the

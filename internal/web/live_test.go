@@ -11,6 +11,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/sim"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/web"
 )
@@ -184,12 +185,12 @@ func TestDashboardFiles(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nope.js: %s, want 404", resp.Status)
 	}
-	p.web.SetSimulation(func() any { return map[string]int{"blocks": 7} })
+	p.web.SetSimulation(func() sim.Summary { return sim.Summary{Blocks: 7, MeanInterval: 9.5} })
 	resp, err = http.Get(p.http.URL + "/api/simulation")
 	mustf(t, err, "GET /api/simulation")
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"blocks": 7`) {
-		t.Errorf("/api/simulation = %s, want the registered summary", body)
+	if !strings.Contains(string(body), `"blocks": 7`) || !strings.Contains(string(body), `"mean_interval_seconds": 9.5`) {
+		t.Errorf("/api/simulation = %s, want the registered summary (blocks 7, mean interval 9.5)", body)
 	}
 }
