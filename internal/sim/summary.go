@@ -136,7 +136,7 @@ func (s *Summary) Format() string {
 	var b strings.Builder
 	T := s.TargetBlockSeconds
 	fmt.Fprintf(&b, "\nsimulation summary: %s, %d blocks, mean interval %.2fs (target %gs), difficulty %.4g -> %.4g\n",
-		(time.Duration(s.ElapsedSeconds) * time.Second).String(), s.Blocks, s.MeanInterval, T, s.StartDifficulty, s.Difficulty)
+		(time.Duration(math.Round(s.ElapsedSeconds)) * time.Second).String(), s.Blocks, s.MeanInterval, T, s.StartDifficulty, s.Difficulty)
 	fmt.Fprintf(&b, "\nblock intervals      observed  exponential (mean %gs)\n", T)
 	h := s.Histogram
 	peak := 1.0
