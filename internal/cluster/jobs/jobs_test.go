@@ -1,0 +1,458 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/powcoord/powcoord/internal/agent"
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fixedSource is a work.Source whose template the test sets, recording
+// the blocks submitted to it.
+type fixedSource struct {
+	mu      sync.Mutex
+	tmpl    *work.Template
+	updates chan struct{}
+	fail    map[chainmath.Hash]int // submissions of a hash that fail transiently
+	got     []chainmath.Hash
+	calls   chan chainmath.Hash
+}
+
+func newFixedSource(t *work.Template) *fixedSource {
+	return &fixedSource{tmpl: t, updates: make(chan struct{}, 1), fail: map[chainmath.Hash]int{}, calls: make(chan chainmath.Hash, 100)}
+}
+
+func (f *fixedSource) set(t *work.Template) {
+	f.mu.Lock()
+	f.tmpl = t
+	f.mu.Unlock()
+	select {
+	case f.updates <- struct{}{}:
+	default:
+	}
+}
+func (f *fixedSource) Current() *work.Template  { f.mu.Lock(); defer f.mu.Unlock(); return f.tmpl }
+func (f *fixedSource) Updates() <-chan struct{} { return f.updates }
+func (f *fixedSource) PayoutScript(user string) ([]byte, error) {
+	return simchain.PayoutScript(user)
+}
+func (f *fixedSource) Submit(_ context.Context, blk *wire.MsgBlock, _ string) error {
+	h := chainmath.Hash(blk.BlockHash())
+	f.mu.Lock()
+	f.got = append(f.got, h)
+	n := f.fail[h]
+	if n > 0 {
+		f.fail[h] = n - 1
+	}
+	f.mu.Unlock()
+	f.calls <- h
+	if n > 0 {
+		return errors.New("node unreachable")
+	}
+	return nil
+}
+func (f *fixedSource) Status() work.Status { return work.Status{Kind: "fixed"} }
+func (f *fixedSource) Close() error        { return nil }
+
+func richTemplate(height int64) *work.Template {
+	var prev chainmath.Hash
+	for i := range prev {
+		prev[i] = byte(i) + byte(height)
+	}
+	return &work.Template{
+		Height: height, PrevHash: prev, Version: 0x20000000, Bits: 0x1d00ffff,
+		CurTime: 1_700_000_000, MinTime: 1_699_999_000, MaxTime: 1_700_007_200,
+		CoinbaseValue: 312_500_000 + height,
+		Txs: []work.Tx{
+			{TxID: chainmath.Hash{1, 2, 3}, WTxID: chainmath.Hash{4, 5, 6}, Raw: []byte{0x02, 0, 0, 0, 0xde, 0xad}},
+			{TxID: chainmath.Hash{7}, WTxID: chainmath.Hash{8}, Raw: bytes.Repeat([]byte{0xab}, 300)},
+		},
+		WitnessCommitment: bytes.Repeat([]byte{0x6a, 0x24}, 19),
+		Created:           time.Unix(1_700_000_000, 123_456_789+height),
+	}
+}
+
+// sameTemplate fails unless got equals want in every field.
+func sameTemplate(t *testing.T, who string, got, want *work.Template) {
+	t.Helper()
+	if !got.Created.Equal(want.Created) {
+		t.Errorf("%s: Created %v, want %v", who, got.Created, want.Created)
+	}
+	g, w := *got, *want
+	g.Created, w.Created = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s: template\n got %+v\nwant %+v", who, g, w)
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	for _, tmpl := range []*work.Template{
+		richTemplate(5),
+		{Height: 1, Bits: 0x207fffff}, // no txs, no commitment, no times
+		{Height: 2, Bits: 0x207fffff, WitnessCommitment: []byte{}}, // empty but present
+	} {
+		for _, p := range []Payout{EmbeddedPayout(), {Kind: PayoutNode, Network: "regtest", Fallback: []byte{0x51}}} {
+			data, err := EncodeJob(&Job{Leader: "l1", Term: 9, Published: time.Unix(5, 6), Template: tmpl, Payout: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := DecodeJob(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameTemplate(t, "decoded", j.Template, tmpl)
+			if j.Leader != "l1" || j.Term != 9 || !j.Published.Equal(time.Unix(5, 6)) || !reflect.DeepEqual(j.Payout, p) {
+				t.Errorf("decoded job %+v", j)
+			}
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for in, want := range map[string]string{
+		`{`:                             "unexpected end",
+		`{"v":2}`:                       "encoding version 2",
+		`{"v":1,"payout":{"kind":"x"}}`: `payout rule kind "x"`,
+		`{"v":1,"payout":{"kind":"node","network":"moon"}}`:                  `network "moon": unknown`,
+		`{"v":1,"payout":{"kind":"embedded"},"template":{"prev_hash":"ab"}}`: `hash "ab": want 64 hex digits`,
+	} {
+		if _, err := DecodeJob([]byte(in)); err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("DecodeJob(%s) = %v, want an error saying %s", in, err, want)
+		}
+	}
+}
+
+func TestPayoutRules(t *testing.T) {
+	const addr = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+	want, err := simchain.PayoutScript(addr + ".rig1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := EmbeddedPayout().Script(addr + ".rig1"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("embedded payout = %x, %v; want %x", got, err, want)
+	}
+	np, err := NodePayout("regtest", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := np.Script(addr + ".rig1"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("node payout = %x, %v; want %x", got, err, want)
+	}
+	if _, err := np.Script("alice"); err == nil {
+		t.Fatal("node payout without fallback accepted a worker that is no address")
+	}
+	npf, err := NodePayout("regtest", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := npf.Script("alice"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("node payout fallback = %x, %v; want %x", got, err, want)
+	}
+	if _, err := NodePayout("regtest", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"); err == nil {
+		t.Fatal("NodePayout accepted a mainnet payout address on regtest")
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := clustertest.StartNATSCluster(t, 3)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	nc := connect(t, c)
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.EnsureStreams(ctx, js, bus.StreamsConfig{Replicas: 3, LeaderTTL: 2 * time.Second, SharesMaxBytes: 64 << 20}); err != nil {
+		t.Fatalf("%v\n%s", err, c.Logs())
+	}
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T, *clustertest.NATSCluster)
+	}{
+		{"TemplateReachesFrontEnds", testTemplateReachesFrontEnds},
+		{"BlocksSubmittedOnce", testBlocksSubmittedOnce},
+		{"EmbeddedChainEndToEnd", testEmbeddedChainEndToEnd},
+	} {
+		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, c) }) {
+			return
+		}
+	}
+}
+
+func connect(t *testing.T, c *clustertest.NATSCluster) *nats.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, c.URLs(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// runPublisher runs a publisher until the test ends.
+func runPublisher(t *testing.T, cfg PublisherConfig) {
+	t.Helper()
+	p, err := NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("publisher: %v", err)
+		}
+	})
+}
+
+func newSource(t *testing.T, cfg SourceConfig) *Source {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	s, err := NewSource(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func waitUpdate(t *testing.T, s *Source, height int64) time.Time {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case <-s.Updates():
+			if s.Current().Height == height {
+				return time.Now()
+			}
+		case <-deadline:
+			t.Fatalf("no template at height %d within 10s (at %d)", height, s.Current().Height)
+		}
+	}
+}
+
+func testTemplateReachesFrontEnds(t *testing.T, c *clustertest.NATSCluster) {
+	subject := bus.SubjectJobs + ".t1"
+	src := newFixedSource(richTemplate(100))
+	payout := Payout{Kind: PayoutNode, Network: "regtest", Fallback: []byte{0x00, 0x14, 9, 9}}
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: payout, Leader: "leader-a", Term: 7,
+		JobSubject: subject, BlockSubject: bus.SubjectBlocks + ".t1", Consumer: "t1", Logger: quiet()})
+	fronts := []*Source{
+		newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: subject, Logger: quiet()}),
+		newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: subject, Logger: quiet()}),
+	}
+	for i, f := range fronts {
+		waitUpdate(t, f, 100)
+		sameTemplate(t, "front-end "+string(rune('A'+i)), f.Current(), src.Current())
+		j := f.Job()
+		if j.Leader != "leader-a" || j.Term != 7 || !reflect.DeepEqual(j.Payout, payout) {
+			t.Errorf("front-end %d: job leader %q term %d payout %+v", i, j.Leader, j.Term, j.Payout)
+		}
+		st := f.Status()
+		if st.Kind != "cluster" || !st.Healthy || st.Stale || st.TipHeight != 99 || st.TipHash != src.Current().PrevHash.String() || st.Network != "regtest" {
+			t.Errorf("front-end %d: status %+v", i, st)
+		}
+	}
+	// New templates: both front-ends are told, and the latency from the
+	// source's signal to each front-end's Updates is logged.
+	var lat []time.Duration
+	for h := int64(101); h <= 110; h++ {
+		sent := time.Now()
+		src.set(richTemplate(h))
+		for i, f := range fronts {
+			got := waitUpdate(t, f, h)
+			lat = append(lat, got.Sub(sent))
+			sameTemplate(t, "front-end "+string(rune('A'+i)), f.Current(), src.Current())
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("template → front-end latency over %d deliveries: median %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
+
+	// A job from an older term (a deposed leader) is ignored.
+	old, err := EncodeJob(&Job{Leader: "leader-old", Term: 6, Template: richTemplate(50), Payout: payout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := bus.New(connect(t, c))
+	if _, err := bus.Publish(t.Context(), js, subject, old, ""); err != nil {
+		t.Fatal(err)
+	}
+	src.set(richTemplate(111)) // a marker after it, from the real leader
+	for _, f := range fronts {
+		waitUpdate(t, f, 111)
+		if j := f.Job(); j.Term != 7 {
+			t.Errorf("front-end took job of term %d", j.Term)
+		}
+	}
+}
+
+func testBlock(nonce uint32) *wire.MsgBlock {
+	cb := wire.NewMsgTx(1)
+	cb.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Index: ^uint32(0)}, SignatureScript: []byte{1, 2}})
+	cb.AddTxOut(&wire.TxOut{Value: 50, PkScript: []byte{0x51}})
+	blk := &wire.MsgBlock{Header: wire.BlockHeader{Version: 1, Bits: 0x207fffff, Nonce: nonce, Timestamp: time.Unix(1_700_000_000, 0)}}
+	blk.AddTransaction(cb)
+	return blk
+}
+
+func testBlocksSubmittedOnce(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t2", bus.SubjectBlocks+".t2"
+	src := newFixedSource(richTemplate(200))
+	b1, b2, b3 := testBlock(1), testBlock(2), testBlock(3)
+	src.fail[chainmath.Hash(b2.BlockHash())] = 1 // the first submission of b2 cannot reach the chain
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t2", RetryDelay: 50 * time.Millisecond, Logger: quiet()})
+	fronts := []*Source{
+		newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()}),
+		newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()}),
+	}
+	// b1 twice through one front-end and once through the other; then b2
+	// and b3. The consumer delivers in stream order, so once b3 has been
+	// submitted every copy of b1 that was stored would have been too.
+	for _, f := range []*Source{fronts[0], fronts[0], fronts[1]} {
+		if err := f.Submit(t.Context(), b1, "w1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []*wire.MsgBlock{b2, b3} {
+		if err := fronts[1].Submit(t.Context(), b, "w2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []chainmath.Hash{chainmath.Hash(b1.BlockHash()), chainmath.Hash(b2.BlockHash()), chainmath.Hash(b2.BlockHash()), chainmath.Hash(b3.BlockHash())}
+	timeout := time.After(10 * time.Second)
+	for range 4 {
+		select {
+		case <-src.calls:
+		case <-timeout:
+			src.mu.Lock()
+			t.Fatalf("submissions %v, want %v", src.got, want)
+		}
+	}
+	src.mu.Lock()
+	got := slices.Clone(src.got)
+	src.mu.Unlock()
+	// b2 is redelivered after its failure; it may come after b3.
+	slices.SortFunc(got[1:], func(a, b chainmath.Hash) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(want[1:], func(a, b chainmath.Hash) int { return bytes.Compare(a[:], b[:]) })
+	if !slices.Equal(got, want) {
+		t.Fatalf("submissions\n got %v\nwant %v (b1 once, b2 twice: failed then redelivered, b3 once)", got, want)
+	}
+}
+
+func testEmbeddedChainEndToEnd(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t3", bus.SubjectBlocks+".t3"
+	// The leader: the embedded chain on its own store.
+	leaderStore, err := store.Open(filepath.Join(t.TempDir(), "leader.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leaderStore.Close() })
+	chain, err := simchain.Open(t.Context(), simchain.Config{Store: leaderStore, BlockTime: time.Second, StartDifficulty: 1e-4, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPublisher(t, PublisherConfig{Source: chain, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t3", Logger: quiet()})
+
+	// The front-end: a coordinator on the jobs Source with its own store.
+	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
+	frontStore, err := store.Open(filepath.Join(t.TempDir(), "front.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { frontStore.Close() })
+	coord, err := coordinator.New(coordinator.Config{Source: front, Store: frontStore, ShareDifficulty: 1e-5, SharesPerMinute: -1, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := coord.Serve(ctx, ln); err != nil {
+			t.Errorf("coordinator: %v", err)
+		}
+	}()
+	const user = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080.rig"
+	ag, err := agent.New(agent.Config{URLs: []string{ln.Addr().String()}, User: user, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { defer wg.Done(); ag.Run(ctx) }()
+
+	const want = 5
+	deadline := time.Now().Add(60 * time.Second)
+	for chain.Status().TipHeight < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("chain at height %d after 60s, want %d", chain.Status().TipHeight, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	// Every block the leader's chain took pays the miner, and the chain
+	// re-validates from its store.
+	script, _ := simchain.PayoutScript(user)
+	blocks, err := leaderStore.Blocks(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) < want+1 {
+		t.Fatalf("%d blocks stored, want at least %d", len(blocks), want+1)
+	}
+	for _, b := range blocks[1:] {
+		var blk wire.MsgBlock
+		if err := blk.Deserialize(bytes.NewReader(b.Raw)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(blk.Transactions[0].TxOut[0].PkScript, script) {
+			t.Errorf("block %d pays %x, want %x", b.Height, blk.Transactions[0].TxOut[0].PkScript, script)
+		}
+	}
+	if err := simchain.ValidateChain(blocks, simchain.Config{Store: leaderStore, BlockTime: time.Second, StartDifficulty: 1e-4}); err != nil {
+		t.Fatalf("stored chain does not re-validate: %v", err)
+	}
+	// The front-end's own ledger recorded the blocks it found.
+	found, err := frontStore.FoundBlocks(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chain at height %d; front-end recorded %d found blocks", chain.Status().TipHeight, len(found))
+	if len(found) < want {
+		t.Errorf("front-end recorded %d found blocks, want at least %d", len(found), want)
+	}
+}

@@ -1,0 +1,243 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// PublisherConfig configures a Publisher. Zero fields take the defaults.
+type PublisherConfig struct {
+	// Source is the leader's work source. Required.
+	Source work.Source
+	// Conn is the connection to the cluster. Required.
+	Conn *nats.Conn
+	// Payout is the source's payout rule (EmbeddedPayout or NodePayout).
+	// Required.
+	Payout Payout
+	// Leader and Term identify the leadership the publisher runs under
+	// (bus.Leader ID and Term); front-ends ignore jobs of an older term.
+	Leader string
+	Term   uint64
+	// JobSubject (JobSubject), BlockSubject (BlockSubject) and Consumer
+	// (BlockConsumer) name where jobs go and found blocks come from.
+	JobSubject, BlockSubject, Consumer string
+	// RetryDelay is how long a block the source could not be asked about
+	// waits before it is delivered again (1 s).
+	RetryDelay time.Duration
+	// Logger receives the publisher's events (slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Publisher is the active coordinator's side of the jobs transport.
+type Publisher struct {
+	cfg PublisherConfig
+	js  jetstream.JetStream
+	log *slog.Logger
+}
+
+// NewPublisher checks cfg and returns a Publisher; Run starts it.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("jobs: publisher: Source is nil")
+	}
+	if cfg.Conn == nil {
+		return nil, errors.New("jobs: publisher: Conn is nil")
+	}
+	if err := cfg.Payout.Check(); err != nil {
+		return nil, fmt.Errorf("jobs: publisher: %w", err)
+	}
+	if cfg.JobSubject == "" {
+		cfg.JobSubject = JobSubject
+	}
+	if cfg.BlockSubject == "" {
+		cfg.BlockSubject = BlockSubject
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = BlockConsumer
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	js, err := bus.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{cfg: cfg, js: js, log: cfg.Logger}, nil
+}
+
+// RunLeader runs p while l leads: it returns when ctx ends or l loses its
+// leadership (with l's error), whichever is first. p's Leader and Term
+// should be l's.
+func (p *Publisher) RunLeader(ctx context.Context, l *bus.Leader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Lost():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := p.Run(ctx)
+	if lerr := l.Err(); lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// Run publishes the source's current template, then each new one after an
+// Updates signal, and submits found blocks from BLOCKS to the source,
+// until ctx ends (run it with a context that ends when leadership is
+// lost). It returns ctx's error, or the first error that stops it for
+// good (the durable consumer cannot be created, a template too large for
+// the servers).
+func (p *Publisher) Run(ctx context.Context) error {
+	cons, err := p.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { p.handleBlock(ctx, m) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			p.log.Warn("found-block consumer", "consumer", p.cfg.Consumer, "err", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("jobs: consuming found blocks through %s: %w", p.cfg.Consumer, err)
+	}
+	defer cc.Stop()
+
+	updates := p.cfg.Source.Updates()
+	var lastFail error
+	for {
+		if err := p.publish(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var tooBig *tooLargeError
+			if errors.As(err, &tooBig) {
+				return err
+			}
+			// Transient: try again soon, or when the next template comes.
+			if lastFail == nil || lastFail.Error() != err.Error() {
+				p.log.Warn("publishing job failed; retrying", "err", err)
+			}
+			lastFail = err
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-updates:
+			case <-time.After(p.cfg.RetryDelay):
+			}
+			continue
+		}
+		lastFail = nil
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-updates:
+		}
+	}
+}
+
+type tooLargeError struct{ size, limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("jobs: job message of %d bytes exceeds the NATS servers' max_payload of %d bytes (raise max_payload)", e.size, e.limit)
+}
+
+// publish publishes the current template once.
+func (p *Publisher) publish(ctx context.Context) error {
+	t := p.cfg.Source.Current()
+	data, err := EncodeJob(&Job{Leader: p.cfg.Leader, Term: p.cfg.Term, Published: p.cfg.Now(), Template: t, Payout: p.cfg.Payout})
+	if err != nil {
+		return err
+	}
+	if limit := p.cfg.Conn.MaxPayload(); limit > 0 && int64(len(data)) > limit {
+		return &tooLargeError{int64(len(data)), limit}
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := bus.Publish(actx, p.js, p.cfg.JobSubject, data, ""); err != nil {
+		return fmt.Errorf("jobs: publishing the template at height %d: %w", t.Height, err)
+	}
+	p.log.Debug("job published", "height", t.Height, "prev", t.PrevHash.String(), "bytes", len(data))
+	return nil
+}
+
+func (p *Publisher) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       p.cfg.Consumer,
+		Description:   "powcoord: found blocks, submitted by the active coordinator",
+		FilterSubject: p.cfg.BlockSubject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 1000,
+	}
+	var last error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := p.js.CreateOrUpdateConsumer(actx, bus.StreamBlocks, cfg)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		if ctx.Err() != nil || attempt >= 10 {
+			return nil, fmt.Errorf("jobs: creating durable consumer %s on stream %s (attempt %d): %w", cfg.Durable, bus.StreamBlocks, attempt, last)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// handleBlock submits one found block and acks it once the source
+// answered.
+func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
+	var blk wire.MsgBlock
+	if err := blk.Deserialize(bytes.NewReader(m.Data())); err != nil {
+		// Not a block: redelivering it would never help.
+		p.log.Warn("dropping an undecodable found-block message", "subject", m.Subject(), "bytes", len(m.Data()), "err", err)
+		m.Term()
+		return
+	}
+	hash := blk.BlockHash()
+	finder := m.Headers().Get(HeaderFinder)
+	err := p.cfg.Source.Submit(ctx, &blk, finder)
+	switch {
+	case err == nil:
+		p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)
+	case work.IsRejected(err):
+		p.log.Warn("found block rejected by the source", "hash", hash.String(), "finder", finder, "err", err)
+	default:
+		p.log.Warn("found block not submitted; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
+		m.NakWithDelay(p.cfg.RetryDelay)
+		return
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.DoubleAck(actx); err != nil {
+		// Redelivered later and submitted again: harmless.
+		p.log.Warn("acknowledging a found block failed", "hash", hash.String(), "err", err)
+	}
+}
