@@ -237,8 +237,8 @@ func TestBlockFoundWhileSourceUnreachable(t *testing.T) {
 		if fb.State != store.FoundPending || fb.Height != height || fb.Finder != "alice" || fb.Attempts != 1 {
 			t.Fatalf("found block after a failed submission: state %s height %d finder %q attempts %d", fb.State, fb.Height, fb.Finder, fb.Attempts)
 		}
-		if h.coord.PendingBlocks() != 1 {
-			t.Fatalf("pending blocks %d, want 1", h.coord.PendingBlocks())
+		if h.coord.PendingBlocks() != 1 || h.coord.Status().BlocksPending != 1 {
+			t.Fatalf("pending blocks %d (status %d), want 1", h.coord.PendingBlocks(), h.coord.Status().BlocksPending)
 		}
 		// Backoff 1 s, 2 s, 4 s, 4 s: after 12 s, five submissions.
 		time.Sleep(11*time.Second + 500*time.Millisecond)

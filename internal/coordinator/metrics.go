@@ -25,7 +25,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "powcoord_blocks_total",
-			Help: "Blocks found by miners, by result: accepted or rejected by the chain.",
+			Help: "Blocks found by miners, by result: accepted or rejected by the chain, abandoned (the chain moved past it while unreachable), or pending (a first submission found the chain unreachable).",
 		}, []string{"result"}),
 		notifyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "powcoord_notify_latency_seconds",
@@ -54,6 +54,10 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		return m
 	}
 	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_blocks_pending",
+			Help: "Found blocks recorded and waiting for the chain to answer.",
+		}, func() float64 { return float64(c.PendingBlocks()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_sessions",
 			Help: "Connected Stratum sessions.",

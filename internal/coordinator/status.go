@@ -20,7 +20,8 @@ type Status struct {
 	Sessions       int           `json:"sessions"`
 	Hashrate       float64       `json:"hashrate"`
 	BlocksFound    int64         `json:"blocks_found"`
-	BlocksRejected int64         `json:"blocks_rejected"`
+	BlocksRejected int64         `json:"blocks_rejected"` // refused by the chain, or abandoned
+	BlocksPending  int           `json:"blocks_pending"`  // found, recorded, waiting for the chain to answer
 	Workers        []WorkerStats `json:"workers"`
 }
 
@@ -41,6 +42,7 @@ func (c *Coordinator) Status() Status {
 		Sessions:       c.SessionCount(),
 		BlocksFound:    c.blocksFound.Load(),
 		BlocksRejected: c.blocksRejected.Load(),
+		BlocksPending:  c.PendingBlocks(),
 		Workers:        c.stats.snapshot(now),
 	}
 	for _, w := range st.Workers {

@@ -190,26 +190,11 @@ func (m *rawMiner) callErr(method string, params any) (json.RawMessage, *stratum
 // nonce.
 func (m *rawMiner) header(en2 []byte, nonce uint32) chainmath.Header {
 	m.t.Helper()
-	j := m.job
-	prev, err := chainmath.ParseStratumPrevHash(j.PrevHash)
+	j, err := stratum.DecodeNotify(m.job)
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	cb1, _ := hex.DecodeString(j.Coinb1)
-	cb2, _ := hex.DecodeString(j.Coinb2)
-	cb := append(append(append(append([]byte{}, cb1...), m.en1...), en2...), cb2...)
-	branch := make([]chainmath.Hash, len(j.Branch))
-	for i, s := range j.Branch {
-		b, _ := hex.DecodeString(s)
-		copy(branch[i][:], b)
-	}
-	version, _ := stratum.ParseHex32("version", j.Version)
-	nbits, _ := stratum.ParseHex32("nbits", j.NBits)
-	ntime, _ := stratum.ParseHex32("ntime", j.NTime)
-	return chainmath.Header{
-		Version: version, PrevBlock: prev, MerkleRoot: chainmath.RootFromBranch(chainmath.DoubleSHA256(cb), branch),
-		Time: ntime, Bits: nbits, Nonce: nonce,
-	}
+	return j.Header(m.en1, en2, j.NTime, nonce, 0, 0)
 }
 
 // share is one submission the miner prepared.
