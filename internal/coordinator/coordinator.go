@@ -211,6 +211,10 @@ type Coordinator struct {
 	jobs   *jobBook
 	blocks *blockBook
 
+	// mu guards the session table, extranonce1 allocation, per-IP counts
+	// and bans. Lock order: Coordinator.mu, then session.mu, then
+	// epoch.mu; blockBook.mu, workMu and the accounting and store locks
+	// are leaves. Never hold mu across I/O (see sessionsWhere).
 	mu       sync.Mutex
 	sessions map[uint64]*session
 	en1Live  map[uint32]bool

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -46,6 +47,12 @@ func TestDuplicateSameWorkUnderAnotherJobID(t *testing.T) {
 	s2.job = n2.JobID
 	if ok, code := c.submit(s2); ok || code != stratum.CodeDuplicate {
 		t.Fatalf("same header under job %s: accepted=%v code=%d, want duplicate (%d)", n2.JobID, ok, code, stratum.CodeDuplicate)
+	}
+	// The same work spelt differently (upper-case hex) is the same header.
+	s3 := s2
+	s3.en2, s3.nonce, s3.ntime = strings.ToUpper(s.en2), strings.ToUpper(s.nonce), strings.ToUpper(s.ntime)
+	if ok, code := c.submit(s3); ok || code != stratum.CodeDuplicate {
+		t.Fatalf("same header in upper-case hex: accepted=%v code=%d, want duplicate", ok, code)
 	}
 	if got := shareCount(t, h.store); got != 1 {
 		t.Fatalf("ledger holds %d shares, want 1", got)
