@@ -97,10 +97,26 @@ func Subsidy(height int64) int64 {
 	return InitialSubsidy >> halvings
 }
 
+// BlockStore keeps the chain's blocks and two settings. *store.Store (a
+// SQLite file) implements it for one process; in a cluster a JetStream
+// stream does (package chainstore), so every coordinator can read the
+// chain and only the elected one can extend it.
+type BlockStore interface {
+	// AddBlock stores b durably; it fails when it cannot (for a fenced
+	// cluster store: when another coordinator has taken over).
+	AddBlock(ctx context.Context, b store.Block) error
+	// Blocks returns the stored blocks from fromHeight on, oldest first,
+	// at most limit (<= 0: all).
+	Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error)
+	// SetMeta and Meta keep the chain's settings (block time, half-life).
+	SetMeta(ctx context.Context, key, value string) error
+	Meta(ctx context.Context, key string) (value string, ok bool, err error)
+}
+
 // Config configures the embedded chain.
 type Config struct {
 	// Store keeps the blocks. Required.
-	Store *store.Store
+	Store BlockStore
 	// BlockTime is the target interval between blocks; default 10 s, at
 	// least 1 s, whole seconds (header times are seconds).
 	BlockTime time.Duration
@@ -178,7 +194,7 @@ func (p *params) nextBits(parentHeight int64, parentTime uint32) uint32 {
 // concurrent use.
 type Chain struct {
 	cfg    Config
-	st     *store.Store
+	st     BlockStore
 	log    *slog.Logger
 	now    func() time.Time
 	params params
