@@ -32,6 +32,7 @@ Usage:
   powcoord [demo] [flags]      coordinator on the embedded chain plus agents, in one process
   powcoord coordinator [flags] the Stratum V1 server (embedded chain or a Bitcoin node)
   powcoord frontend [flags]    a Stratum V1 front-end of a cluster (--cluster nats://...)
+  powcoord ledger [flags]      a cluster's ledger writer: SHARES stream into PostgreSQL
   powcoord agent [flags]       a CPU miner for any Stratum V1 pool
   powcoord bench [flags]       hashing kernels side by side
   powcoord version             the version of this binary
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCoordinator(ctx, args, stdout, stderr)
 	case "frontend":
 		return runFrontend(ctx, args, stdout, stderr)
+	case "ledger":
+		return runLedger(ctx, args, stdout, stderr)
 	case "agent":
 		return runAgent(ctx, args, stdout, stderr)
 	case "bench":
