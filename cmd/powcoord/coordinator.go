@@ -51,6 +51,9 @@ type coordFlags struct {
 	maxLine                 int
 	stratumTLS              string
 	tlsCert, tlsKey         string
+	cluster                 string        // NATS URLs: run as the cluster's active/standby coordinator
+	leaderTTL               time.Duration // --leader-ttl
+	replicas                int           // --replicas
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -72,6 +75,9 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.stratumTLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
 		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
+		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
+		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
+		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
 	} else {
 		f.stratum = "127.0.0.1:0"
 		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
@@ -288,6 +294,8 @@ Examples:
   powcoord coordinator --block-difficulty 0.05 --block-time 30s
   powcoord coordinator --node http://127.0.0.1:18443 --node-cookie ~/.bitcoin/regtest/.cookie \
       --network regtest --payout-address bcrt1q...
+  powcoord coordinator --cluster nats://h1:4222,nats://h2:4222,nats://h3:4222 --http :8080
+      (cluster mode: run two or more; miners connect to powcoord frontend)
 
 Flags:
 `
@@ -308,6 +316,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if f.cluster != "" {
+		return runClusterCoordinator(ctx, &f, log, stdout)
 	}
 	inst, err := startCoordinator(ctx, &f, log, nil)
 	if err != nil {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/jobs"
+	"github.com/powcoord/powcoord/internal/cluster/leader"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/work"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// runClusterCoordinator is `powcoord coordinator --cluster URLS`: it
+// campaigns for leadership; while active it opens the work source (the
+// embedded chain in the CHAIN stream, or the --node), publishes jobs to
+// the front-ends and submits the blocks they find; while standby it waits.
+// --http serves GET /api/cluster (this coordinator's role) and /metrics.
+func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, stdout io.Writer) error {
+	urls, err := bus.ParseURLs(f.cluster)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
+	}
+	if f.leaderTTL < time.Second {
+		return fmt.Errorf("--leader-ttl %v: must be at least 1s", f.leaderTTL)
+	}
+	host, _ := os.Hostname()
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(cctx, urls, "powcoord-coordinator "+id)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
+	}
+	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
+	}
+	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: f.replicas, LeaderTTL: f.leaderTTL}); err != nil {
+		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var open func(ctx context.Context, js jetstream.JetStream, term uint64) (work.Source, jobs.Payout, error)
+	nodeSrc, err := f.node.source(ctx, log, reg)
+	if err != nil {
+		return err
+	}
+	if nodeSrc != nil {
+		defer nodeSrc.Close()
+		payout, err := jobs.NodePayout(f.node.network, f.node.payout)
+		if err != nil {
+			return err
+		}
+		open = func(context.Context, jetstream.JetStream, uint64) (work.Source, jobs.Payout, error) {
+			return keepOpen{nodeSrc}, payout, nil
+		}
+	} else {
+		open = func(ctx context.Context, js jetstream.JetStream, term uint64) (work.Source, jobs.Payout, error) {
+			cs, err := chainstore.Open(ctx, js, term, id)
+			if err != nil {
+				return nil, jobs.Payout{}, err
+			}
+			chain, err := simchain.Open(ctx, simchain.Config{Store: cs, BlockTime: f.blockTime, StartDifficulty: f.blockDiff, Logger: log})
+			if err != nil {
+				return nil, jobs.Payout{}, err
+			}
+			return chain, jobs.EmbeddedPayout(), nil
+		}
+	}
+	r, err := leader.New(leader.Config{Conn: nc, ID: id, TTL: f.leaderTTL, Open: open, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "powcoord_cluster_active",
+		Help: "1 while this coordinator is the cluster's active one, 0 while it stands by.",
+	}, func() float64 {
+		if r.State().Role == "active" {
+			return 1
+		}
+		return 0
+	}))
+
+	var srv *http.Server
+	if f.http != "" {
+		ln, err := net.Listen("tcp", f.http)
+		if err != nil {
+			return fmt.Errorf("--http %q: %w", f.http, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+			st := clusterStatus{Coordinator: r.State()}
+			if src := r.Source(); src != nil {
+				s := src.Status()
+				st.Source = &s
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(st)
+		})
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer func() {
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			srv.Shutdown(sctx)
+			c()
+		}()
+		log.Info("cluster coordinator HTTP", "addr", ln.Addr().String())
+	}
+	fmt.Fprintf(stdout, "coordinator %s on cluster %s: campaigning\n", id, strings.Join(urls, ","))
+	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// clusterStatus is GET /api/cluster of a cluster coordinator.
+type clusterStatus struct {
+	Coordinator leader.State `json:"coordinator"`
+	Source      *work.Status `json:"source,omitempty"` // while active
+}
+
+// keepOpen is a source that outlives the term: a node is followed for the
+// whole run, so the end of a term must not close it.
+type keepOpen struct{ work.Source }
+
+func (keepOpen) Close() error { return nil }
