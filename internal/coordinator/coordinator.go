@@ -48,6 +48,12 @@ type Config struct {
 	VardiffInterval time.Duration
 	// Extranonce2Size is the miner's part of the extranonce, 4..8 (4).
 	Extranonce2Size int
+	// Extranonce1PrefixBits (0..16) high bits of every extranonce1 this
+	// coordinator hands out are Extranonce1Prefix: front-ends of a
+	// cluster that lease distinct prefixes can never give two miners the
+	// same work. 0 (the default) leaves all 32 bits to the coordinator.
+	Extranonce1Prefix     uint32
+	Extranonce1PrefixBits int
 	// JobInterval is the longest time between two jobs (30 s).
 	JobInterval time.Duration
 	// CoinbaseTag is pushed into every coinbase scriptSig ("/powcoord/").
@@ -159,6 +165,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Extranonce2Size == 0 {
 		c.Extranonce2Size = 4
+	}
+	if c.Extranonce1PrefixBits < 0 || c.Extranonce1PrefixBits > 16 {
+		return fmt.Errorf("extranonce1 prefix bits %d: must be 0..16", c.Extranonce1PrefixBits)
+	}
+	if c.Extranonce1PrefixBits < 32 && c.Extranonce1Prefix>>c.Extranonce1PrefixBits != 0 {
+		return fmt.Errorf("extranonce1 prefix %d does not fit in %d bits", c.Extranonce1Prefix, c.Extranonce1PrefixBits)
 	}
 	if c.Extranonce2Size < 4 || c.Extranonce2Size > 8 {
 		return fmt.Errorf("extranonce2 size %d: must be 4..8", c.Extranonce2Size)
@@ -439,13 +451,21 @@ func (c *Coordinator) broadcast() {
 // broadcastWorkers is how many goroutines write a new job to the sessions.
 var broadcastWorkers = 4 * runtime.GOMAXPROCS(0)
 
-// allocExtranonce1 returns a 4-byte extranonce1 no live session holds.
+// allocExtranonce1 returns a 4-byte extranonce1 no live session holds,
+// starting with the configured prefix.
 func (c *Coordinator) allocExtranonce1() uint32 {
+	bits := c.cfg.Extranonce1PrefixBits
+	low := uint32(0xffffffff) >> bits
+	prefix := uint32(0)
+	if bits > 0 {
+		prefix = c.cfg.Extranonce1Prefix << (32 - bits)
+	}
 	for {
 		c.en1Next++
-		if !c.en1Live[c.en1Next] {
-			c.en1Live[c.en1Next] = true
-			return c.en1Next
+		v := prefix | c.en1Next&low
+		if !c.en1Live[v] {
+			c.en1Live[v] = true
+			return v
 		}
 	}
 }

@@ -380,3 +380,36 @@ func TestShareNTimeAtTemplateLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestExtranonce1Prefix: with a prefix, every extranonce1 starts with it,
+// and two coordinators with distinct prefixes never hand out the same one.
+func TestExtranonce1Prefix(t *testing.T) {
+	seen := map[string]bool{}
+	for _, prefix := range []uint32{0x2a, 0x2b} {
+		h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) {
+			c.Extranonce1Prefix, c.Extranonce1PrefixBits = prefix, 8
+		}})
+		for range 20 {
+			c := h.dial()
+			c.subscribe()
+			if c.en1[0] != byte(prefix) {
+				t.Fatalf("extranonce1 %x does not start with the prefix %02x", c.en1, prefix)
+			}
+			if seen[string(c.en1)] {
+				t.Fatalf("extranonce1 %x handed out twice", c.en1)
+			}
+			seen[string(c.en1)] = true
+		}
+	}
+	h := newHarness(t, harnessOpts{})
+	for _, bad := range []struct {
+		prefix uint32
+		bits   int
+		want   string
+	}{{0x100, 8, "does not fit in 8 bits"}, {1, 17, "must be 0..16"}, {1, -1, "must be 0..16"}} {
+		_, err := coordinator.New(coordinator.Config{Source: h.chain, Store: h.store, Extranonce1Prefix: bad.prefix, Extranonce1PrefixBits: bad.bits})
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Fatalf("prefix %x in %d bits: %v, want %q", bad.prefix, bad.bits, err, bad.want)
+		}
+	}
+}
