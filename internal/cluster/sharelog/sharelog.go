@@ -70,7 +70,9 @@ type Config struct {
 	// FlushInterval is the longest a share waits for its batch to fill
 	// (default 2 ms).
 	FlushInterval time.Duration
-	// MaxBatch is the most shares in one batch (default 1024).
+	// MaxBatch is the most shares in one batch (default 512). MaxBatch
+	// times Publishers should stay below the NATS client's limit of
+	// 4,000 unacknowledged async publishes, past which publishes stall.
 	MaxBatch int
 	// Publishers is the number of batches in flight at once (default 4).
 	Publishers int
@@ -129,7 +131,7 @@ func New(js jetstream.JetStream, cfg Config) (*Log, error) {
 		cfg.FlushInterval = 2 * time.Millisecond
 	}
 	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 1024
+		cfg.MaxBatch = 512
 	}
 	if cfg.Publishers == 0 {
 		cfg.Publishers = 4
