@@ -142,9 +142,8 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 	delete(b.pending, hash)
 	b.settled[hash] = true
 	b.mu.Unlock()
-	if serr := c.cfg.Store.SetFoundBlockState(ctx, hash, state, reason, now); serr != nil {
-		c.log.Error("recording found block state", "hash", ev.Hash, "state", state, "err", serr)
-	}
+	// Counters first: the chain has moved already, and a status read
+	// between the two must not show the new tip without its block.
 	c.metrics.blocks.WithLabelValues(state).Inc()
 	switch state {
 	case store.FoundAccepted:
@@ -160,6 +159,9 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		c.blocksRejected.Add(1)
 		ev.Reason = reason
 		c.log.Warn("block abandoned", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt, "err", err)
+	}
+	if serr := c.cfg.Store.SetFoundBlockState(ctx, hash, state, reason, now); serr != nil {
+		c.log.Error("recording found block state", "hash", ev.Hash, "state", state, "err", serr)
 	}
 	if c.cfg.OnBlock != nil {
 		c.cfg.OnBlock(ev)
