@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -376,11 +377,22 @@ func (s *NATSServer) tail() string {
 	return string(data)
 }
 
+// freePort returns a port free on 127.0.0.1 now, for a server that must
+// be told its port before it starts. It picks at random below the
+// kernel's ephemeral range (Linux: 32768 and up), where the port-0
+// listeners of tests running at the same time cannot take it between this
+// check and the server's bind.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	var last error
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			last = err
+			continue
+		}
+		ln.Close()
+		return port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port in 20000-32000 after 200 tries: %w", last)
 }
