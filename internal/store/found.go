@@ -136,22 +136,13 @@ func (s *Store) foundBlocks(ctx context.Context, where string, args ...any) ([]F
 	defer rows.Close()
 	var out []FoundBlock
 	for rows.Next() {
-		var (
-			f                 FoundBlock
-			hash, header, raw []byte
-			tm, found, upd    int64
-		)
-		if err := rows.Scan(&f.Height, &hash, &header, &raw, &f.Finder, &tm, &found, &f.State, &f.Reason, &f.Attempts, &upd); err != nil {
-			return nil, fmt.Errorf("store: read found block: %w", err)
+		var f FoundBlock
+		var upd int64
+		b, err := scanBlock(rows, &f.State, &f.Reason, &f.Attempts, &upd)
+		if err != nil {
+			return nil, err
 		}
-		if len(hash) != len(f.Hash) || len(header) != len(f.Header) {
-			return nil, fmt.Errorf("store: found block at height %d: stored hash is %d bytes and header %d bytes", f.Height, len(hash), len(header))
-		}
-		copy(f.Hash[:], hash)
-		copy(f.Header[:], header)
-		f.Raw = raw
-		f.Time = uint32(tm)
-		f.FoundAt = time.Unix(0, found)
+		f.Block = b
 		f.UpdatedAt = time.Unix(0, upd)
 		out = append(out, f)
 	}

@@ -222,28 +222,37 @@ func scanBlocks(rows *sql.Rows) ([]Block, error) {
 	defer rows.Close()
 	var out []Block
 	for rows.Next() {
-		var (
-			b                 Block
-			hash, header, raw []byte
-			tm, found         int64
-		)
-		if err := rows.Scan(&b.Height, &hash, &header, &raw, &b.Finder, &tm, &found); err != nil {
-			return nil, fmt.Errorf("store: read block: %w", err)
+		b, err := scanBlock(rows)
+		if err != nil {
+			return nil, err
 		}
-		if len(hash) != len(b.Hash) || len(header) != len(b.Header) {
-			return nil, fmt.Errorf("store: block at height %d: stored hash is %d bytes and header %d bytes", b.Height, len(hash), len(header))
-		}
-		copy(b.Hash[:], hash)
-		copy(b.Header[:], header)
-		b.Raw = raw
-		b.Time = uint32(tm)
-		b.FoundAt = time.Unix(0, found)
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: read blocks: %w", err)
 	}
 	return out, nil
+}
+
+// scanBlock reads the blockCols of one row, then extra columns into extra.
+func scanBlock(rows *sql.Rows, extra ...any) (Block, error) {
+	var (
+		b                 Block
+		hash, header, raw []byte
+		tm, found         int64
+	)
+	if err := rows.Scan(append([]any{&b.Height, &hash, &header, &raw, &b.Finder, &tm, &found}, extra...)...); err != nil {
+		return Block{}, fmt.Errorf("store: read block: %w", err)
+	}
+	if len(hash) != len(b.Hash) || len(header) != len(b.Header) {
+		return Block{}, fmt.Errorf("store: block at height %d: stored hash is %d bytes and header %d bytes", b.Height, len(hash), len(header))
+	}
+	copy(b.Hash[:], hash)
+	copy(b.Header[:], header)
+	b.Raw = raw
+	b.Time = uint32(tm)
+	b.FoundAt = time.Unix(0, found)
+	return b, nil
 }
 
 // Blocks returns the stored blocks with height >= fromHeight, oldest first,
