@@ -20,6 +20,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
+	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,10 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
 	}
 	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: f.replicas, LeaderTTL: f.leaderTTL}); err != nil {
+		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
+	}
+	membersKV, err := members.Ensure(cctx, js, f.replicas)
+	if err != nil {
 		return fmt.Errorf("--cluster %q: %w", f.cluster, err)
 	}
 	reg := prometheus.NewRegistry()
@@ -103,17 +108,35 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 	}))
 
 	var srv *http.Server
+	var httpAddr string
 	if f.http != "" {
 		ln, err := net.Listen("tcp", f.http)
 		if err != nil {
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, req *http.Request) {
 			st := clusterStatus{Coordinator: r.State()}
 			if src := r.Source(); src != nil {
 				s := src.Status()
 				st.Source = &s
+			}
+			lctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+			all, err := members.List(lctx, membersKV)
+			cancel()
+			if err != nil {
+				st.MembersError = err.Error()
+			}
+			st.Coordinators, st.Frontends, st.Ledgers = []members.Member{}, []members.Member{}, []members.Member{}
+			for _, m := range all {
+				switch m.Role {
+				case members.RoleFrontend:
+					st.Frontends = append(st.Frontends, m)
+				case members.RoleLedger:
+					st.Ledgers = append(st.Ledgers, m)
+				case members.RoleCoordinator:
+					st.Coordinators = append(st.Coordinators, m)
+				}
 			}
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(st)
@@ -126,9 +149,19 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 			srv.Shutdown(sctx)
 			c()
 		}()
-		log.Info("cluster coordinator HTTP", "addr", ln.Addr().String())
+		httpAddr = ln.Addr().String()
+		log.Info("cluster coordinator HTTP", "addr", httpAddr)
 	}
 	fmt.Fprintf(stdout, "coordinator %s on cluster %s: campaigning\n", id, strings.Join(urls, ","))
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		members.Heartbeat(hbCtx, membersKV, "coordinator-"+id, members.RoleCoordinator, log, func() members.Member {
+			return members.Member{State: r.State().Role, HTTP: httpAddr}
+		})
+	}()
+	defer func() { stopHB(); <-hbDone }()
 	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -139,6 +172,12 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 type clusterStatus struct {
 	Coordinator leader.State `json:"coordinator"`
 	Source      *work.Status `json:"source,omitempty"` // while active
+	// The live members of the cluster, from their heartbeats: every
+	// coordinator (state active or standby), front-end and ledger writer.
+	Coordinators []members.Member `json:"coordinators"`
+	Frontends    []members.Member `json:"frontends"`
+	Ledgers      []members.Member `json:"ledgers"`
+	MembersError string           `json:"members_error,omitempty"`
 }
 
 // keepOpen is a source that outlives the term: a node is followed for the

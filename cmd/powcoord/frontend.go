@@ -2,20 +2,34 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
+	"github.com/powcoord/powcoord/internal/cluster/lease"
+	"github.com/powcoord/powcoord/internal/cluster/members"
+	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const frontendUsage = `Usage: powcoord frontend --cluster URLS [flags]
@@ -23,14 +37,38 @@ const frontendUsage = `Usage: powcoord frontend --cluster URLS [flags]
 Runs a Stratum V1 front-end of a powcoord cluster: it serves miners on
 --stratum, mines on the jobs the active coordinator publishes to the NATS
 JetStream cluster, validates shares itself, and hands found blocks to the
-active coordinator through the cluster. Shares are recorded in the SQLite
-ledger under --data. Run any number of front-ends.
+active coordinator through the cluster. Run any number of front-ends.
+
+Unique work: at start the front-end leases an extranonce1 prefix (8 bits,
+so up to 256 front-ends) from the KV bucket powcoord-prefixes and renews it
+every --lease-ttl/3; every extranonce1 it hands out starts with it. When
+the lease is lost (the cluster cannot be reached for 9/10 of --lease-ttl,
+or another front-end holds the prefix), the front-end stops accepting
+shares and closes every session, so its miners go to another front-end;
+then it leases a prefix again and serves miners anew.
+
+Ledger (--ledger):
+  sharelog  (default) a share is answered true only after the replicated
+            SHARES stream acknowledged it; run powcoord ledger to move the
+            shares into PostgreSQL.
+  sqlite    shares go to the SQLite file under --data on this host only,
+            and never reach the cluster's PostgreSQL ledger: for a trial of
+            the cluster without a ledger writer, or a solo operator who
+            keeps one front-end's accounting in a local file. Found blocks
+            go to the cluster either way.
+
+Every second the front-end writes a heartbeat (sessions, shares/s,
+accepted shares, its prefix, its Stratum address) to the KV bucket
+powcoord-members; the cluster coordinator's GET /api/cluster lists them.
+With --http it serves /metrics (Prometheus) and GET /api/status (the
+coordinator's status and the lease).
 
 Examples:
   powcoord frontend --cluster nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222 \
-      --stratum 0.0.0.0:3333 --data ./frontend1
-  powcoord frontend --cluster nats://127.0.0.1:4222 --stratum 127.0.0.1:3334 \
-      --data /tmp/fe2 --share-difficulty 0.01 --wait 1m
+      --stratum 0.0.0.0:3333 --http 0.0.0.0:9101
+  powcoord frontend --cluster nats://127.0.0.1:4222 --replicas 1 --stratum 127.0.0.1:3334 \
+      --id fe2 --share-difficulty 0.01 --wait 1m
+  powcoord frontend --cluster nats://127.0.0.1:4222 --ledger sqlite --data /tmp/fe3
 
 Flags:
 `
@@ -40,7 +78,12 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.SetOutput(stderr)
 	cluster := fs.String("cluster", "", "comma-separated NATS server `URLs` of the cluster (nats://host:port or tls://host:port); required")
 	stratum := fs.String("stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
-	data := fs.String("data", "powcoord-frontend-data", "`directory` for the front-end's share ledger (created if missing)")
+	httpAddr := fs.String("http", "", "HTTP listen `address` for /metrics and /api/status (e.g. 127.0.0.1:9101); empty disables it")
+	ledgerKind := fs.String("ledger", "sharelog", "where accepted shares go: `sharelog` (the cluster's SHARES stream) or sqlite (a file under --data)")
+	data := fs.String("data", "powcoord-frontend-data", "`directory` of the SQLite ledger with --ledger sqlite (created if missing)")
+	id := fs.String("id", "", "this front-end's `id` in the cluster: letters, digits, '-' and '_' (default: host name, pid and a random suffix)")
+	replicas := fs.Int("replicas", 3, "`copies` of each stream and bucket when this front-end creates them (at most the number of NATS servers)")
+	leaseTTL := fs.Duration("lease-ttl", lease.DefaultTTL, "lifetime of the extranonce1 prefix lease without renewal; the front-end sends its miners away 9/10 of it after it last reached the cluster")
 	shareDiff := fs.Float64("share-difficulty", 0.001, "starting share `difficulty` of every connection; vardiff moves it from there")
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
@@ -65,50 +108,311 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *wait <= 0 {
 		return fmt.Errorf("--wait %v: must be positive", *wait)
 	}
+	if *ledgerKind != "sharelog" && *ledgerKind != "sqlite" {
+		return fmt.Errorf("--ledger %q: want sharelog or sqlite", *ledgerKind)
+	}
+	if *leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl %v: must be at least 1s", *leaseTTL)
+	}
+	if *replicas < 1 || *replicas > 5 {
+		return fmt.Errorf("--replicas %d: want 1 to 5", *replicas)
+	}
+	if *id == "" {
+		*id = defaultMemberID()
+	} else if !validToken(*id) {
+		return fmt.Errorf("--id %q: letters, digits, '-' and '_' only", *id)
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
 	cctx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
-	nc, err := bus.Connect(cctx, urls, "powcoord-frontend "+host)
+	nc, err := bus.Connect(cctx, urls, "powcoord-frontend "+*id)
 	if err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)
 	}
 	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", *cluster, err)
+	}
+	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: *replicas}); err != nil {
+		return fmt.Errorf("--cluster %q: %w", *cluster, err)
+	}
+	leaseKV, err := lease.Ensure(cctx, js, *leaseTTL, *replicas)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", *cluster, err)
+	}
+	membersKV, err := members.Ensure(cctx, js, *replicas)
+	if err != nil {
+		return fmt.Errorf("--cluster %q: %w", *cluster, err)
+	}
 	src, err := jobs.NewSource(cctx, jobs.SourceConfig{Conn: nc, Logger: log})
 	if err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)
 	}
 	defer src.Close()
 
-	if err := os.MkdirAll(*data, 0o755); err != nil {
-		return fmt.Errorf("--data %q: %w", *data, err)
+	var led coordinator.Ledger
+	if *ledgerKind == "sqlite" {
+		if err := os.MkdirAll(*data, 0o755); err != nil {
+			return fmt.Errorf("--data %q: %w", *data, err)
+		}
+		st, err := store.Open(filepath.Join(*data, "powcoord.db"))
+		if err != nil {
+			return fmt.Errorf("--data %q: %w", *data, err)
+		}
+		defer st.Close()
+		led = st
+	} else {
+		sl, err := sharelog.New(js, sharelog.Config{Frontend: *id, Logger: log})
+		if err != nil {
+			return fmt.Errorf("frontend: %w", err)
+		}
+		defer sl.Close()
+		led = sl
 	}
-	st, err := store.Open(filepath.Join(*data, "powcoord.db"))
-	if err != nil {
-		return fmt.Errorf("--data %q: %w", *data, err)
-	}
-	defer st.Close()
-	rate := *spm
-	if rate <= 0 {
-		rate = -1
-	}
-	coord, err := coordinator.New(coordinator.Config{Source: src, Store: st, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log})
-	if err != nil {
-		return err
-	}
+	counted := &countingLedger{Ledger: led}
+
 	ln, err := net.Listen("tcp", *stratum)
 	if err != nil {
 		return fmt.Errorf("--stratum %q: %w", *stratum, err)
 	}
-	t := src.Current()
-	log.Info("frontend running", "stratum", ln.Addr().String(), "cluster", strings.Join(urls, ","),
-		"connected", nc.ConnectedUrlRedacted(), "height", t.Height, "data", *data)
-	fmt.Fprintf(stdout, "frontend: Stratum on %s, mining height %d from %s\n", ln.Addr(), t.Height, nc.ConnectedUrlRedacted())
-	if err := coord.Run(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	stratumAddr := ln.Addr().String()
+	var hln net.Listener
+	if *httpAddr != "" {
+		if hln, err = net.Listen("tcp", *httpAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("--http %q: %w", *httpAddr, err)
+		}
 	}
-	return nil
+	rate := *spm
+	if rate <= 0 {
+		rate = -1
+	}
+	fe := &frontend{id: *id, log: log, stratum: stratumAddr}
+	base := prometheus.NewRegistry()
+	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "powcoord_frontend_shares_recorded_total", Help: "Shares made durable by the ledger since start, over every lease."},
+			func() float64 { return float64(counted.n.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "powcoord_frontend_leases_total", Help: "Extranonce1 prefix leases won since start."},
+			func() float64 { return float64(fe.leases.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "powcoord_frontend_lease_held", Help: "1 while the front-end holds an extranonce1 prefix lease and serves miners."},
+			func() float64 {
+				if t := fe.current(); t != nil {
+					return 1
+				}
+				return 0
+			}))
+
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopAll()
+	if hln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{base, prometheus.GathererFunc(fe.gather)}, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /api/status", fe.serveStatus)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		bg.Go(func() { srv.Serve(hln) })
+		bg.Go(func() {
+			<-runCtx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			srv.Shutdown(sctx)
+			c()
+		})
+		fe.http = hln.Addr().String()
+		log.Info("frontend HTTP", "addr", fe.http)
+	}
+	var lastCount uint64
+	lastTime := time.Now()
+	bg.Go(func() {
+		members.Heartbeat(runCtx, membersKV, *id, members.RoleFrontend, log, func() members.Member {
+			now := time.Now()
+			n := counted.n.Load()
+			m := members.Member{Stratum: stratumAddr, HTTP: fe.http, Accepted: n}
+			if dt := now.Sub(lastTime).Seconds(); dt > 0 && n >= lastCount {
+				m.SharesPerSecond = float64(n-lastCount) / dt
+			}
+			lastCount, lastTime = n, now
+			if t := fe.current(); t != nil {
+				p := t.lease.Prefix()
+				m.Prefix, m.PrefixBits = &p, lease.Bits
+				m.Sessions = t.coord.SessionCount()
+			}
+			return m
+		})
+	})
+
+	first := true
+	for {
+		l, err := lease.Acquire(ctx, leaseKV, *id, *leaseTTL, log)
+		if err != nil {
+			ln.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("frontend: %w", err)
+		}
+		fe.leases.Add(1)
+		reg := prometheus.NewRegistry()
+		coord, err := coordinator.New(coordinator.Config{
+			Source: src, Store: counted, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
+			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
+		})
+		if err != nil {
+			l.Release(context.Background())
+			ln.Close()
+			return err
+		}
+		if !first {
+			// The previous term's Run closed the listener; listen on the
+			// same address again (the port stays free for a moment at most).
+			for {
+				ln, err = net.Listen("tcp", stratumAddr)
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				log.Warn("stratum listen failed, retrying", "addr", stratumAddr, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			if ctx.Err() != nil {
+				l.Release(context.Background())
+				return nil
+			}
+		}
+		fe.set(&term{lease: l, coord: coord, reg: reg})
+		log.Info("extranonce1 prefix leased", "id", *id, "prefix", l.Prefix(), "bits", lease.Bits, "revision", l.Revision())
+		if first {
+			t := src.Current()
+			log.Info("frontend running", "id", *id, "stratum", stratumAddr, "cluster", strings.Join(urls, ","),
+				"connected", nc.ConnectedUrlRedacted(), "height", t.Height, "ledger", *ledgerKind, "prefix", l.Prefix())
+			fmt.Fprintf(stdout, "frontend %s: Stratum on %s, extranonce1 prefix %d/%d bits, mining height %d from %s\n",
+				*id, stratumAddr, l.Prefix(), lease.Bits, t.Height, nc.ConnectedUrlRedacted())
+			first = false
+		}
+		termCtx, endTerm := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-l.Lost():
+			case <-termCtx.Done():
+			}
+			endTerm()
+		}()
+		err = coord.Run(termCtx, ln)
+		endTerm()
+		fe.set(nil)
+		ln = nil
+		if ctx.Err() != nil {
+			return nil // ctx's end resigns the lease
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			l.Release(context.Background())
+			return err
+		}
+		log.Warn("extranonce1 prefix lease lost: sessions closed, leasing again", "id", *id, "prefix", l.Prefix(), "err", l.Err())
+	}
+}
+
+// frontend is the state the HTTP handlers and the heartbeat read.
+type frontend struct {
+	id, stratum, http string
+	log               *slog.Logger
+	leases            atomic.Int64
+	cur               atomic.Pointer[term]
+}
+
+// term is one lease: the coordinator serving miners with its prefix.
+type term struct {
+	lease *lease.Lease
+	coord *coordinator.Coordinator
+	reg   *prometheus.Registry
+}
+
+func (f *frontend) set(t *term) { f.cur.Store(t) }
+
+func (f *frontend) current() *term { return f.cur.Load() }
+
+func (f *frontend) gather() ([]*dto.MetricFamily, error) {
+	if t := f.current(); t != nil {
+		return t.reg.Gather()
+	}
+	return nil, nil
+}
+
+// frontendStatus is GET /api/status of a front-end.
+type frontendStatus struct {
+	ID          string              `json:"id"`
+	Stratum     string              `json:"stratum"`
+	Lease       *leaseStatus        `json:"lease"` // null while the front-end holds none
+	Coordinator *coordinator.Status `json:"coordinator,omitempty"`
+}
+
+type leaseStatus struct {
+	Prefix   uint32    `json:"prefix"`
+	Bits     int       `json:"bits"`
+	Key      string    `json:"key"`
+	Revision uint64    `json:"revision"`
+	Since    time.Time `json:"since"`
+}
+
+func (f *frontend) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	st := frontendStatus{ID: f.id, Stratum: f.stratum}
+	code := http.StatusOK
+	if t := f.current(); t != nil {
+		s := t.coord.Status()
+		st.Coordinator = &s
+		st.Lease = &leaseStatus{Prefix: t.lease.Prefix(), Bits: lease.Bits, Key: t.lease.Key(), Revision: t.lease.Revision(), Since: t.lease.Since().UTC()}
+	} else {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(st)
+}
+
+// countingLedger counts the shares its ledger made durable.
+type countingLedger struct {
+	coordinator.Ledger
+	n atomic.Uint64
+}
+
+func (c *countingLedger) RecordShare(ctx context.Context, sh store.Share) error {
+	err := c.Ledger.RecordShare(ctx, sh)
+	if err == nil {
+		c.n.Add(1)
+	}
+	return err
+}
+
+func defaultMemberID() string {
+	host, _ := os.Hostname()
+	var b strings.Builder
+	for _, r := range host {
+		if r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteRune('_')
+		}
+	}
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	return fmt.Sprintf("%s-%d-%s", b.String(), os.Getpid(), hex.EncodeToString(rnd[:]))
+}
+
+func validToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9')) {
+			return false
+		}
+	}
+	return true
 }

@@ -15,6 +15,9 @@ func TestFrontendBadCluster(t *testing.T) {
 		{"--cluster nats://h", `--cluster "nats://h"`},
 		{"--cluster nats://127.0.0.1:1 --wait 2s", `--cluster "nats://127.0.0.1:1": bus: connecting to NATS at nats://127.0.0.1:1`},
 		{"--cluster nats://127.0.0.1:1 --share-difficulty 0", "--share-difficulty 0"},
+		{"--cluster nats://127.0.0.1:1 --ledger mysql", `--ledger "mysql": want sharelog or sqlite`},
+		{"--cluster nats://127.0.0.1:1 --lease-ttl 10ms", "--lease-ttl 10ms: must be at least 1s"},
+		{"--cluster nats://127.0.0.1:1 --id a.b", `--id "a.b": letters, digits`},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var out, errb bytes.Buffer
@@ -33,7 +36,7 @@ func TestFrontendHelp(t *testing.T) {
 		t.Fatal("--help returned nil, want flag.ErrHelp")
 	}
 	help := errb.String()
-	for _, want := range []string{"Examples:", "powcoord frontend --cluster nats://", "-cluster", "-stratum", "-data", "-share-difficulty", "-shares-per-minute", "-wait", "-log-level"} {
+	for _, want := range []string{"Examples:", "powcoord frontend --cluster nats://", "-cluster", "-stratum", "-data", "-share-difficulty", "-shares-per-minute", "-wait", "-log-level", "-http", "-ledger", "-id", "-replicas", "-lease-ttl", "/api/status", "/metrics", "powcoord-prefixes", "powcoord-members", "--ledger sqlite"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("frontend --help does not mention %q:\n%s", want, help)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/ledgerd"
+	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +30,8 @@ share delivered twice is stored once. Run one or more: the writers share
 one durable consumer (--durable) and split the stream between them. The
 schema is created or upgraded at start-up.
 
+Every second it writes a heartbeat with its lag to the KV bucket
+powcoord-members (listed by the cluster coordinator's GET /api/cluster).
 With --http the writer serves /metrics (Prometheus), among them
 powcoord_ledger_lag_messages: the shares not yet stored.
 
@@ -110,11 +113,32 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	membersKV, err := members.Ensure(sctx, js, *replicas)
+	if err != nil {
+		return fmt.Errorf("ledger: --cluster %q: %w", *cluster, err)
+	}
 	cancel()
 	log.Info("ledger writer started", "cluster", nc.ConnectedUrlRedacted(), "postgres", pgledger.RedactURL(*pgURL), "durable", *durable)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
+	// The heartbeat (with the lag) lists this writer in the cluster's GET /api/cluster.
+	g.Go(func() error {
+		var httpAddr string
+		if ln != nil {
+			httpAddr = ln.Addr().String()
+		}
+		members.Heartbeat(gctx, membersKV, "ledger-"+defaultMemberID(), members.RoleLedger, log, func() members.Member {
+			m := members.Member{HTTP: httpAddr}
+			lctx, cancel := context.WithTimeout(gctx, 500*time.Millisecond)
+			if lag, err := w.Lag(lctx); err == nil {
+				m.LagMessages = &lag
+			}
+			cancel()
+			return m
+		})
+		return nil
+	})
 	if ln != nil {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), w.Collector())
