@@ -59,7 +59,13 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 		Block:       v.block,
 	}
 	if err := s.c.cfg.Store.RecordShare(ctx, sh); err != nil {
-		s.c.log.Error("recording share", "worker", p.Worker, "err", err)
+		if ctx.Err() != nil {
+			// Shutting down: the miner is told false and may send it
+			// again to the next coordinator.
+			s.c.log.Debug("share not recorded: shutting down", "worker", p.Worker, "err", err)
+		} else {
+			s.c.log.Error("recording share", "worker", p.Worker, "err", err)
+		}
 		s.c.metrics.shares.WithLabelValues(ReasonLedger).Inc()
 		s.c.stats.rejected(user, ReasonLedger)
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: "share could not be recorded; send it again"})
