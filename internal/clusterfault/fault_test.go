@@ -1,0 +1,363 @@
+// Package clusterfault holds the cluster fault test of issue 10: the
+// whole cluster as separate processes (the powcoord binary, nats-server,
+// PostgreSQL), SIGKILLed piece by piece while miners work.
+package clusterfault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/agent"
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/ledger/pgledger"
+	"github.com/powcoord/powcoord/internal/loadtest"
+	"github.com/powcoord/powcoord/internal/simchain"
+)
+
+func buildPowcoord(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "powcoord")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/powcoord/powcoord/cmd/powcoord")
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one powcoord process.
+type proc struct {
+	name string
+	args []string
+	bin  string
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	mu   sync.Mutex
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.out.Reset()
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Kill() // SIGKILL
+		p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// told is every share a miner was told true for.
+type told struct {
+	mu     sync.Mutex
+	hashes map[chainmath.Hash]bool
+}
+
+func (l *told) add(sh loadtest.Share) {
+	l.mu.Lock()
+	l.hashes[sh.Hash] = true
+	l.mu.Unlock()
+}
+
+func (l *told) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.hashes)
+}
+
+// mine keeps a load-generator miner on one of addrs (the next one when its
+// pool goes away), submitting about rate shares a second.
+func mine(ctx context.Context, addrs []string, user string, rate int, l *told) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; ctx.Err() == nil; i++ {
+		m, err := loadtest.Dial(ctx, addrs[i%len(addrs)], "", user)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+			continue
+		}
+		m.OnAccepted = l.add
+		runDone := make(chan struct{})
+		go func() { defer close(runDone); m.Run(ctx) }()
+		if m.WaitWork(ctx) == nil {
+		loop:
+			for {
+				select {
+				case <-ctx.Done():
+					break loop
+				case <-runDone:
+					break loop
+				case <-tick.C:
+				}
+				if sh, ok := m.Solve(false, 1<<22); ok && m.Submit(sh) != nil {
+					break
+				}
+			}
+		}
+		m.Close()
+		<-runDone
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	return time.Since(start)
+}
+
+func role(httpAddr string) string {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + httpAddr + "/api/cluster")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Coordinator struct {
+			Role string `json:"role"`
+		} `json:"coordinator"`
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	return st.Coordinator.Role
+}
+
+// TestClusterFaults: 3 NATS servers (R3), 2 coordinators, 3 front-ends,
+// 1 ledger writer and PostgreSQL, miners on every front-end. SIGKILL in
+// turn a front-end, a NATS server, the active coordinator and the ledger
+// writer; at the end every share a miner was told true for is in
+// PostgreSQL exactly once and the chain in CHAIN re-validates.
+func TestClusterFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole cluster as processes")
+	}
+	bin := buildPowcoord(t)
+	nats := clustertest.StartNATSCluster(t, 3)
+	pg := clustertest.StartPostgres(t)
+	dbURL := pg.CreateDatabase(t)
+	urls := strings.Join(nats.URLs(), ",")
+	dir := t.TempDir()
+
+	var procs []*proc
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	})
+	newProc := func(name string, args ...string) *proc {
+		p := &proc{name: name, bin: bin, args: args}
+		procs = append(procs, p)
+		p.start(t)
+		return p
+	}
+	dump := func() string {
+		var b strings.Builder
+		for _, p := range procs {
+			fmt.Fprintf(&b, "--- %s\n%s\n", p.name, lastLines(p.log(), 15))
+		}
+		return b.String()
+	}
+	var coords []*proc
+	var coordHTTP []string
+	for i := range 2 {
+		h := freeAddr(t)
+		coordHTTP = append(coordHTTP, h)
+		coords = append(coords, newProc("coordinator"+strconv.Itoa(i+1), "coordinator", "--cluster", urls, "--http", h,
+			"--block-difficulty", "1e-3", "--block-time", "1s", "--leader-ttl", "3s", "--log-level", "warn"))
+		if i == 0 {
+			waitFor(t, 30*time.Second, "the first coordinator active", func() bool { return role(h) == "active" })
+		}
+	}
+	ledger := newProc("ledger", "ledger", "--cluster", urls, "--postgres", dbURL, "--http", "", "--log-level", "warn")
+	var fronts []*proc
+	var stratum []string
+	for i := range 3 {
+		a := freeAddr(t)
+		stratum = append(stratum, a)
+		fronts = append(fronts, newProc("frontend"+strconv.Itoa(i+1), "frontend", "--cluster", urls, "--stratum", a,
+			"--data", filepath.Join(dir, "fe"+strconv.Itoa(i+1)), "--share-difficulty", "2e-5", "--shares-per-minute", "0", "--log-level", "warn"))
+	}
+	for _, a := range stratum {
+		waitFor(t, 30*time.Second, "front-end "+a+" listening", func() bool {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := &told{hashes: map[chainmath.Hash]bool{}}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		// Each miner starts on its own front-end and knows the others.
+		order := append(append([]string{}, stratum[i:]...), stratum[:i]...)
+		wg.Add(1)
+		go func() { defer wg.Done(); mine(ctx, order, "miner"+strconv.Itoa(i), 30, l) }()
+	}
+	var agentURLs []string
+	for _, a := range stratum {
+		agentURLs = append(agentURLs, "stratum+tcp://"+a)
+	}
+	ag, err := agent.New(agent.Config{URLs: agentURLs, User: "agent", Threads: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); ag.Run(ctx) }()
+
+	nc, err := bus.Connect(ctx, nats.URLs(), "fault-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := bus.New(nc)
+	chain := chainstore.Reader(js)
+	height := func() int64 {
+		b, err := chain.Blocks(ctx, 0, 0)
+		if err != nil || len(b) == 0 {
+			return -1
+		}
+		return b[len(b)-1].Height
+	}
+	progress := func(what string) {
+		t.Helper()
+		h, n := height(), l.count()
+		waitFor(t, 60*time.Second, what+": more blocks and shares", func() bool { return height() >= h+2 && l.count() >= n+20 })
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(dump())
+		}
+	}()
+	progress("start")
+
+	// 1. A front-end: the agent on it mines again through another.
+	onFirst := ag.Stats().Pool == agentURLs[0]
+	fronts[0].kill()
+	before := ag.Stats().Sessions
+	if onFirst {
+		d := waitFor(t, 30*time.Second, "the agent mining through another front-end", func() bool {
+			st := ag.Stats()
+			return st.Sessions > before && st.Connected && st.JobID != ""
+		})
+		t.Logf("front-end killed: the agent mines again through %s after %v", ag.Stats().Pool, d.Round(time.Millisecond))
+	}
+	progress("after a front-end died")
+
+	// 2. A NATS server.
+	nats.Servers[2].Kill()
+	progress("after a NATS server died")
+
+	// 3. The active coordinator.
+	active := 0
+	if role(coordHTTP[1]) == "active" {
+		active = 1
+	}
+	coords[active].kill()
+	d := waitFor(t, 30*time.Second, "the standby active", func() bool { return role(coordHTTP[1-active]) == "active" })
+	t.Logf("active coordinator killed: the standby active after %v", d.Round(time.Millisecond))
+	progress("after the active coordinator died")
+
+	// 4. The ledger writer, restarted.
+	ledger.kill()
+	progress("while the ledger writer is down")
+	ledger.start(t)
+
+	cancel()
+	wg.Wait()
+	want := l.count()
+	led, err := pgledger.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	waitFor(t, 60*time.Second, "the ledger writer to catch up", func() bool {
+		n, err := led.ShareCount(context.Background())
+		return err == nil && n >= int64(want)
+	})
+	stored, err := led.Shares(context.Background(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[chainmath.Hash]int{}
+	for _, s := range stored {
+		in[s.Hash]++
+	}
+	l.mu.Lock()
+	for h := range l.hashes {
+		if in[h] != 1 {
+			t.Errorf("share %s told true is stored %d times", h, in[h])
+		}
+	}
+	l.mu.Unlock()
+	blocks, err := chain.Blocks(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := simchain.ValidateChain(blocks, simchain.Config{BlockTime: time.Second, StartDifficulty: 1e-3}); err != nil {
+		t.Fatalf("the chain in CHAIN does not re-validate: %v", err)
+	}
+	t.Logf("%d shares told true, %d stored in PostgreSQL; %d blocks in one valid chain", want, len(stored), len(blocks))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
