@@ -40,13 +40,13 @@ ip netns exec "$NS" ip addr add $NS_IP/24 dev veth-pc1
 ip netns exec "$NS" ip link set veth-pc1 up
 ip netns exec "$NS" ip link set lo up
 
-"$nats" -js -a $HOST_IP -p 4222 -sd "$work/js" >"$work/nats.log" 2>&1 & pids+=($!)
+"$nats" -js -a $HOST_IP -p 4222 -m 18222 -sd "$work/js" >"$work/nats.log" 2>&1 & pids+=($!)
 sleep 1
 "$bin" coordinator --cluster nats://$HOST_IP:4222 --replicas 1 --http 127.0.0.1:0 \
 	--block-difficulty 0.001 --block-time 2s >"$work/coordinator.log" 2>&1 & pids+=($!)
 sleep 2
 ip netns exec "$NS" "$bin" frontend --cluster nats://$HOST_IP:4222 --stratum 127.0.0.1:3333 \
-	--data "$work/fe1" --share-difficulty 0.0001 >"$work/frontend.log" 2>&1 & pids+=($!)
+	--data "$work/fe1" --replicas 1 --share-difficulty 0.0001 >"$work/frontend.log" 2>&1 & pids+=($!)
 sleep 2
 ip netns exec "$NS" "$bin" agent --url stratum+tcp://127.0.0.1:3333 --user netns-miner --threads 1 \
 	--stats-interval 1s >"$work/agent.log" 2>&1 & pids+=($!)
@@ -61,8 +61,14 @@ ip link set veth-pc0 down
 sleep 7
 after=$(accepted)
 echo "netns-frontend: accepted after the cut (incl. in flight): $((after - before))"
-grep -E 'stale|disconnect|refus|closing|not recorded|rejected' "$work/frontend.log" "$work/agent.log" | tail -8 || true
-echo "netns-frontend: cut at $cut; see the lines above for when the front-end stopped acknowledging and sent the miner away"
+lost=$(grep -m1 'lease lost' "$work/frontend.log" | sed 's/^time=\([^ ]*\).*/\1/')
+echo "netns-frontend: link cut at $(date -u -d @"$cut" +%H:%M:%S.%N | cut -c1-12); front-end closed its sessions (lease lost) at ${lost:-never}"
+grep -m2 -E 'lease lost|not acknowledged' "$work/frontend.log" | cut -c1-200 || true
 ip link set veth-pc0 up
-sleep 3
-echo "netns-frontend: link restored; the miner's accepted count now: $(accepted)"
+sleep 4
+kill "${pids[-1]}"; sleep 1 # stop the miner: nothing more in flight
+acked=$(accepted)
+msgs=$(curl -s "http://$HOST_IP:18222/jsz?streams=true" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["state"]["messages"] for a in d.get("account_details",[]) for s in a.get("stream_detail",[]) if s["name"]=="SHARES"))')
+echo "netns-frontend: the miner was told true $acked times; the SHARES stream holds $msgs shares"
+if [ "$msgs" -lt "$acked" ]; then echo "netns-frontend: FAIL: acknowledged shares are missing" >&2; exit 1; fi
+echo "netns-frontend: OK: nothing acknowledged was lost"
