@@ -209,7 +209,7 @@ func (s *NATSServer) config() string {
 		}
 	}
 	slash := filepath.ToSlash
-	return fmt.Sprintf(`server_name: %q
+	cfg := fmt.Sprintf(`server_name: %q
 listen: "127.0.0.1:%d"
 http: "127.0.0.1:%d"
 ports_file_dir: %q
@@ -218,13 +218,18 @@ jetstream {
   max_memory_store: 268435456
   max_file_store: 4294967296
 }
-cluster {
+`, s.Name, clientPort, httpPort, slash(filepath.Join(s.Dir, "ports")), slash(filepath.Join(s.Dir, "js")))
+	// A lone server runs JetStream stand-alone: with a cluster block and
+	// no routes nats-server refuses to start JetStream.
+	if len(routes) > 0 {
+		cfg += fmt.Sprintf(`cluster {
   name: %q
   listen: "127.0.0.1:%d"
   routes: [%s]
 }
-`, s.Name, clientPort, httpPort, slash(filepath.Join(s.Dir, "ports")), slash(filepath.Join(s.Dir, "js")),
-		s.cluster.Name, s.clusterPort, strings.Join(routes, ", "))
+`, s.cluster.Name, s.clusterPort, strings.Join(routes, ", "))
+	}
+	return cfg
 }
 
 // spawn starts the process without waiting for it to become healthy.
