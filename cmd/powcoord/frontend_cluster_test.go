@@ -17,6 +17,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/lease"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 )
 
 func freeAddr(t *testing.T) string {
@@ -42,7 +43,9 @@ func getJSON(url string, v any) error {
 // coordinator, two front-ends and an agent on each, all in this process:
 // the front-ends lease distinct extranonce1 prefixes, every share in
 // SHARES carries its front-end's prefix and no hash appears twice, and
-// GET /api/cluster lists both front-ends with one session each.
+// GET /api/cluster lists both front-ends with one session each; then a
+// ledger writer started on the cluster moves the shares into PostgreSQL
+// and GET /api/cluster lists its heartbeat.
 func TestClusterFrontends(t *testing.T) {
 	c := clustertest.StartNATSCluster(t, 3)
 	urls := strings.Join(c.URLs(), ",")
@@ -180,4 +183,42 @@ func TestClusterFrontends(t *testing.T) {
 		t.Fatalf("shares per front-end in SHARES: %v, want at least 5 from each", per)
 	}
 	t.Logf("prefixes feA %d, feB %d; SHARES holds %d distinct shares: %v", fes[0].prefix, fes[1].prefix, len(seen), per)
+
+	// A ledger writer (started last: it consumes SHARES, read above)
+	// moves them into PostgreSQL and is listed by its heartbeat.
+	pg := clustertest.StartPostgres(t)
+	dbURL := pg.CreateDatabase(t)
+	ledgerOut := &lockedBuffer{}
+	start("ledger", ledgerOut, "ledger", "--cluster", urls, "--postgres", dbURL, "--http", "127.0.0.1:0")
+	led, err := pgledger.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	ledgerHTTP := regexp.MustCompile(`ledger metrics on http://(\S+)/metrics`)
+	var cl struct {
+		Ledgers []struct {
+			ID, Role, HTTP string
+			Lag            *uint64 `json:"lag_messages"`
+		}
+	}
+	var stored int64
+	for {
+		m := ledgerHTTP.FindStringSubmatch(ledgerOut.String())
+		stored, _ = led.ShareCount(ctx)
+		ok := m != nil && getJSON("http://"+coordHTTP+"/api/cluster", &cl) == nil && len(cl.Ledgers) == 1 && stored >= int64(len(seen))
+		if ok {
+			l := cl.Ledgers[0]
+			if l.Role != "ledger" || !strings.HasPrefix(l.ID, "ledger-") || l.HTTP != m[1] || l.Lag == nil {
+				t.Fatalf("/api/cluster ledger: %+v (lag %v), want role ledger, id ledger-..., http %s, a lag", l, l.Lag, m[1])
+			}
+			t.Logf("/api/cluster lists ledger %s (lag %d); PostgreSQL holds %d shares", l.ID, *l.Lag, stored)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("ledger not listed in /api/cluster, or PostgreSQL holds %d of the %d shares: %+v; ledger output:\n%s", stored, len(seen), cl, ledgerOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
