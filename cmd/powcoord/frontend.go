@@ -137,7 +137,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)
 	}
-	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: *replicas}); err != nil {
+	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: *replicas, KeepExisting: true}); err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)
 	}
 	leaseKV, err := lease.Ensure(cctx, js, *leaseTTL, *replicas)

@@ -106,7 +106,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
-	if _, err := bus.EnsureStreams(sctx, js, bus.StreamsConfig{Replicas: *replicas}); err != nil {
+	if _, err := bus.EnsureStreams(sctx, js, bus.StreamsConfig{Replicas: *replicas, KeepExisting: true}); err != nil {
 		return fmt.Errorf("ledger: --cluster %q: %w", *cluster, err)
 	}
 	w, err := ledgerd.New(sctx, js, led, ledgerd.Config{Durable: *durable, Batch: *batch, Logger: log})

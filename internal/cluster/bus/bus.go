@@ -158,6 +158,12 @@ type StreamsConfig struct {
 	// SharesMaxBytes caps SHARES (default 1 GiB; -1: no limit). When it
 	// is full, publishes fail (discard new) rather than dropping shares.
 	SharesMaxBytes int64
+	// KeepExisting creates only what is missing and leaves existing
+	// streams and buckets as they are. Front-ends and ledger writers set
+	// it: the cluster coordinators own the settings (replicas, leader
+	// TTL), and a process started with other flags must not change them
+	// under a running cluster.
+	KeepExisting bool
 }
 
 func (c StreamsConfig) withDefaults() StreamsConfig {
@@ -237,13 +243,35 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 	}
 	var got []jetstream.Stream
 	for _, sc := range StreamConfigs(cfg) {
-		s, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, sc) })
+		s, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			if cfg.KeepExisting {
+				s, err := js.Stream(ctx, sc.Name)
+				if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+					return s, err
+				}
+				if s, err = js.CreateStream(ctx, sc); err == nil || !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+					return s, err
+				}
+				return js.Stream(ctx, sc.Name) // made by another process meanwhile
+			}
+			return js.CreateOrUpdateStream(ctx, sc)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("bus: creating or updating stream %s (%d replicas): %w", sc.Name, sc.Replicas, err)
 		}
 		got = append(got, s)
 	}
 	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		if cfg.KeepExisting {
+			kv, err := js.KeyValue(ctx, BucketLeader)
+			if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return kv, err
+			}
+			if kv, err = js.CreateKeyValue(ctx, leaderBucketConfig(cfg)); err == nil || !errors.Is(err, jetstream.ErrBucketExists) {
+				return kv, err
+			}
+			return js.KeyValue(ctx, BucketLeader)
+		}
 		return js.CreateOrUpdateKeyValue(ctx, leaderBucketConfig(cfg))
 	})
 	if err != nil {
