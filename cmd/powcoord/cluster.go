@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -142,6 +143,10 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 			json.NewEncoder(w).Encode(st)
 		})
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write(clusterPage)
+		})
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
@@ -167,6 +172,12 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 	}
 	return nil
 }
+
+// clusterPage is the cluster dashboard at GET /: every coordinator,
+// front-end and ledger writer from GET /api/cluster, refreshed each second.
+//
+//go:embed cluster.html
+var clusterPage []byte
 
 // clusterStatus is GET /api/cluster of a cluster coordinator.
 type clusterStatus struct {

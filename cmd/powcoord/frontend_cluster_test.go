@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -135,6 +136,16 @@ func TestClusterFrontends(t *testing.T) {
 	}
 	if st.Coordinator.Role != "active" || len(st.Coordinators) != 1 || st.Coordinators[0].State != "active" {
 		t.Errorf("/api/cluster coordinators: %+v (this one %s), want one, active", st.Coordinators, st.Coordinator.Role)
+	}
+	// The cluster dashboard page reads that API.
+	if resp, err := http.Get("http://" + coordHTTP + "/"); err != nil {
+		t.Error(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<h2>Front-ends</h2>")) || !bytes.Contains(page, []byte("fetch('api/cluster')")) {
+			t.Errorf("cluster dashboard: %d, %d bytes", resp.StatusCode, len(page))
+		}
 	}
 
 	// Every share in SHARES: no hash twice, extranonce1 from its front-end's prefix.
