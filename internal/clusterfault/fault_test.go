@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
 	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/gotool"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/loadtest"
 	"github.com/powcoord/powcoord/internal/simchain"
@@ -33,11 +33,9 @@ import (
 
 func buildPowcoord(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "powcoord")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/powcoord/powcoord/cmd/powcoord")
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := gotool.BuildPowcoord(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

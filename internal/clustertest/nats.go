@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/powcoord/powcoord/internal/gotool"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -29,32 +30,9 @@ import (
 	"time"
 )
 
-var (
-	natsOnce sync.Once
-	natsPath string
-	natsErr  error
-)
-
 // NATSServerPath returns the path of the nats-server binary pinned in
 // go.mod as a tool (`go tool -n nats-server`), building it on first use.
-func NATSServerPath() (string, error) {
-	natsOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			natsErr = fmt.Errorf("building nats-server needs the go command on PATH: %v", err)
-			return
-		}
-		cmd := exec.Command(goBin, "tool", "-n", "nats-server")
-		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			natsErr = fmt.Errorf("go tool -n nats-server: %v: %s", err, strings.TrimSpace(string(out)))
-			return
-		}
-		natsPath = strings.TrimSpace(string(out))
-	})
-	return natsPath, natsErr
-}
+func NATSServerPath() (string, error) { return gotool.Path("nats-server") }
 
 // startTimeout bounds how long a server may take to answer its health
 // check after being started (JetStream meta-leader election included).

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/gotool"
 	"github.com/powcoord/powcoord/internal/loadtest"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
@@ -29,11 +29,9 @@ import (
 // buildPowcoord builds the powcoord binary into a temporary directory.
 func buildPowcoord(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "powcoord")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/powcoord/powcoord/cmd/powcoord")
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := gotool.BuildPowcoord(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -6,13 +6,12 @@ package nodetest
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
+	"github.com/powcoord/powcoord/internal/gotool"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,32 +19,9 @@ import (
 	"github.com/powcoord/powcoord/internal/node"
 )
 
-var (
-	btcdOnce sync.Once
-	btcdPath string
-	btcdErr  error
-)
-
 // BtcdPath returns the path of the btcd binary pinned in go.mod as a tool
 // (`go tool -n btcd`), building it on first use.
-func BtcdPath() (string, error) {
-	btcdOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			btcdErr = fmt.Errorf("building btcd needs the go command on PATH: %v", err)
-			return
-		}
-		cmd := exec.Command(goBin, "tool", "-n", "btcd")
-		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			btcdErr = fmt.Errorf("go tool -n btcd: %v: %s", err, strings.TrimSpace(string(out)))
-			return
-		}
-		btcdPath = strings.TrimSpace(string(out))
-	})
-	return btcdPath, btcdErr
-}
+func BtcdPath() (string, error) { return gotool.Path("btcd") }
 
 // Btcd is a running btcd process.
 type Btcd struct {
