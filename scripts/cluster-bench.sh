@@ -13,7 +13,8 @@
 # Env: FRONTENDS (2), SESSIONS_PER_FE (2000), RATE_PER_FE (shares/s offered
 # by each loadtest, 5000), DURATION (share phase, 15s), BLOCKS (blocks each
 # loadtest mines for the notify latency, 3), PERF (1: a 10 s `perf record`
-# of front-end 1 during the share phase, if perf is installed).
+# of front-end 1 during the share phase, if perf is installed), LEASE_TTL
+# (the front-ends' --lease-ttl, 3s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -25,6 +26,7 @@ RATE_PER_FE=${RATE_PER_FE:-5000}
 DURATION=${DURATION:-15s}
 BLOCKS=${BLOCKS:-3}
 PERF=${PERF:-0}
+LEASE_TTL=${LEASE_TTL:-3s}
 
 work=$(mktemp -d /tmp/cluster-bench.XXXXXX)
 chmod 755 "$work"
@@ -106,7 +108,7 @@ fepids=()
 for k in $(seq "$FRONTENDS"); do
 	port=$(freeport)
 	"$bin" frontend --cluster "$urls" --replicas 3 --stratum "127.0.0.1:$port" --id "fe$k" \
-		--data "$work/fe$k" --share-difficulty 1e-9 --shares-per-minute 0 --wait 60s \
+		--data "$work/fe$k" --share-difficulty 1e-9 --shares-per-minute 0 --wait 60s --lease-ttl "$LEASE_TTL" \
 		>"$work/fe$k.log" 2>&1 &
 	pids+=($!)
 	fepids+=($!)
