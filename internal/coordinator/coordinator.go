@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -298,6 +299,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	c.log.Info("stratum listening", "addr", ln.Addr().String())
 	var err error
+	var backoff time.Duration // while the process is out of file descriptors
 	for {
 		conn, aerr := ln.Accept()
 		if aerr != nil {
@@ -306,10 +308,24 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 				if errors.As(aerr, &ne) && ne.Timeout() {
 					continue
 				}
-				err = fmt.Errorf("accepting on %s: %w", ln.Addr(), aerr)
+				if outOfFiles(aerr) {
+					// Out of file descriptors: the sessions already
+					// held go on; accept again once some have closed.
+					backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+					c.metrics.refused.WithLabelValues("out of file descriptors").Inc()
+					c.log.Warn("accept: out of file descriptors; retrying", "addr", ln.Addr().String(), "sessions", c.SessionCount(), "retry_in", backoff, "err", aerr)
+					select {
+					case <-time.After(backoff):
+						continue
+					case <-ctx.Done():
+					}
+				} else {
+					err = fmt.Errorf("accepting on %s: %w", ln.Addr(), aerr)
+				}
 			}
 			break
 		}
+		backoff = 0
 		s, reason := c.newSession(conn, ln)
 		if s == nil {
 			// Off the accept loop: on a TLS listener the refusal
@@ -363,6 +379,13 @@ func (c *Coordinator) Run(ctx context.Context, lns ...net.Listener) error {
 		}
 	}
 	return first
+}
+
+// outOfFiles reports whether an accept failed because the process or the
+// system has no file descriptor left: a passing condition, not the end of
+// the listener.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // startWork starts the work loop for the first running Serve.

@@ -1,12 +1,16 @@
 package coordinator_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -412,4 +416,49 @@ func TestExtranonce1Prefix(t *testing.T) {
 			t.Fatalf("prefix %x in %d bits: %v, want %q", bad.prefix, bad.bits, err, bad.want)
 		}
 	}
+}
+
+// emfileListener fails its first n Accepts the way accept(2) does when the
+// process has no file descriptor left.
+type emfileListener struct {
+	net.Listener
+	mu sync.Mutex
+	n  int
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	fail := l.n > 0
+	if fail {
+		l.n--
+	}
+	l.mu.Unlock()
+	if fail {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfFilesKeepsServing: running out of file descriptors is a
+// passing condition: Serve backs off and accepts again instead of
+// stopping (a front-end at the open-file limit used to exit).
+func TestAcceptOutOfFilesKeepsServing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{pipe: true})
+		pl := newPipeListener()
+		ln := &emfileListener{Listener: pl, n: 3}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.coord.Serve(ctx, ln) }()
+		conn := pl.dial()
+		c := &client{t: t, conn: conn, r: bufio.NewReader(conn), jobs: map[string]*stratum.Notify{}}
+		if n := c.ready("alice"); n == nil {
+			t.Fatal("no job after the accept errors")
+		}
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Serve: %v, want nil after out-of-files accept errors", err)
+		}
+	})
 }

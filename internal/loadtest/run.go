@@ -151,7 +151,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	miners := make([]*Miner, cfg.Sessions)
 	var wg sync.WaitGroup
 	var fails atomic.Int64
-	var firstErr atomic.Value
+	// The first connect error, whatever its type (an atomic.Value would
+	// panic on a second error of another concrete type).
+	var firstErr atomic.Pointer[error]
 	start := time.Now()
 	sem := make(chan struct{}, 64)
 	for i := range miners {
@@ -170,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			m, err := Dial(ctx, cfg.Addr, src, "load"+strconv.Itoa(i%1000))
 			if err != nil {
 				fails.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.CompareAndSwap(nil, &err)
 				return
 			}
 			m.OnNotify = func(prev []byte, clean bool, at time.Time) { arr.note(i, prev, clean, at) }
@@ -189,10 +191,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	miners = live
 	rep.Sessions = len(miners)
 	if len(miners) == 0 {
-		return rep, fmt.Errorf("no session connected: %v", firstErr.Load())
+		return rep, fmt.Errorf("no session connected: %v", firstConnectErr(&firstErr))
 	}
 	if rep.ConnectErrors > 0 {
-		log.Warn("some sessions failed to connect", "failed", rep.ConnectErrors, "first_err", firstErr.Load())
+		log.Warn("some sessions failed to connect", "failed", rep.ConnectErrors, "first_err", firstConnectErr(&firstErr))
 	}
 	var readers sync.WaitGroup
 	for _, m := range miners {
@@ -412,4 +414,12 @@ func cpuTicks(pid int) (int64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: bad cpu times %q %q", pid, f[11], f[12])
 	}
 	return u + st, nil
+}
+
+// firstConnectErr is the first connect error stored in p, or nil.
+func firstConnectErr(p *atomic.Pointer[error]) error {
+	if e := p.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
