@@ -106,43 +106,6 @@ func (l *told) count() int {
 	return len(l.hashes)
 }
 
-// mine keeps a load-generator miner on one of addrs (the next one when its
-// pool goes away), submitting about rate shares a second.
-func mine(ctx context.Context, addrs []string, user string, rate int, l *told) {
-	tick := time.NewTicker(time.Second / time.Duration(rate))
-	defer tick.Stop()
-	for i := 0; ctx.Err() == nil; i++ {
-		m, err := loadtest.Dial(ctx, addrs[i%len(addrs)], "", user)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-tick.C:
-			}
-			continue
-		}
-		m.OnAccepted = l.add
-		runDone := make(chan struct{})
-		go func() { defer close(runDone); m.Run(ctx) }()
-		if m.WaitWork(ctx) == nil {
-		loop:
-			for {
-				select {
-				case <-ctx.Done():
-					break loop
-				case <-runDone:
-					break loop
-				case <-tick.C:
-				}
-				if sh, ok := m.Solve(false, 1<<22); ok && m.Submit(sh) != nil {
-					break
-				}
-			}
-		}
-		m.Close()
-		<-runDone
-	}
-}
-
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -244,7 +207,7 @@ func TestClusterFaults(t *testing.T) {
 		// Each miner starts on its own front-end and knows the others.
 		order := append(append([]string{}, stratum[i:]...), stratum[:i]...)
 		wg.Add(1)
-		go func() { defer wg.Done(); mine(ctx, order, "miner"+strconv.Itoa(i), 30, l) }()
+		go func() { defer wg.Done(); loadtest.Keep(ctx, order, "miner"+strconv.Itoa(i), 30, l.add) }()
 	}
 	var agentURLs []string
 	for _, a := range stratum {

@@ -113,50 +113,6 @@ func (l *ledger) armFirst() chan struct{} {
 	return l.firstOK
 }
 
-// mine keeps one miner connected to addr, reconnecting whenever the pool
-// goes away, and submits shares at about rate per second until ctx ends.
-func mine(ctx context.Context, addr, user string, rate int, l *ledger) {
-	tick := time.NewTicker(time.Second / time.Duration(rate))
-	defer tick.Stop()
-	for ctx.Err() == nil {
-		m, err := loadtest.Dial(ctx, addr, "", user)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-tick.C: // retry pacing
-			}
-			continue
-		}
-		m.OnAccepted = l.add
-		runDone := make(chan struct{})
-		go func() {
-			defer close(runDone)
-			m.Run(ctx)
-		}()
-		if m.WaitWork(ctx) == nil {
-		loop:
-			for {
-				select {
-				case <-ctx.Done():
-					break loop
-				case <-runDone:
-					break loop
-				case <-tick.C:
-				}
-				sh, ok := m.Solve(false, 1<<22)
-				if !ok {
-					continue
-				}
-				if m.Submit(sh) != nil {
-					break
-				}
-			}
-		}
-		m.Close()
-		<-runDone
-	}
-}
-
 func TestSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the powcoord binary")
@@ -173,7 +129,7 @@ func TestSIGKILL(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mine(ctx, addr, "miner"+strconv.Itoa(i), 40, &l)
+			loadtest.Keep(ctx, []string{addr}, "miner"+strconv.Itoa(i), 40, l.add)
 		}()
 	}
 	// A real agent too: it must be mining again within 2 s of every
