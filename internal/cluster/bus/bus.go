@@ -20,6 +20,9 @@
 //     active coordinator only through an Appender, so that a deposed leader
 //     cannot append (see Claim).
 //   - KV bucket powcoord-leader: leader election keys, with a TTL.
+//   - Object stores powcoord-templates and powcoord-found: bodies of job
+//     and found-block messages larger than the servers' max_payload (see
+//     Externalize).
 //
 // Every stream and the bucket are file-backed with Replicas copies (3 on a
 // 3-server cluster).
@@ -276,6 +279,24 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: creating or updating KV bucket %s (TTL %v, %d replicas): %w", BucketLeader, cfg.LeaderTTL, cfg.Replicas, err)
+	}
+	for _, oc := range ObjectStoreConfigs(cfg) {
+		_, err := retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+			if cfg.KeepExisting {
+				o, err := js.ObjectStore(ctx, oc.Bucket)
+				if err == nil || !errors.Is(err, jetstream.ErrBucketNotFound) {
+					return o, err
+				}
+				if o, err = js.CreateObjectStore(ctx, oc); err == nil || !errors.Is(err, jetstream.ErrBucketExists) {
+					return o, err
+				}
+				return js.ObjectStore(ctx, oc.Bucket)
+			}
+			return js.CreateOrUpdateObjectStore(ctx, oc)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bus: creating or updating object store %s (%d replicas): %w", oc.Bucket, oc.Replicas, err)
+		}
 	}
 	return &Streams{Jobs: got[0], Shares: got[1], Blocks: got[2], Chain: got[3], Leader: kv}, nil
 }

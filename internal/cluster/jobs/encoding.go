@@ -32,16 +32,22 @@
 //	}
 //
 // Hashes are hex of the internal byte order (chainmath.Hash as stored, not
-// the reversed display order); byte strings are standard base64. The whole
-// message must fit the servers' max_payload (1 MiB by default): a template
-// that does not is refused by the Publisher with an error naming its size.
+// the reversed display order); byte strings are standard base64. A job
+// message larger than the servers' max_payload (1 MiB by default; a
+// Bitcoin template with its transactions is up to about 5.5 MB here) is
+// stored in the object store powcoord-templates under its SHA-256, and
+// the message on JOBS has an empty body and the header Powcoord-Object
+// naming it (see bus.Externalize); a front-end fetches it before it
+// decodes the job.
 //
 // # Found blocks
 //
 // A found block is published on powcoord.blocks.found as its full
 // serialization (with witness), with Nats-Msg-Id set to the block hash
 // (display hex) so that the stream stores a block once however many times
-// it was sent, and the header Powcoord-Finder naming the worker.
+// it was sent, and the header Powcoord-Finder naming the worker. A block
+// larger than max_payload travels through the object store powcoord-found
+// the same way as a large job.
 package jobs
 
 import (

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -193,6 +194,7 @@ func TestCluster(t *testing.T) {
 		{"TemplateReachesFrontEnds", testTemplateReachesFrontEnds},
 		{"BlocksSubmittedOnce", testBlocksSubmittedOnce},
 		{"EmbeddedChainEndToEnd", testEmbeddedChainEndToEnd},
+		{"LargeTemplateAndBlock", testLargeTemplateAndBlock},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, c) }) {
 			return
@@ -454,5 +456,93 @@ func testEmbeddedChainEndToEnd(t *testing.T, c *clustertest.NATSCluster) {
 	t.Logf("chain at height %d; front-end recorded %d found blocks", chain.Status().TipHeight, len(found))
 	if len(found) < want {
 		t.Errorf("front-end recorded %d found blocks, want at least %d", len(found), want)
+	}
+}
+
+// A mainnet-sized template (3 MiB of transactions, three times the
+// servers' 1 MiB max_payload) reaches a front-end whole through the
+// object store, and a 2.5 MiB block found through the front-end reaches
+// the leader's source; neither message on its stream carries the body.
+func testLargeTemplateAndBlock(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t4", bus.SubjectBlocks+".t4"
+	nc := connect(t, c)
+	big := richTemplate(300)
+	for i := range 24 {
+		raw := bytes.Repeat([]byte{byte(i), 0x5a, byte(i >> 8)}, 128<<10/3)
+		big.Txs = append(big.Txs, work.Tx{TxID: sha256.Sum256(raw), WTxID: sha256.Sum256(append(raw, 1)), Raw: raw})
+	}
+	data, err := EncodeJob(&Job{Template: big, Payout: EmbeddedPayout()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bus.Fits(nc, len(data)) {
+		t.Fatalf("a job of %d bytes fits the servers' max_payload %d: the test would prove nothing", len(data), nc.MaxPayload())
+	}
+	src := newFixedSource(big)
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t4", Logger: quiet()})
+	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
+	waitUpdate(t, front, 300)
+	sameTemplate(t, "front-end", front.Current(), big)
+
+	// The next template, as large, replaces it.
+	next := richTemplate(301)
+	next.Txs = append(next.Txs, big.Txs...)
+	src.set(next)
+	waitUpdate(t, front, 301)
+	sameTemplate(t, "front-end", front.Current(), next)
+
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := js.Stream(t.Context(), bus.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := last.GetLastMsgForSubject(t.Context(), jobSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw.Data) != 0 || len(raw.Header.Get(bus.HeaderObject)) != 64 {
+		t.Errorf("job message on JOBS: %d bytes of body, %s %q; want none and an object name", len(raw.Data), bus.HeaderObject, raw.Header.Get(bus.HeaderObject))
+	}
+
+	blk := testBlock(9)
+	for i := range 10 {
+		tx := wire.NewMsgTx(2)
+		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Index: uint32(i)}, SignatureScript: []byte{byte(i)}})
+		tx.AddTxOut(&wire.TxOut{Value: 1, PkScript: bytes.Repeat([]byte{0x6a, byte(i)}, 128<<10)})
+		blk.AddTransaction(tx)
+	}
+	if size := blk.SerializeSize(); bus.Fits(nc, size) {
+		t.Fatalf("a block of %d bytes fits max_payload %d", size, nc.MaxPayload())
+	}
+	if err := front.Submit(t.Context(), blk, "w-big"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-src.calls:
+		if h != chainmath.Hash(blk.BlockHash()) {
+			t.Fatalf("source got block %v, want %v", h, blk.BlockHash())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the large block did not reach the leader's source within 30s")
+	}
+	// Submitted again (a resent share): stored once, not submitted twice.
+	if err := front.Submit(t.Context(), blk, "w-big"); err != nil {
+		t.Fatal(err)
+	}
+	marker := testBlock(10)
+	if err := front.Submit(t.Context(), marker, "w"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-src.calls:
+		if h != chainmath.Hash(marker.BlockHash()) {
+			t.Fatalf("after the resent large block the source got %v, want the marker %v", h, marker.BlockHash())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the marker block did not reach the leader's source within 30s")
 	}
 }

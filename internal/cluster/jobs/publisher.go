@@ -159,25 +159,32 @@ func (p *Publisher) Run(ctx context.Context) error {
 type tooLargeError struct{ size, limit int64 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("jobs: job message of %d bytes exceeds the NATS servers' max_payload of %d bytes (raise max_payload)", e.size, e.limit)
+	return fmt.Sprintf("jobs: job message of %d bytes exceeds the %d bytes a job may take", e.size, e.limit)
 }
 
-// publish publishes the current template once.
+// publish publishes the current template once. A job message larger than
+// the servers' max_payload (a Bitcoin template with its transactions) is
+// stored in the powcoord-templates object store and the message on JOBS
+// names it (bus.Externalize).
 func (p *Publisher) publish(ctx context.Context) error {
 	t := p.cfg.Source.Current()
 	data, err := EncodeJob(&Job{Leader: p.cfg.Leader, Term: p.cfg.Term, Published: p.cfg.Now(), Template: t, Payout: p.cfg.Payout})
 	if err != nil {
 		return err
 	}
-	if limit := p.cfg.Conn.MaxPayload(); limit > 0 && int64(len(data)) > limit {
-		return &tooLargeError{int64(len(data)), limit}
+	if len(data) > bus.MaxLarge {
+		return &tooLargeError{int64(len(data)), bus.MaxLarge}
 	}
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := bus.Publish(actx, p.js, p.cfg.JobSubject, data, ""); err != nil {
+	m := &nats.Msg{Subject: p.cfg.JobSubject, Data: data, Header: nats.Header{}}
+	if err := bus.Externalize(actx, p.js, bus.BucketTemplates, m); err != nil {
 		return fmt.Errorf("jobs: publishing the template at height %d: %w", t.Height, err)
 	}
-	p.log.Debug("job published", "height", t.Height, "prev", t.PrevHash.String(), "bytes", len(data))
+	if _, err := bus.PublishMsg(actx, p.js, m, ""); err != nil {
+		return fmt.Errorf("jobs: publishing the template at height %d: %w", t.Height, err)
+	}
+	p.log.Debug("job published", "height", t.Height, "prev", t.PrevHash.String(), "bytes", len(data), "object", m.Header.Get(bus.HeaderObject))
 	return nil
 }
 
@@ -214,16 +221,27 @@ func (p *Publisher) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // handleBlock submits one found block and acks it once the source
 // answered.
 func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
+	data, err := bus.Body(ctx, p.js, bus.BucketFound, m.Data(), m.Headers())
+	if err != nil {
+		if errors.Is(err, bus.ErrObjectGone) {
+			p.log.Warn("dropping a found-block message whose block is gone", "subject", m.Subject(), "err", err)
+			m.Term()
+			return
+		}
+		p.log.Warn("found block not fetched; will be redelivered", "subject", m.Subject(), "err", err)
+		m.NakWithDelay(p.cfg.RetryDelay)
+		return
+	}
 	var blk wire.MsgBlock
-	if err := blk.Deserialize(bytes.NewReader(m.Data())); err != nil {
+	if err := blk.Deserialize(bytes.NewReader(data)); err != nil {
 		// Not a block: redelivering it would never help.
-		p.log.Warn("dropping an undecodable found-block message", "subject", m.Subject(), "bytes", len(m.Data()), "err", err)
+		p.log.Warn("dropping an undecodable found-block message", "subject", m.Subject(), "bytes", len(data), "err", err)
 		m.Term()
 		return
 	}
 	hash := blk.BlockHash()
 	finder := m.Headers().Get(HeaderFinder)
-	err := p.cfg.Source.Submit(ctx, &blk, finder)
+	err = p.cfg.Source.Submit(ctx, &blk, finder)
 	switch {
 	case err == nil:
 		p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)

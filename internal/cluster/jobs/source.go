@@ -122,7 +122,18 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 }
 
 func (s *Source) handleJob(m jetstream.Msg) {
-	j, err := DecodeJob(m.Data())
+	data := m.Data()
+	if m.Headers().Get(bus.HeaderObject) != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		data, err = bus.Body(ctx, s.js, bus.BucketTemplates, data, m.Headers())
+		cancel()
+		if err != nil {
+			s.log.Warn("ignoring a job whose body could not be fetched", "subject", m.Subject(), "err", err)
+			return
+		}
+	}
+	j, err := DecodeJob(data)
 	if err != nil {
 		s.log.Warn("ignoring an undecodable job", "subject", m.Subject(), "err", err)
 		return
@@ -196,6 +207,11 @@ func (s *Source) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) 
 	hash := blk.BlockHash()
 	m := bus.NewMsg(s.cfg.BlockSubject, buf.Bytes(), hash.String())
 	m.Header.Set(HeaderFinder, finder)
+	// A block larger than max_payload goes to the powcoord-found object
+	// store first; the message names it.
+	if err := bus.Externalize(ctx, s.js, bus.BucketFound, m); err != nil {
+		return fmt.Errorf("jobs: publishing found block %s: %w", hash, err)
+	}
 	if _, err := bus.PublishAll(ctx, s.js, []*nats.Msg{m}); err != nil {
 		return fmt.Errorf("jobs: publishing found block %s: %w", hash, err)
 	}
