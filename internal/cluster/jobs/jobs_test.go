@@ -478,6 +478,7 @@ func testLargeTemplateAndBlock(t *testing.T, c *clustertest.NATSCluster) {
 	if bus.Fits(nc, len(data)) {
 		t.Fatalf("a job of %d bytes fits the servers' max_payload %d: the test would prove nothing", len(data), nc.MaxPayload())
 	}
+	t.Logf("job message %d bytes, max_payload %d", len(data), nc.MaxPayload())
 	src := newFixedSource(big)
 	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
 		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t4", Logger: quiet()})
@@ -517,6 +518,8 @@ func testLargeTemplateAndBlock(t *testing.T, c *clustertest.NATSCluster) {
 	}
 	if size := blk.SerializeSize(); bus.Fits(nc, size) {
 		t.Fatalf("a block of %d bytes fits max_payload %d", size, nc.MaxPayload())
+	} else {
+		t.Logf("found block %d bytes", size)
 	}
 	if err := front.Submit(t.Context(), blk, "w-big"); err != nil {
 		t.Fatal(err)
