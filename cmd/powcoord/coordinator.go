@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +56,9 @@ type coordFlags struct {
 	cluster                 string        // NATS URLs: run as the cluster's active/standby coordinator
 	leaderTTL               time.Duration // --leader-ttl
 	replicas                int           // --replicas
+	minDiff, tlsMinDiff     float64       // per-listener difficulty floors
+	reconnectAddr           string        // --reconnect-addr host:port
+	reconnectWait           time.Duration // --reconnect-wait
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -75,6 +80,10 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.stratumTLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
 		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
+		fs.Float64Var(&f.minDiff, "min-difficulty", 0, "lowest share `difficulty` on the --stratum listener: vardiff, suggest_difficulty and a d= password never go below it (0: no floor)")
+		fs.Float64Var(&f.tlsMinDiff, "stratum-tls-min-difficulty", -1, "the same floor for the --stratum-tls listener (negative: the --min-difficulty value)")
+		fs.StringVar(&f.reconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
+		fs.DurationVar(&f.reconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
@@ -106,7 +115,43 @@ func (f *coordFlags) check() error {
 	if f.stratumTLS == "" && (f.tlsCert != "" || f.tlsKey != "") {
 		return errors.New("--tls-cert and --tls-key are only used with --stratum-tls")
 	}
+	if f.minDiff < 0 || math.IsNaN(f.minDiff) || math.IsInf(f.minDiff, 0) {
+		return fmt.Errorf("--min-difficulty %v: must be 0 (none) or a positive number", f.minDiff)
+	}
+	if math.IsNaN(f.tlsMinDiff) || math.IsInf(f.tlsMinDiff, 0) {
+		return fmt.Errorf("--stratum-tls-min-difficulty %v: must be a number", f.tlsMinDiff)
+	}
+	if f.reconnectAddr != "" {
+		if _, _, err := f.reconnect(); err != nil {
+			return err
+		}
+	}
+	if f.reconnectWait > 0 && f.reconnectWait%time.Second != 0 {
+		return fmt.Errorf("--reconnect-wait %v: client.reconnect carries whole seconds", f.reconnectWait)
+	}
 	return nil
+}
+
+// reconnect splits --reconnect-addr.
+func (f *coordFlags) reconnect() (string, int, error) {
+	host, ps, err := net.SplitHostPort(f.reconnectAddr)
+	port, perr := strconv.Atoi(ps)
+	if err != nil || host == "" || perr != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("--reconnect-addr %q: want host:port (e.g. pool.example.org:3333 or [2001:db8::1]:3333)", f.reconnectAddr)
+	}
+	return host, port, nil
+}
+
+// wrapListeners applies the per-listener difficulty floors.
+func (f *coordFlags) wrapListeners(plain, tlsLn net.Listener) (net.Listener, net.Listener) {
+	tlsMin := f.tlsMinDiff
+	if tlsMin < 0 {
+		tlsMin = f.minDiff
+	}
+	if tlsLn != nil {
+		tlsLn = coordinator.WithMinDifficulty(tlsLn, tlsMin)
+	}
+	return coordinator.WithMinDifficulty(plain, f.minDiff), tlsLn
 }
 
 // limits copies the limit and access flags into cfg; zero values (the
@@ -121,6 +166,11 @@ func (f *coordFlags) limits(cfg *coordinator.Config) {
 		}
 	}
 	cfg.HandshakeTimeout, cfg.IdleTimeout, cfg.MaxLineBytes = f.handshakeTimeout, f.idleTimeout, f.maxLine
+	if f.reconnectAddr != "" {
+		cfg.Reconnect.Host, cfg.Reconnect.Port, _ = f.reconnect()
+	}
+	cfg.Reconnect.Wait = max(f.reconnectWait, 0)
+	cfg.Reconnect.Disabled = f.reconnectWait < 0
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -202,12 +252,15 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if err != nil {
 		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
 	}
-	lns := []net.Listener{inst.stratumLn}
 	if f.stratumTLS != "" {
 		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
 			return fail(err)
 		}
-		lns = append(lns, inst.tlsLn)
+	}
+	plain, tlsLn := f.wrapListeners(inst.stratumLn, inst.tlsLn)
+	lns := []net.Listener{plain}
+	if tlsLn != nil {
+		lns = append(lns, tlsLn)
 	}
 	if f.http != "" {
 		inst.httpLn, err = net.Listen("tcp", f.http)

@@ -90,6 +90,9 @@ type Config struct {
 	AuthMode  string
 	AllowList []string
 	Password  string
+	// Reconnect is what client.reconnect tells miners when Serve shuts
+	// down gracefully (by default: the address they used, no wait).
+	Reconnect Reconnect
 	// Logger receives the coordinator's logs (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -202,6 +205,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Reconnect.Wait < 0 {
+		return fmt.Errorf("reconnect wait %v: must not be negative", c.Reconnect.Wait)
+	}
+	if c.Reconnect.Port < 0 || c.Reconnect.Port > 65535 {
+		return fmt.Errorf("reconnect port %d: must be 0..65535", c.Reconnect.Port)
 	}
 	if err := c.checkLimits(); err != nil {
 		return err
@@ -343,9 +352,16 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			s.serve(ctx)
 		}()
 	}
+	graceful := err == nil
 	cancel()
-	for _, s := range c.sessionsWhere(func(s *session) bool { return s.ln == ln }) {
-		s.abort()
+	mine := c.sessionsWhere(func(s *session) bool { return s.ln == ln })
+	if graceful {
+		// Tell the miners to come back (client.reconnect), then close.
+		c.closeForShutdown(mine)
+	} else {
+		for _, s := range mine {
+			s.abort()
+		}
 	}
 	wg.Wait()
 	return err

@@ -45,6 +45,12 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 	if len(p) > 1 {
 		password = p[1]
 	}
+	password, fixed, err := parsePassword(password)
+	if err != nil {
+		s.c.log.Info("miner not authorized: bad password field", "remote", s.remote, "user", user, "err", err)
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
+		return
+	}
 	if why := s.c.authorized(user, password); why != "" {
 		s.c.log.Info("miner not authorized", "remote", s.remote, "user", user, "reason", why)
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: why})
@@ -63,6 +69,15 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 		s.payout = script
 	}
 	ready := s.subscribed
+	refix := false
+	if fixed > 0 {
+		// d=N: this difficulty from now on, vardiff off; the listener's
+		// floor still applies.
+		d := s.clampSession(fixed)
+		refix = s.lastEpoch != nil && d != s.diff
+		s.diff, s.fixedDiff = d, true
+		s.vd.perMinute = -1
+	}
 	s.mu.Unlock()
 	if first {
 		s.c.stats.connected(user, s.c.cfg.Now())
@@ -71,6 +86,8 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 	s.reply(m.ID, true, nil)
 	if first && ready {
 		s.sendWork(s.c.jobs.current(), false)
+	} else if refix {
+		s.sendWork(s.c.jobs.current(), true)
 	}
 }
 
@@ -138,19 +155,25 @@ func (s *session) handleSuggestDifficulty(m *stratum.Message) {
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.suggest_difficulty: %s is not a positive difficulty", m.Params)})
 		return
 	}
-	d = s.c.clampDiff(d)
+	d = s.clampSession(d)
 	s.mu.Lock()
+	if s.fixedDiff {
+		// A d= password field is the operator's choice and wins.
+		s.mu.Unlock()
+		s.reply(m.ID, true, nil)
+		return
+	}
+	changed := d != s.diff
 	s.diff = d
+	// Vardiff measures afresh from the suggested difficulty: the shares
+	// counted so far were found at another one.
+	s.vd.shares, s.vd.start = 0, s.c.cfg.Now()
 	started := s.lastEpoch != nil
 	s.mu.Unlock()
 	s.reply(m.ID, true, nil)
-	if started {
+	if started && changed {
 		s.sendWork(s.c.jobs.current(), true)
 	}
-}
-
-func (c *Coordinator) clampDiff(d float64) float64 {
-	return min(max(d, c.cfg.MinDifficulty), c.cfg.MaxDifficulty)
 }
 
 // sendWork sends ep to the session as a new job, preceded by

@@ -15,6 +15,7 @@ type metrics struct {
 	shareLatency  prometheus.Histogram
 	refused       *prometheus.CounterVec
 	bans          prometheus.Counter
+	reconnects    prometheus.Counter
 }
 
 func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
@@ -49,11 +50,15 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 			Name: "powcoord_bans_total",
 			Help: "Addresses banned for submitting mostly rejected shares.",
 		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "powcoord_reconnects_sent_total",
+			Help: "client.reconnect messages sent to miners at a graceful shutdown.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans,
+	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans, m.reconnects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_blocks_pending",
 			Help: "Found blocks recorded and waiting for the chain to answer.",

@@ -47,6 +47,10 @@ type harnessOpts struct {
 	source func(*simchain.Chain) work.Source
 	// store, if set, is used instead of a new database file.
 	store *store.Store
+	// listenAddr is the TCP address to listen on (127.0.0.1:0).
+	listenAddr string
+	// listen, if set, wraps the listener before Serve gets it.
+	listen func(net.Listener) net.Listener
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -87,8 +91,16 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.pipe {
 		pl = newPipeListener()
 		ln = pl
-	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
+	} else {
+		if o.listenAddr == "" {
+			o.listenAddr = "127.0.0.1:0"
+		}
+		if ln, err = net.Listen("tcp", o.listenAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.listen != nil {
+		ln = o.listen(ln)
 	}
 	done := make(chan error, 1)
 	go func() { done <- coord.Serve(ctx, ln) }()

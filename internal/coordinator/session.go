@@ -65,6 +65,7 @@ type session struct {
 	payout     []byte
 	mask       uint32
 	diff       float64 // difficulty for the next job
+	fixedDiff  bool    // set by a d= password field: vardiff and suggestions leave it
 	diffSent   float64 // last mining.set_difficulty sent
 	diffTgt    chainmath.Target
 	diffTgtFor float64
@@ -101,6 +102,10 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		jobs:        make(map[string]*job),
 		dups:        make(map[chainmath.Hash]struct{}),
 		vd:          newVardiff(&c.cfg),
+	}
+	if floor := listenerMinDifficulty(ln); floor > 0 {
+		s.diff = min(max(s.diff, floor), c.cfg.MaxDifficulty)
+		s.vd.min = max(s.vd.min, floor)
 	}
 	binary.BigEndian.PutUint32(s.en1Bytes[:], en1)
 	s.en1Hex = hex.EncodeToString(s.en1Bytes[:])

@@ -1,0 +1,158 @@
+package coordinator
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// Miner conventions that are not part of Stratum proper but that home
+// mining firmware relies on (docs/stratum-v1.md, "Conventions"): a fixed
+// difficulty in the password, a per-listener difficulty floor, and
+// client.reconnect on a graceful shutdown.
+
+// WithMinDifficulty returns ln with a difficulty floor: every session
+// accepted on it mines at least at difficulty d, whatever vardiff,
+// mining.suggest_difficulty or a d= password field would choose (an ASIC
+// listener can refuse to hand out CPU-sized work). d <= 0 returns ln
+// itself. Hand the result to Serve or Run.
+func WithMinDifficulty(ln net.Listener, d float64) net.Listener {
+	if !(d > 0) {
+		return ln
+	}
+	return &minDiffListener{Listener: ln, min: d}
+}
+
+type minDiffListener struct {
+	net.Listener
+	min float64
+}
+
+// listenerMinDifficulty is the floor ln sets (0 for none).
+func listenerMinDifficulty(ln net.Listener) float64 {
+	if m, ok := ln.(*minDiffListener); ok {
+		return m.min
+	}
+	return 0
+}
+
+// minDiff is the lowest difficulty a session may mine at: the
+// coordinator's MinDifficulty, raised by its listener's floor.
+func (s *session) minDiff() float64 {
+	return max(s.c.cfg.MinDifficulty, listenerMinDifficulty(s.ln))
+}
+
+// clampSession bounds d to what the session's listener and the
+// coordinator allow.
+func (s *session) clampSession(d float64) float64 {
+	return min(max(d, s.minDiff()), s.c.cfg.MaxDifficulty)
+}
+
+// parsePassword splits a mining.authorize password into its
+// comma-separated fields, takes out the d=N field (a fixed share
+// difficulty, public-pool's convention) and returns the other fields
+// joined again by commas, which is the password proper. fixed is 0 when
+// there is no d= field.
+func parsePassword(pw string) (rest string, fixed float64, err error) {
+	if !strings.Contains(pw, "d=") {
+		return pw, 0, nil
+	}
+	fields := strings.Split(pw, ",")
+	kept := fields[:0]
+	for _, f := range fields {
+		v, ok := strings.CutPrefix(strings.TrimSpace(f), "d=")
+		if !ok {
+			kept = append(kept, f)
+			continue
+		}
+		d, perr := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if perr != nil || !(d > 0) || math.IsInf(d, 0) {
+			return "", 0, fmt.Errorf("password field d=%s: want a positive difficulty such as d=1024 or d=0.5", v)
+		}
+		fixed = d
+	}
+	return strings.Join(kept, ","), fixed, nil
+}
+
+// Reconnect tells miners where to come back after a graceful shutdown.
+type Reconnect struct {
+	// Host and Port are sent in client.reconnect; empty Host (or 0 Port)
+	// sends the address the miner's own connection reached, as the
+	// coordinator sees it.
+	Host string
+	Port int
+	// Wait is how long miners are asked to wait before reconnecting, sent
+	// in whole seconds (0: at once).
+	Wait time.Duration
+	// Disabled sends no client.reconnect: connections are just closed.
+	Disabled bool
+}
+
+// reconnectParams are client.reconnect's [host, port, wait] for s.
+func (s *session) reconnectParams() []any {
+	r := s.c.cfg.Reconnect
+	host, port := r.Host, r.Port
+	if host == "" || port == 0 {
+		if ta, ok := s.conn.LocalAddr().(*net.TCPAddr); ok {
+			if host == "" {
+				host = ta.IP.String()
+			}
+			if port == 0 {
+				port = ta.Port
+			}
+		}
+	}
+	return []any{host, port, int64(r.Wait / time.Second)}
+}
+
+// sendReconnect writes client.reconnect to a session that has been given
+// work, bounded by a one-second write deadline (a miner that does not
+// read cannot hold up the shutdown).
+func (s *session) sendReconnect() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.lastEpoch == nil {
+		return
+	}
+	b, err := stratum.AppendRequest(nil, nil, "client.reconnect", s.reconnectParams())
+	if err != nil {
+		return
+	}
+	s.conn.SetWriteDeadline(s.c.cfg.Now().Add(time.Second))
+	if _, err := s.conn.Write(b); err != nil {
+		s.closed = true
+		return
+	}
+	s.c.metrics.reconnects.Inc()
+}
+
+// closeForShutdown ends the sessions of a listener being shut down: with
+// client.reconnect first when that is on (several at once, so that slow
+// miners do not add up), then closing each connection.
+func (c *Coordinator) closeForShutdown(list []*session) {
+	if !c.cfg.Reconnect.Disabled {
+		var wg sync.WaitGroup
+		ch := make(chan *session)
+		for range min(broadcastWorkers, len(list)) {
+			wg.Go(func() {
+				for s := range ch {
+					s.sendReconnect()
+				}
+			})
+		}
+		for _, s := range list {
+			ch <- s
+		}
+		close(ch)
+		wg.Wait()
+	}
+	for _, s := range list {
+		s.abort()
+	}
+}
