@@ -20,10 +20,10 @@ const ProtocolName = "Noise_NX_Secp256k1+EllSwift_ChaChaPoly_SHA256"
 
 // Sizes of the handshake's parts.
 const (
-	EllSwiftSize    = 64                                  // an ElligatorSwift-encoded public key
-	MACSize         = 16                                  // a Poly1305 tag
-	CertMessageSize = 74                                  // SIGNATURE_NOISE_MESSAGE: version, valid_from, not_valid_after, signature
-	Act1Size        = EllSwiftSize                        // initiator -> responder: e
+	EllSwiftSize    = 64                                                                // an ElligatorSwift-encoded public key
+	MACSize         = 16                                                                // a Poly1305 tag
+	CertMessageSize = 74                                                                // SIGNATURE_NOISE_MESSAGE: version, valid_from, not_valid_after, signature
+	Act1Size        = EllSwiftSize                                                      // initiator -> responder: e
 	Act2Size        = EllSwiftSize + EllSwiftSize + MACSize + CertMessageSize + MACSize // 234: e, encrypted s, encrypted certificate
 )
 
