@@ -9,6 +9,7 @@ import (
 // metrics are the coordinator's Prometheus series.
 type metrics struct {
 	shares        *prometheus.CounterVec
+	accepted      prometheus.Counter // shares{result="accepted"}, looked up once
 	blocks        *prometheus.CounterVec
 	notifyLatency prometheus.Histogram
 	shareWork     prometheus.Counter
@@ -55,6 +56,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 			Help: "client.reconnect messages sent to miners at a graceful shutdown.",
 		}),
 	}
+	m.accepted = m.shares.WithLabelValues("accepted")
 	if reg == nil {
 		return m
 	}

@@ -85,6 +85,12 @@ type session struct {
 	banTotal    int // shares counted towards a ban
 	banRejected int
 
+	// pend holds the valid shares handed to the ledger and not yet
+	// answered, in request order; settled is signalled (with mu) when
+	// some are answered.
+	pend    []*pendingShare
+	settled sync.Cond
+
 	scratch []byte // the coinbase being rebuilt; reader goroutine only
 }
 
@@ -107,6 +113,7 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		s.diff = min(max(s.diff, floor), c.cfg.MaxDifficulty)
 		s.vd.min = max(s.vd.min, floor)
 	}
+	s.settled.L = &s.mu
 	binary.BigEndian.PutUint32(s.en1Bytes[:], en1)
 	s.en1Hex = hex.EncodeToString(s.en1Bytes[:])
 	return s
@@ -114,6 +121,7 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 
 func (s *session) serve(ctx context.Context) {
 	defer func() {
+		s.drain() // the shares with the ledger are answered first
 		s.mu.Lock()
 		s.closed = true
 		user := s.user
@@ -127,6 +135,7 @@ func (s *session) serve(ctx context.Context) {
 	// A small read buffer: a longer line is gathered in pieces, and an
 	// idle session (most of them) keeps only this much.
 	lr := stratum.NewLineReader(s.conn, s.c.cfg.MaxLineBytes, 256)
+	var sub stratum.Submit
 	for {
 		now := s.c.cfg.Now()
 		deadline := now.Add(s.c.cfg.IdleTimeout)
@@ -146,6 +155,14 @@ func (s *session) serve(ctx context.Context) {
 			s.logClose(err)
 			return
 		}
+		// The share path: mining.submit in its common form is read
+		// without reflection; everything else goes through Parse.
+		if id, ok := stratum.ParseSubmitLine(line, &sub); ok {
+			s.handleSubmit(ctx, id, &sub)
+			continue
+		}
+		// Anything else is answered after the shares before it.
+		s.drain()
 		m, err := stratum.Parse(line)
 		if err != nil {
 			s.c.log.Info("closing miner: invalid message", "remote", s.remote, "err", err)
@@ -186,7 +203,14 @@ func (s *session) dispatch(ctx context.Context, m *stratum.Message) {
 	case "mining.extranonce.subscribe":
 		s.reply(m.ID, true, nil)
 	case "mining.submit":
-		s.handleSubmit(ctx, m)
+		p, err := stratum.ParseSubmit(m.Params)
+		if err != nil {
+			s.c.metrics.shares.WithLabelValues(ReasonMalformed).Inc()
+			s.c.stats.rejected(s.currentUser(), ReasonMalformed)
+			s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
+			return
+		}
+		s.handleSubmit(ctx, m.ID, p)
 	default:
 		s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("unknown method %q", m.Method)})
 	}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -12,15 +13,11 @@ import (
 // handleSubmit is mining.submit: validate (validate.go), reject
 // duplicates of durable work, hand a block to the found-block record
 // (blocks.go), make the share durable, and only then answer true.
-func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
+//
+// id is the request's raw id; it may alias the session's read buffer, so
+// it is used before the next line is read.
+func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *stratum.Submit) {
 	start := time.Now()
-	p, err := stratum.ParseSubmit(m.Params)
-	if err != nil {
-		s.c.metrics.shares.WithLabelValues(ReasonMalformed).Inc()
-		s.c.stats.rejected(s.currentUser(), ReasonMalformed)
-		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
-		return
-	}
 	now := s.c.cfg.Now()
 
 	j, f, user := s.shareFacts(p, now)
@@ -36,9 +33,10 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 		s.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: v.raw, coinbase: v.cb, hash: v.hash, finder: p.Worker, user: user})
 	}
 	if v.err != nil {
+		s.drain()
 		s.c.metrics.shares.WithLabelValues(v.reason).Inc()
 		s.c.stats.rejected(user, v.reason)
-		s.reply(m.ID, false, v.err)
+		s.reply(id, false, v.err)
 		if banCountable(v.reason) {
 			s.countForBan(true, now)
 		}
@@ -58,35 +56,138 @@ func (s *session) handleSubmit(ctx context.Context, m *stratum.Message) {
 		Hash:        v.hash,
 		Block:       v.block,
 	}
-	if err := s.c.cfg.Store.RecordShare(ctx, sh); err != nil {
-		if ctx.Err() != nil {
-			// Shutting down: the miner is told false and may send it
-			// again to the next coordinator.
-			s.c.log.Debug("share not recorded: shutting down", "worker", p.Worker, "err", err)
-		} else {
-			s.c.log.Error("recording share", "worker", p.Worker, "err", err)
-		}
-		s.c.metrics.shares.WithLabelValues(ReasonLedger).Inc()
-		s.c.stats.rejected(user, ReasonLedger)
-		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: "share could not be recorded; send it again"})
+	s.pipeline(ctx, id, j, sh, user, start)
+}
+
+// maxPipelined is how many shares of one session may wait for the ledger
+// at once; the session reads no further until one settles.
+const maxPipelined = 32
+
+// pendingShare is a valid share handed to the ledger, waiting to be
+// answered in its turn.
+type pendingShare struct {
+	id       []byte // the request id, copied
+	j        *job
+	hash     chainmath.Hash
+	worker   string
+	diff     float64
+	user     string
+	now      time.Time
+	start    time.Time
+	done     bool
+	err      error
+	shutdown bool // err came from the coordinator stopping
+}
+
+// pipeline hands a valid share to the ledger and returns without waiting
+// for it: the session goes on reading while the ledger commits (a miner
+// sends its shares without waiting for the answers). The share is
+// answered true only once the ledger has made it durable, and answers go
+// out in the order of the requests: settle writes every settled answer at
+// the head of the queue in one write.
+func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh store.Share, user string, start time.Time) {
+	ps := &pendingShare{id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, user: user, now: sh.Time, start: start}
+	s.mu.Lock()
+	for len(s.pend) >= maxPipelined {
+		s.settled.Wait()
+	}
+	s.pend = append(s.pend, ps)
+	s.mu.Unlock()
+	go func() {
+		err := s.c.cfg.Store.RecordShare(ctx, sh)
+		s.settle(ps, err, ctx.Err() != nil)
+	}()
+}
+
+// settle records the ledger's outcome for ps and answers every settled
+// share at the head of the session's queue, in order, in one write.
+func (s *session) settle(ps *pendingShare, err error, shutdown bool) {
+	s.mu.Lock()
+	ps.done, ps.err, ps.shutdown = true, err, shutdown
+	n := 0
+	for n < len(s.pend) && s.pend[n].done {
+		n++
+	}
+	if n == 0 {
+		s.mu.Unlock()
 		return
 	}
-	s.rememberDurable(j, &v)
-	s.c.stats.accepted(user, sh.Difficulty, now)
-	s.reply(m.ID, true, nil)
-	s.c.metrics.shares.WithLabelValues("accepted").Inc()
-	s.c.metrics.shareWork.Add(sh.Difficulty)
-	s.c.metrics.shareLatency.Observe(time.Since(start).Seconds())
-	s.countForBan(false, now)
-	s.mu.Lock()
-	d, changed := s.vd.retarget(now, s.diff, true)
-	if changed {
-		s.diff = d
+	heads := make([]*pendingShare, n)
+	copy(heads, s.pend[:n])
+	rest := copy(s.pend, s.pend[n:])
+	clear(s.pend[rest:])
+	s.pend = s.pend[:rest]
+	bp := wbufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	retarget := false
+	banned := false
+	for _, h := range heads {
+		// Accounting before the answer: a miner that has read it
+		// finds the share in Status (stats and metrics are leaf locks).
+		if h.err != nil {
+			s.c.metrics.shares.WithLabelValues(ReasonLedger).Inc()
+			s.c.stats.rejected(h.user, ReasonLedger)
+			buf = stratum.AppendResult(buf, h.id, false, errNotRecorded)
+			continue
+		}
+		s.c.stats.accepted(h.user, h.diff, h.now)
+		s.c.metrics.accepted.Inc()
+		s.c.metrics.shareWork.Add(h.diff)
+		s.c.metrics.shareLatency.Observe(time.Since(h.start).Seconds())
+		if h.j.ep.gen == s.dupGen {
+			s.dups[h.hash] = struct{}{}
+		}
+		buf = stratum.AppendResult(buf, h.id, true, nil)
+		if s.noteShareLocked(false) {
+			banned = true
+		}
+		if d, changed := s.vd.retarget(h.now, s.diff, true); changed {
+			s.diff = d
+			retarget = true
+		}
+	}
+	s.writeLocked(bp, buf)
+	if banned {
+		s.closed = true
+	}
+	total, bad := s.banTotal, s.banRejected
+	if len(s.pend) < maxPipelined {
+		s.settled.Broadcast()
 	}
 	s.mu.Unlock()
-	if changed {
+	for _, h := range heads {
+		if h.err != nil {
+			if h.shutdown {
+				// Shutting down: the miner is told false and may send
+				// it again to the next coordinator.
+				s.c.log.Debug("share not recorded: shutting down", "worker", h.worker, "err", h.err)
+			} else {
+				s.c.log.Error("recording share", "worker", h.worker, "err", h.err)
+			}
+		}
+	}
+	if banned {
+		s.c.ban(s.ip, heads[0].now)
+		s.c.metrics.bans.Inc()
+		s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
+		s.conn.Close()
+	}
+	if retarget {
 		s.sendWork(s.c.jobs.current(), true)
 	}
+}
+
+var errNotRecorded = &stratum.Error{Code: stratum.CodeOther, Message: "share could not be recorded; send it again"}
+
+// drain waits until every share the session handed to the ledger has
+// been answered: an answer that is not a pipelined share's (another
+// method, a rejection) must not overtake theirs.
+func (s *session) drain() {
+	s.mu.Lock()
+	for len(s.pend) > 0 {
+		s.settled.Wait()
+	}
+	s.mu.Unlock()
 }
 
 // shareFacts copies, under the session lock, what validating p needs: its
@@ -116,11 +217,27 @@ func (s *session) shareFacts(p *stratum.Submit, now time.Time) (*job, shareFacts
 func (s *session) isDuplicate(j *job, v *verdict) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The same work still with the ledger: judge it once that settles
+	// (durable: a duplicate; failed: not one).
+	for s.pendingHash(v.hash) {
+		s.settled.Wait()
+	}
 	if j.ep.gen != s.dupGen {
 		return false // a newer generation: the job is stale, judged so already
 	}
 	_, dup := s.dups[v.hash]
 	return dup
+}
+
+// pendingHash reports whether a share of work h waits for the ledger.
+// s.mu must be held.
+func (s *session) pendingHash(h chainmath.Hash) bool {
+	for _, ps := range s.pend {
+		if ps.hash == h {
+			return true
+		}
+	}
+	return false
 }
 
 // rememberDurable records the work of v, now durable in the ledger, so

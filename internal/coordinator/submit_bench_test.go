@@ -19,11 +19,14 @@ import (
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
+// submitWindow is how many shares a benchmark client keeps unanswered.
+const submitWindow = 16
+
 // BenchmarkSubmitInProcess measures valid shares validated and durably
 // recorded per second without TCP: 256 real sessions of a real
 // coordinator (embedded chain, SQLite ledger with WAL and
-// synchronous=FULL) served over net.Pipe, each client sending its next
-// mining.submit as soon as the previous one is answered. The shares are
+// synchronous=FULL) served over net.Pipe, each client keeping up to
+// submitWindow mining.submit requests unanswered. The shares are
 // solved before the timer starts, so the measurement is the
 // coordinator's: parse, validate, group commit, reply. One op is one
 // accepted share.
@@ -100,25 +103,37 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var left atomic.Int64
-	left.Store(int64(b.N))
+	left := b.N
 	var rejected atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for _, cl := range clients {
-		wg.Add(1)
+		// Each client keeps up to submitWindow shares unanswered, as
+		// a miner does (it does not wait for an answer before sending
+		// the next share it finds). A server that answers one share
+		// at a time serves it one at a time.
+		n := min(len(cl.lines), left)
+		left -= n
+		if n == 0 {
+			continue
+		}
+		window := make(chan struct{}, submitWindow)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			for _, line := range cl.lines {
-				if left.Add(-1) < 0 {
-					return
-				}
+			for _, line := range cl.lines[:n] {
+				window <- struct{}{}
 				if _, err := cl.conn.Write(line); err != nil {
 					b.Error(err)
 					return
 				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range n {
 				reply, err := cl.r.ReadSlice('\n')
 				if err != nil {
 					b.Error(err)
@@ -127,6 +142,7 @@ func BenchmarkSubmitInProcess(b *testing.B) {
 				if !bytes.Contains(reply, []byte(`"result":true`)) {
 					rejected.Add(1)
 				}
+				<-window
 			}
 		}()
 	}

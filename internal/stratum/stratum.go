@@ -33,8 +33,7 @@ func (e *Error) Error() string { return fmt.Sprintf("stratum error %d: %s", e.Co
 
 // MarshalJSON encodes e as [code, "message", null].
 func (e *Error) MarshalJSON() ([]byte, error) {
-	msg, _ := json.Marshal(e.Message)
-	return []byte("[" + strconv.Itoa(e.Code) + "," + string(msg) + ",null]"), nil
+	return e.appendJSON(nil), nil
 }
 
 // UnmarshalJSON accepts the array form and, as some pools send it, an
@@ -112,8 +111,14 @@ func truncate(b []byte) []byte {
 }
 
 // AppendResponse appends a response line (with its newline) to buf. A nil
-// result is encoded as null: every response carries "result".
+// result is encoded as null: every response carries "result". A bool or
+// nil result is written without reflection (AppendResult); any other goes
+// through encoding/json.
 func AppendResponse(buf []byte, id json.RawMessage, result any, e *Error) ([]byte, error) {
+	switch result.(type) {
+	case nil, bool:
+		return AppendResult(buf, id, result, e), nil
+	}
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
@@ -129,8 +134,7 @@ func AppendResponse(buf []byte, id json.RawMessage, result any, e *Error) ([]byt
 	if e == nil {
 		buf = append(buf, "null"...)
 	} else {
-		eb, _ := e.MarshalJSON()
-		buf = append(buf, eb...)
+		buf = e.appendJSON(buf)
 	}
 	return append(buf, "}\n"...), nil
 }
