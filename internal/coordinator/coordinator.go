@@ -247,6 +247,7 @@ type Coordinator struct {
 	allow    map[string]bool      // AllowList as a set
 
 	stats   *accounting
+	ledgerQ ledgerQueue // valid shares on their way to the ledger
 	metrics *metrics
 
 	workMu   sync.Mutex
@@ -281,6 +282,7 @@ func New(cfg Config) (*Coordinator, error) {
 	for _, u := range cfg.AllowList {
 		c.allow[u] = true
 	}
+	c.ledgerQ.c = c
 	c.jobs = newJobBook(&c.cfg)
 	c.blocks = newBlockBook(c)
 	c.metrics = newMetrics(c, cfg.Registerer)

@@ -66,6 +66,7 @@ const maxPipelined = 32
 // pendingShare is a valid share handed to the ledger, waiting to be
 // answered in its turn.
 type pendingShare struct {
+	s        *session
 	id       []byte // the request id, copied
 	j        *job
 	hash     chainmath.Hash
@@ -86,24 +87,34 @@ type pendingShare struct {
 // out in the order of the requests: settle writes every settled answer at
 // the head of the queue in one write.
 func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh store.Share, user string, start time.Time) {
-	ps := &pendingShare{id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, user: user, now: sh.Time, start: start}
+	ps := &pendingShare{s: s, id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, user: user, now: sh.Time, start: start}
 	s.mu.Lock()
 	for len(s.pend) >= maxPipelined {
 		s.settled.Wait()
 	}
 	s.pend = append(s.pend, ps)
 	s.mu.Unlock()
-	go func() {
-		err := s.c.cfg.Store.RecordShare(ctx, sh)
-		s.settle(ps, err, ctx.Err() != nil)
-	}()
+	s.c.ledgerQ.add(ctx, ps, sh)
 }
 
 // settle records the ledger's outcome for ps and answers every settled
 // share at the head of the session's queue, in order, in one write.
 func (s *session) settle(ps *pendingShare, err error, shutdown bool) {
+	s.markSettled(ps, err, shutdown)
+	s.flushSettled()
+}
+
+// markSettled records the ledger's outcome for ps.
+func (s *session) markSettled(ps *pendingShare, err error, shutdown bool) {
 	s.mu.Lock()
 	ps.done, ps.err, ps.shutdown = true, err, shutdown
+	s.mu.Unlock()
+}
+
+// flushSettled answers every settled share at the head of the session's
+// queue, in order, in one write.
+func (s *session) flushSettled() {
+	s.mu.Lock()
 	n := 0
 	for n < len(s.pend) && s.pend[n].done {
 		n++

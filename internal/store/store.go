@@ -114,6 +114,7 @@ type Share struct {
 
 type shareReq struct {
 	share Share
+	many  []Share // RecordShares: these instead of share
 	done  chan error
 }
 
@@ -356,6 +357,44 @@ func (s *Store) RecordShare(ctx context.Context, sh Share) error {
 	}
 }
 
+// RecordShares makes every share of shares durable in one request: the
+// writer commits them together with whatever else is waiting (a batch may
+// exceed MaxBatch by up to len(shares)). It returns nil once all of them
+// are durable; on an error none of them is. A caller that gathers shares
+// itself (the coordinator does) pays one hand-off per batch instead of
+// one per share.
+func (s *Store) RecordShares(ctx context.Context, shares []Share) error {
+	if len(shares) == 0 {
+		return nil
+	}
+	req := shareReq{many: shares, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *shareReq) count() int {
+	if r.many != nil {
+		return len(r.many)
+	}
+	return 1
+}
+
 // writer is the single goroutine that commits shares in batches.
 func (s *Store) writer() {
 	defer close(s.wdone)
@@ -363,14 +402,16 @@ func (s *Store) writer() {
 	var enc segmentEncoder
 	for first := range s.reqs {
 		batch = append(batch[:0], first)
+		n := first.count()
 	fill:
-		for len(batch) < MaxBatch {
+		for n < MaxBatch && len(batch) < MaxBatch {
 			select {
 			case r, ok := <-s.reqs:
 				if !ok {
 					break fill
 				}
 				batch = append(batch, r)
+				n += r.count()
 			default:
 				break fill
 			}
@@ -386,6 +427,12 @@ func (s *Store) writer() {
 func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	enc.reset()
 	for i := range batch {
+		if batch[i].many != nil {
+			for k := range batch[i].many {
+				enc.add(&batch[i].many[k])
+			}
+			continue
+		}
 		enc.add(&batch[i].share)
 	}
 	// The writer must finish what it accepted even while Close waits, so
