@@ -239,6 +239,7 @@ type Coordinator struct {
 	// are leaves. Never hold mu across I/O (see sessionsWhere).
 	mu       sync.Mutex
 	sessions map[uint64]*session
+	v2       map[uint64]*v2conn // Stratum V2 connections (sv2session.go)
 	en1Live  map[uint32]bool
 	en1Next  uint32
 	nextSID  uint64
@@ -271,6 +272,7 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		sessions: make(map[uint64]*session),
+		v2:       make(map[uint64]*v2conn),
 		en1Live:  make(map[uint32]bool),
 		perIP:    make(map[string]int),
 		bans:     make(map[string]time.Time),
@@ -337,6 +339,14 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		backoff = 0
+		if srv := sv2ServerOf(ln); srv != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.serveSV2(ctx, conn, ln, srv)
+			}()
+			continue
+		}
 		s, reason := c.newSession(conn, ln)
 		if s == nil {
 			// Off the accept loop: on a TLS listener the refusal
@@ -356,6 +366,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	graceful := err == nil
 	cancel()
+	c.closeSV2(ln, graceful)
 	mine := c.sessionsWhere(func(s *session) bool { return s.ln == ln })
 	if graceful {
 		// Tell the miners to come back (client.reconnect), then close.
@@ -487,6 +498,7 @@ func (c *Coordinator) broadcast() {
 		}()
 	}
 	wg.Wait()
+	c.broadcastSV2(ep)
 }
 
 // broadcastWorkers is how many goroutines write a new job to the sessions.
@@ -579,5 +591,5 @@ func (c *Coordinator) dropSession(s *session) {
 func (c *Coordinator) SessionCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.sessions)
+	return len(c.sessions) + len(c.v2)
 }

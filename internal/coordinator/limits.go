@@ -93,7 +93,7 @@ func (c *Coordinator) admitLocked(ip string, now time.Time) string {
 		}
 		delete(c.bans, ip)
 	}
-	if c.cfg.MaxConns > 0 && len(c.sessions) >= c.cfg.MaxConns {
+	if c.cfg.MaxConns > 0 && len(c.sessions)+len(c.v2) >= c.cfg.MaxConns {
 		return "too many connections"
 	}
 	if c.cfg.MaxConnsPerIP > 0 && c.perIP[ip] >= c.cfg.MaxConnsPerIP {
