@@ -68,7 +68,8 @@ ip link set veth-pc0 up
 sleep 4
 kill "${pids[-1]}"; sleep 1 # stop the miner: nothing more in flight
 acked=$(accepted)
-msgs=$(curl -s "http://$HOST_IP:18222/jsz?streams=true" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["state"]["messages"] for a in d.get("account_details",[]) for s in a.get("stream_detail",[]) if s["name"]=="SHARES"))')
+# SHARES holds batches of shares: count the shares in them.
+msgs=$(go run ./scripts/sharecount --cluster "nats://$HOST_IP:4222")
 echo "netns-frontend: the miner was told true $acked times; the SHARES stream holds $msgs shares"
 if [ "$msgs" -lt "$acked" ]; then echo "netns-frontend: FAIL: acknowledged shares are missing" >&2; exit 1; fi
 echo "netns-frontend: OK: nothing acknowledged was lost"

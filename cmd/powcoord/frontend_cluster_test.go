@@ -173,20 +173,22 @@ func TestClusterFrontends(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SHARES message %d: %v", seq, err)
 		}
-		sh, err := sharelog.DecodeShare(m.Data)
+		shares, err := sharelog.DecodeShares(m.Data)
 		if err != nil {
 			t.Fatalf("SHARES message %d: %v", seq, err)
 		}
-		h := sh.Hash.String()
-		if seen[h] {
-			t.Fatalf("share hash %s twice in SHARES", h)
-		}
-		seen[h] = true
 		feID := strings.TrimPrefix(m.Subject, bus.SubjectShares+".")
-		per[feID]++
-		for _, f := range fes {
-			if f.id == feID && !strings.HasPrefix(sh.Extranonce1, fmt.Sprintf("%02x", f.prefix)) {
-				t.Fatalf("share of %s with extranonce1 %s: want prefix %02x (%d/%d bits)", feID, sh.Extranonce1, f.prefix, f.prefix, lease.Bits)
+		for _, sh := range shares {
+			h := sh.Hash.String()
+			if seen[h] {
+				t.Fatalf("share hash %s twice in SHARES", h)
+			}
+			seen[h] = true
+			per[feID]++
+			for _, f := range fes {
+				if f.id == feID && !strings.HasPrefix(sh.Extranonce1, fmt.Sprintf("%02x", f.prefix)) {
+					t.Fatalf("share of %s with extranonce1 %s: want prefix %02x (%d/%d bits)", feID, sh.Extranonce1, f.prefix, f.prefix, lease.Bits)
+				}
 			}
 		}
 	}

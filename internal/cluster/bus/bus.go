@@ -11,9 +11,11 @@
 //     message per subject, so a front-end that subscribes with "last per
 //     subject" gets the job in force at once.
 //   - SHARES (powcoord.shares.>): accepted shares, a work queue for the
-//     ledger writers. Publishers set Nats-Msg-Id to the share's header hash
-//     (ShareMsgID) and the stream drops a copy seen within its duplicate
-//     window; the ledger's unique key on the hash covers what is older.
+//     ledger writers. A message is a front-end's batch of shares with a
+//     Nats-Msg-Id of its own (internal/cluster/sharelog), so a retried
+//     publish is stored once within the duplicate window; the ledger's
+//     unique key on each share's header hash stores a share sent again
+//     in another batch once.
 //   - BLOCKS (powcoord.blocks.>): found blocks on their way to the active
 //     coordinator, deduplicated by the block hash the same way.
 //   - CHAIN (powcoord.chain.>): the embedded chain's blocks, appended by the

@@ -4,12 +4,16 @@
 //
 // A Writer reads through a durable pull consumer on SHARES (default name
 // "ledger"; every writer of a cluster shares it, so the stream's work
-// queue hands each message to one of them). It fetches up to Batch
-// messages, decodes them, stores them with one pgledger.Record call (one
-// transaction), and acknowledges the messages only after the commit.
-// A writer that dies between the commit and the acknowledgements leaves
-// its messages to be redelivered after AckWait; Record skips a share
-// whose hash is stored already, so each share is stored once.
+// queue hands each message to one of them). A message is a batch of a
+// front-end's shares (sharelog.DecodeShares). The writer fetches up to
+// Batch messages, decodes them, stores their shares with pgledger.Record
+// (one transaction per up to pgledger.MaxBatch shares), and acknowledges
+// the messages only after the commit. Fetching and storing overlap: the
+// next batch is fetched while the previous one is being committed. A
+// batch whose commit failed is negatively acknowledged for redelivery; a
+// writer that dies between the commit and the acknowledgements leaves its
+// messages to be redelivered after AckWait; Record skips a share whose
+// hash is stored already, so each share is stored once.
 //
 // A message that does not decode is terminated (never redelivered) and
 // counted in Stats.Bad; it cannot become a share of the ledger.
@@ -20,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +41,11 @@ type Config struct {
 	// Durable is the consumer's name (default "ledger").
 	Durable string
 	// Batch is the most messages fetched and stored at once (default
-	// 4096, at most pgledger.MaxBatch).
+	// 16; each message holds up to a front-end's batch of shares).
 	Batch int
+	// Transactions is the number of batches being committed at once
+	// (default 2): fetching and decoding overlap with them.
+	Transactions int
 	// FetchWait is the longest one fetch waits for its batch to fill
 	// (default 100 ms).
 	FetchWait time.Duration
@@ -51,6 +59,7 @@ type Config struct {
 // Stats are counters of a Writer since New.
 type Stats struct {
 	Messages uint64 // messages stored and acknowledged
+	Shares   uint64 // shares in those messages
 	Stored   uint64 // shares new to the ledger (the rest were there already)
 	Batches  uint64 // committed batches
 	Bad      uint64 // messages that did not decode, terminated
@@ -64,7 +73,7 @@ type Writer struct {
 	log    *slog.Logger
 	server func() string
 
-	messages, stored, batches, bad atomic.Uint64
+	messages, shares, stored, batches, bad atomic.Uint64
 
 	// afterCommit, when set (by tests), runs after each commit and
 	// before the acknowledgements; returning false drops the batch
@@ -79,7 +88,10 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 		cfg.Durable = "ledger"
 	}
 	if cfg.Batch == 0 {
-		cfg.Batch = 4096
+		cfg.Batch = 16
+	}
+	if cfg.Transactions == 0 {
+		cfg.Transactions = 2
 	}
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = 100 * time.Millisecond
@@ -93,6 +105,8 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 	switch {
 	case cfg.Batch < 1 || cfg.Batch > pgledger.MaxBatch:
 		return nil, fmt.Errorf("ledgerd: batch %d: want 1 to %d", cfg.Batch, pgledger.MaxBatch)
+	case cfg.Transactions < 1 || cfg.Transactions > 64:
+		return nil, fmt.Errorf("ledgerd: %d transactions at once: want 1 to 64", cfg.Transactions)
 	case cfg.FetchWait < time.Millisecond:
 		return nil, fmt.Errorf("ledgerd: fetch wait %v: want at least 1ms", cfg.FetchWait)
 	case cfg.AckWait < time.Second/2:
@@ -109,7 +123,7 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 		Description:   "powcoord: ledger writers",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxAckPending: 4 * cfg.Batch,
+		MaxAckPending: (cfg.Transactions + 2) * cfg.Batch,
 		FilterSubject: bus.SubjectShares + ".>",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
@@ -131,7 +145,7 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	return Stats{Messages: w.messages.Load(), Stored: w.stored.Load(), Batches: w.batches.Load(), Bad: w.bad.Load()}
+	return Stats{Messages: w.messages.Load(), Shares: w.shares.Load(), Stored: w.stored.Load(), Batches: w.batches.Load(), Bad: w.bad.Load()}
 }
 
 // Lag returns the messages of SHARES the consumer has not had
@@ -147,77 +161,139 @@ func (w *Writer) Lag(ctx context.Context) (uint64, error) {
 
 // Run stores batches until ctx ends (then it returns nil) or the ledger
 // fails for good. A failed fetch (no server answering) is retried; a
-// failed transaction leaves its batch unacknowledged (it is redelivered)
-// and is retried after a pause.
+// failed transaction negatively acknowledges its messages (they are
+// redelivered after a pause) and the writer goes on after that pause.
 func (w *Writer) Run(ctx context.Context) error {
-	pause := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		n, err := w.once(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			w.log.Warn("ledger batch failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetched := make(chan batch, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(fetched)
+		pause := 100 * time.Millisecond
+		for ctx.Err() == nil {
+			b, err := w.fetch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.log.Warn("ledger fetch failed", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(pause):
+				}
+				pause = min(2*pause, 5*time.Second)
+				continue
 			}
-			pause = min(2*pause, 5*time.Second)
-			continue
-		}
-		if n > 0 {
 			pause = 100 * time.Millisecond
+			if len(b.msgs) == 0 {
+				continue
+			}
+			select {
+			case fetched <- b:
+			case <-ctx.Done():
+				return
+			}
 		}
+	}()
+	defer func() { cancel(); <-done }()
+	var wg sync.WaitGroup
+	for range w.cfg.Transactions {
+		wg.Go(func() {
+			pause := 100 * time.Millisecond
+			for b := range fetched {
+				err := w.store(ctx, b)
+				if ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, errStop) {
+					cancel()
+					return
+				}
+				if err != nil {
+					w.log.Warn("ledger batch failed", "err", err)
+					for _, m := range b.msgs {
+						_ = m.NakWithDelay(pause)
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(pause):
+					}
+					pause = min(2*pause, 5*time.Second)
+					continue
+				}
+				pause = 100 * time.Millisecond
+			}
+		})
 	}
+	wg.Wait()
 	return nil
 }
 
-// once fetches, stores and acknowledges one batch and returns its size.
-func (w *Writer) once(ctx context.Context) (int, error) {
-	batch, err := w.cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.FetchWait))
+// batch is one fetch: its messages and the shares they hold.
+type batch struct {
+	msgs   []jetstream.Msg
+	shares []pgledger.Share
+}
+
+// errStop is store's answer when the test hook stopped the writer.
+var errStop = errors.New("ledgerd: stopped after commit")
+
+// fetch fetches up to Batch messages and decodes them; messages that do
+// not decode are terminated.
+func (w *Writer) fetch(ctx context.Context) (batch, error) {
+	var b batch
+	mb, err := w.cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.FetchWait))
 	if err != nil {
-		return 0, fmt.Errorf("ledgerd: fetching from %s via %s: %w", bus.StreamShares, w.server(), err)
+		return b, fmt.Errorf("ledgerd: fetching from %s via %s: %w", bus.StreamShares, w.server(), err)
 	}
-	var (
-		msgs   []jetstream.Msg
-		shares []pgledger.Share
-	)
-	for m := range batch.Messages() {
-		sh, err := sharelog.DecodeShare(m.Data())
+	for m := range mb.Messages() {
+		shares, err := sharelog.DecodeShares(m.Data())
 		if err != nil {
 			w.bad.Add(1)
 			w.log.Error("undecodable share message terminated", "subject", m.Subject(), "err", err)
 			_ = m.Term()
 			continue
 		}
-		msgs = append(msgs, m)
-		shares = append(shares, pgledger.Share(sh))
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
-		return 0, fmt.Errorf("ledgerd: fetching from %s via %s: %w", bus.StreamShares, w.server(), err)
-	}
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	stored, err := w.ledger.Record(ctx, shares)
-	if err != nil {
-		return 0, fmt.Errorf("ledgerd: storing a batch of %d shares: %w", len(shares), err)
-	}
-	if w.afterCommit != nil && !w.afterCommit() {
-		return 0, nil
-	}
-	for _, m := range msgs {
-		// A lost acknowledgement means a redelivery, which Record
-		// stores once: no need to wait for each.
-		if err := m.Ack(); err != nil {
-			return 0, fmt.Errorf("ledgerd: acknowledging %d stored shares via %s: %w", len(msgs), w.server(), err)
+		b.msgs = append(b.msgs, m)
+		for _, sh := range shares {
+			b.shares = append(b.shares, pgledger.Share(sh))
 		}
 	}
-	w.messages.Add(uint64(len(msgs)))
+	if err := mb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(b.msgs) == 0 {
+		return b, fmt.Errorf("ledgerd: fetching from %s via %s: %w", bus.StreamShares, w.server(), err)
+	}
+	return b, nil
+}
+
+// store commits b's shares and then acknowledges its messages.
+func (w *Writer) store(ctx context.Context, b batch) error {
+	stored := 0
+	for rest := b.shares; len(rest) > 0; {
+		chunk := rest[:min(len(rest), pgledger.MaxBatch)]
+		rest = rest[len(chunk):]
+		n, err := w.ledger.Record(ctx, chunk)
+		if err != nil {
+			return fmt.Errorf("ledgerd: storing a batch of %d shares from %d messages: %w", len(b.shares), len(b.msgs), err)
+		}
+		stored += n
+	}
+	if w.afterCommit != nil && !w.afterCommit() {
+		return errStop
+	}
+	for _, m := range b.msgs {
+		if err := m.Ack(); err != nil {
+			return fmt.Errorf("ledgerd: acknowledging %d stored messages via %s: %w", len(b.msgs), w.server(), err)
+		}
+	}
+	w.messages.Add(uint64(len(b.msgs)))
+	w.shares.Add(uint64(len(b.shares)))
 	w.stored.Add(uint64(stored))
 	w.batches.Add(1)
-	return len(msgs), nil
+	return nil
 }
 
 // Collector returns Prometheus metrics of w: its counters and its lag

@@ -13,9 +13,13 @@ import (
 
 // Wire format versions: the first byte of every message body.
 const (
-	shareV1 = 1
+	shareV1 = 1 // one share (AppendShare); also each record of a batch
+	batchV2 = 2 // a batch of shares (AppendBatch)
 	blockV1 = 1
 )
+
+// MaxBatchShares bounds the count of a batch message on decode.
+const MaxBatchShares = 65536
 
 // shareFixed is the size of a share message without its four strings.
 const shareFixed = 1 + 32 + 8 + 4 + 4 + 4 + 8 + 8 + 1
@@ -99,6 +103,79 @@ func DecodeShare(b []byte) (store.Share, error) {
 	}
 	sh.Worker, sh.Extranonce1, sh.JobID, sh.Extranonce2 = strs[0], strs[1], strs[2], strs[3]
 	return sh, nil
+}
+
+// AppendBatch appends a batch message holding the share records recs
+// (each as AppendShare wrote it) to dst and returns it.
+//
+// Layout: the format version (2), the number of records as a uvarint,
+// then each record as a uvarint byte length followed by the record. A
+// batch of 512 typical shares is about 57 KB.
+func AppendBatch(dst []byte, recs [][]byte) []byte {
+	dst = append(dst, batchV2)
+	dst = binary.AppendUvarint(dst, uint64(len(recs)))
+	for _, r := range recs {
+		dst = binary.AppendUvarint(dst, uint64(len(r)))
+		dst = append(dst, r...)
+	}
+	return dst
+}
+
+// BatchSize is the size of the batch message AppendBatch would write for
+// records of the given total size.
+func BatchSize(records, recordBytes int) int {
+	return 1 + binary.MaxVarintLen64 + records*binary.MaxVarintLen32 + recordBytes
+}
+
+// DecodeShares decodes a message on the SHARES stream: a batch
+// (AppendBatch) or a single share (AppendShare, as front-ends before
+// batch messages wrote). The error says what was wrong and where.
+func DecodeShares(b []byte) ([]store.Share, error) {
+	if len(b) == 0 {
+		return nil, errors.New("sharelog: empty share message")
+	}
+	switch b[0] {
+	case shareV1:
+		sh, err := DecodeShare(b)
+		if err != nil {
+			return nil, err
+		}
+		return []store.Share{sh}, nil
+	case batchV2:
+	default:
+		return nil, fmt.Errorf("sharelog: share message format version %d: want %d or %d", b[0], shareV1, batchV2)
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 {
+		return nil, errors.New("sharelog: batch message: bad record count")
+	}
+	if n == 0 || n > MaxBatchShares {
+		return nil, fmt.Errorf("sharelog: batch message of %d shares: want 1 to %d", n, MaxBatchShares)
+	}
+	off := 1 + k
+	// Each record takes at least shareFixed+1 bytes: a count the body
+	// cannot hold is refused before anything is allocated for it.
+	if uint64(len(b)-off) < n*(shareFixed+1) {
+		return nil, fmt.Errorf("sharelog: batch message of %d bytes cannot hold the %d shares it counts", len(b), n)
+	}
+	out := make([]store.Share, 0, n)
+	for i := range n {
+		l, k := binary.Uvarint(b[off:])
+		if k <= 0 || l > uint64(len(b)-off-k) {
+			return nil, fmt.Errorf("sharelog: batch message: share %d of %d: record length at offset %d does not fit the %d bytes left", i, n, off, len(b)-off)
+		}
+		off += k
+		sh, err := DecodeShare(b[off : off+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("sharelog: batch message: share %d of %d at offset %d: %w", i, n, off, err)
+		}
+		out = append(out, sh)
+		off += int(l)
+	}
+	if off != len(b) {
+		return nil, fmt.Errorf("sharelog: batch message: %d bytes after the last of its %d shares", len(b)-off, n)
+	}
+	return out, nil
 }
 
 func readString(b []byte) (string, int, error) {

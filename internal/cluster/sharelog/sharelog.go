@@ -7,17 +7,21 @@
 // # Batching
 //
 // RecordShare hands its share to one batcher goroutine. The batcher sends
-// a batch when it holds MaxBatch shares or FlushInterval after the first
-// share of the batch arrived, whichever comes first; up to Publishers
-// batches are in flight at once. A batch is published with bus.PublishAll:
-// one message per share on powcoord.shares.<front-end id>, with
-// Nats-Msg-Id = bus.ShareMsgID(hash), so a share published twice (a
-// retry after a lost acknowledgement, a miner's resent share) is stored
-// once within the stream's duplicate window. Every caller of the batch is
-// answered after the stream acknowledged every message of the batch (on a
-// 3-server cluster with R3: after a quorum of servers stored it), or with
-// the batch's error. An error is conservative: some shares of a failed
-// batch may be stored even so, and the ledger stores each once.
+// a batch when it holds MaxBatch shares (or as many as fit one message
+// under the servers' max_payload) or FlushInterval after the first share
+// of the batch arrived, whichever comes first; up to Publishers batches
+// are in flight at once. A batch is ONE message on
+// powcoord.shares.<front-end id> (AppendBatch), so the stream, the
+// servers' replication and the ledger writers see one message per batch
+// rather than per share. Its Nats-Msg-Id is the front-end id, a random
+// per-process token and the batch's sequence number: a publish retried
+// after a lost acknowledgement is stored once within the stream's
+// duplicate window. Every caller of the batch is answered after the
+// stream acknowledged the message (on a 3-server cluster with R3: after a
+// quorum of servers stored it), or with the batch's error. An error is
+// conservative: a failed batch may be stored even so, and a miner who
+// sends the share again puts it in the stream twice; the ledger writers
+// store each share once, keyed by its header hash.
 //
 // A batch that is not acknowledged within PublishTimeout fails, so
 // RecordShare returns an error within about PublishTimeout plus
@@ -42,10 +46,12 @@ package sharelog
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,9 +76,8 @@ type Config struct {
 	// FlushInterval is the longest a share waits for its batch to fill
 	// (default 2 ms).
 	FlushInterval time.Duration
-	// MaxBatch is the most shares in one batch (default 512). MaxBatch
-	// times Publishers should stay below the NATS client's limit of
-	// 4,000 unacknowledged async publishes, past which publishes stall.
+	// MaxBatch is the most shares in one batch (default 512); a batch is
+	// also cut where its message would pass the servers' max_payload.
 	MaxBatch int
 	// Publishers is the number of batches in flight at once (default 4).
 	Publishers int
@@ -109,12 +114,16 @@ type Log struct {
 
 	shares, batchCount, failed, blocks atomic.Uint64
 
+	idPrefix string        // "<front-end id>-<random token>-": batch message ids
+	seq      atomic.Uint64 // batch sequence
+	maxBytes int           // the largest batch message body
+
 	foundMu sync.Mutex
 	found   map[chainmath.Hash]*store.FoundBlock
 }
 
 type shareReq struct {
-	msg  *nats.Msg
+	rec  []byte // AppendShare's encoding
 	done chan error
 }
 
@@ -162,6 +171,11 @@ func New(js jetstream.JetStream, cfg Config) (*Log, error) {
 		batches:       make(chan []shareReq, cfg.Publishers),
 		batcherDone:   make(chan struct{}),
 		found:         map[chainmath.Hash]*store.FoundBlock{},
+		idPrefix:      cfg.Frontend + "-" + rand.Text()[:10] + "-",
+		maxBytes:      1 << 20,
+	}
+	if mp := js.Conn().MaxPayload(); mp > 0 && int(mp)-bus.Headroom < l.maxBytes {
+		l.maxBytes = int(mp) - bus.Headroom
 	}
 	go l.batcher()
 	for range cfg.Publishers {
@@ -208,7 +222,7 @@ func (l *Log) RecordShare(ctx context.Context, sh store.Share) error {
 		return errors.New("sharelog: share with an all-zero hash")
 	}
 	req := shareReq{
-		msg:  bus.NewMsg(l.sharesSubject, AppendShare(make([]byte, 0, 128), sh), bus.ShareMsgID(sh.Hash)),
+		rec:  AppendShare(make([]byte, 0, 128), sh),
 		done: make(chan error, 1),
 	}
 	l.mu.RLock()
@@ -237,45 +251,66 @@ func (l *Log) batcher() {
 	defer close(l.batches)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var carry *shareReq // the share that did not fit the previous batch
 	for {
-		first, ok := <-l.reqs
-		if !ok {
-			return
+		var first shareReq
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			r, ok := <-l.reqs
+			if !ok {
+				return
+			}
+			first = r
 		}
 		batch := make([]shareReq, 1, l.cfg.MaxBatch)
 		batch[0] = first
+		size := len(first.rec)
 		timer.Reset(l.cfg.FlushInterval)
+		closed := false
 	fill:
 		for len(batch) < l.cfg.MaxBatch {
 			select {
 			case r, ok := <-l.reqs:
 				if !ok {
+					closed = true
+					break fill
+				}
+				if BatchSize(len(batch)+1, size+len(r.rec)) > l.maxBytes {
+					carry = &r
 					break fill
 				}
 				batch = append(batch, r)
+				size += len(r.rec)
 			case <-timer.C:
 				break fill
 			}
 		}
 		timer.Stop()
 		l.batches <- batch
+		if closed {
+			return
+		}
 	}
 }
 
-// publisher publishes batches and answers their callers.
 func (l *Log) publisher() {
 	defer l.publishersDone.Done()
-	msgs := make([]*nats.Msg, 0, l.cfg.MaxBatch)
+	recs := make([][]byte, 0, l.cfg.MaxBatch)
+	var body []byte
 	for batch := range l.batches {
-		msgs = msgs[:0]
+		recs = recs[:0]
 		for _, r := range batch {
-			msgs = append(msgs, r.msg)
+			recs = append(recs, r.rec)
 		}
+		body = AppendBatch(body[:0], recs)
+		id := l.idPrefix + strconv.FormatUint(l.seq.Add(1), 10)
+		m := &nats.Msg{Subject: l.sharesSubject, Data: body}
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-		_, err := bus.PublishAll(ctx, l.js, msgs)
+		_, err := bus.PublishMsg(ctx, l.js, m, id)
 		cancel()
 		if err != nil {
-			err = fmt.Errorf("sharelog: batch of %d shares on %s via %s not acknowledged: %w", len(batch), l.sharesSubject, l.server(), err)
+			err = fmt.Errorf("sharelog: batch %s of %d shares on %s via %s not acknowledged: %w", id, len(batch), l.sharesSubject, l.server(), err)
 			l.failed.Add(uint64(len(batch)))
 			l.log.Warn("share batch not acknowledged", "shares", len(batch), "subject", l.sharesSubject, "err", err)
 		} else {
