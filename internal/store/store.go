@@ -128,6 +128,7 @@ type Store struct {
 	closed bool
 	reqs   chan shareReq
 	wdone  chan struct{}
+	total  int64 // shares in the ledger; only the writer changes it after Open
 }
 
 // Open opens (creating if needed) the database file at path and its schema,
@@ -148,7 +149,7 @@ func Open(path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if _, err := w.Exec(schema + foundSchema); err != nil {
+	if _, err := w.Exec(schema + foundSchema + payoutSchema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: create schema in %q: %w", path, err)
 	}
@@ -160,6 +161,11 @@ func Open(path string) (*Store, error) {
 	if !strings.EqualFold(mode, "wal") {
 		w.Close()
 		return nil, fmt.Errorf("store: %q: journal mode is %q, want wal", path, mode)
+	}
+	total, err := migrateSeqEnd(w)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %q: number the share segments: %w", path, err)
 	}
 	r, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -173,6 +179,7 @@ func Open(path string) (*Store, error) {
 		r:     r,
 		reqs:  make(chan shareReq, MaxBatch),
 		wdone: make(chan struct{}),
+		total: total,
 	}
 	go s.writer()
 	return s, nil
@@ -439,9 +446,10 @@ func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	// it does not take a caller's context. One statement in autocommit
 	// mode is one transaction: one commit, one fsync.
 	if _, err := s.w.ExecContext(context.Background(),
-		`INSERT INTO share_segments (count, data) VALUES (?, ?)`, enc.n, enc.bytes()); err != nil {
+		`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), s.total+int64(enc.n)); err != nil {
 		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 	}
+	s.total += int64(enc.n)
 	return nil
 }
 
