@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/node"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/web"
@@ -59,6 +61,14 @@ type coordFlags struct {
 	minDiff, tlsMinDiff     float64       // per-listener difficulty floors
 	reconnectAddr           string        // --reconnect-addr host:port
 	reconnectWait           time.Duration // --reconnect-wait
+
+	// Payouts (docs/payouts.md).
+	payout       string
+	pplnsWindow  float64
+	poolFee      string
+	poolAddress  string
+	payoutDust   int64
+	maxPayoutOut int
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -97,6 +107,53 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	fs.DurationVar(&f.blockTime, "block-time", 10*time.Second, "embedded chain: the mean block `interval` difficulty adjustment aims for (at least 1s)")
 	fs.Float64Var(&f.sharesPerMin, "shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&f.payout, "payout", "solo", "payout `mode`: solo (each block pays its finder) or pplns (each block pays the miners of the last --pplns-window blocks of share work, in proportion; docs/payouts.md)")
+	fs.Float64Var(&f.pplnsWindow, "pplns-window", 8, "with --payout pplns: the window, in `blocks` of network difficulty of share work")
+	fs.StringVar(&f.poolFee, "pool-fee", "0", "with --payout pplns: the pool's `percentage` of every block (at most two decimals: 1%, 0.5%), paid to --pool-address")
+	fs.StringVar(&f.poolAddress, "pool-address", "", "with --pool-fee: the `address` the fee is paid to")
+	fs.Int64Var(&f.payoutDust, "payout-dust", coordinator.DefaultPayoutDust, "with --payout pplns: the smallest output in `satoshis`; a miner whose amount would be smaller is not paid in that block")
+	fs.IntVar(&f.maxPayoutOut, "payout-max-outputs", coordinator.DefaultMaxPayoutOutputs, "with --payout pplns: the most paying outputs of a coinbase, the fee included (the template's room in the block may lower it)")
+}
+
+// payoutConfig checks the payout flags and copies them into cfg; script
+// decodes --pool-address for the work source.
+func (f *coordFlags) payoutConfig(cfg *coordinator.Config, script func(string) ([]byte, error)) error {
+	switch f.payout {
+	case coordinator.PayoutSolo, coordinator.PayoutPPLNS:
+	default:
+		return fmt.Errorf("--payout %q: want solo or pplns", f.payout)
+	}
+	cfg.Payout = f.payout
+	if !(f.pplnsWindow > 0) || f.pplnsWindow > 1e6 {
+		return fmt.Errorf("--pplns-window %v: must be above 0 and at most 1e6 blocks", f.pplnsWindow)
+	}
+	cfg.PPLNSWindow = f.pplnsWindow
+	fee, err := payout.ParseFee(f.poolFee)
+	if err != nil {
+		return fmt.Errorf("--pool-fee: %w", err)
+	}
+	if fee > 0 && f.poolAddress == "" {
+		return fmt.Errorf("--pool-fee %s needs --pool-address", f.poolFee)
+	}
+	if fee > 0 && f.payout != coordinator.PayoutPPLNS {
+		return fmt.Errorf("--pool-fee %s: only with --payout pplns (a solo block pays its finder in full)", f.poolFee)
+	}
+	if f.poolAddress != "" {
+		s, err := script(f.poolAddress)
+		if err != nil {
+			return fmt.Errorf("--pool-address %q: %w", f.poolAddress, err)
+		}
+		cfg.PoolScript = s
+	}
+	cfg.PoolFeeBasisPoints = fee
+	if f.payoutDust < 1 {
+		return fmt.Errorf("--payout-dust %d: must be at least 1 satoshi", f.payoutDust)
+	}
+	if f.maxPayoutOut < 1 || f.maxPayoutOut > 20000 {
+		return fmt.Errorf("--payout-max-outputs %d: must be 1..20000", f.maxPayoutOut)
+	}
+	cfg.PayoutDust, cfg.MaxPayoutOutputs = f.payoutDust, f.maxPayoutOut
+	return nil
 }
 
 func (f *coordFlags) check() error {
@@ -244,6 +301,13 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		Logger: log, OnBlock: onBlock, Registerer: reg,
 	}
 	f.limits(&cfg)
+	poolScript := simchain.PayoutScript
+	if !embedded {
+		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
+	}
+	if err := f.payoutConfig(&cfg, poolScript); err != nil {
+		return fail(err)
+	}
 	inst.coord, err = coordinator.New(cfg)
 	if err != nil {
 		return fail(err)
@@ -371,6 +435,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	if f.cluster != "" {
+		if f.payout != coordinator.PayoutSolo {
+			return fmt.Errorf("--payout %s with --cluster: not supported yet (a cluster's front-ends build the coinbase from the published job; see docs/payouts.md)", f.payout)
+		}
 		return runClusterCoordinator(ctx, &f, log, stdout)
 	}
 	inst, err := startCoordinator(ctx, &f, log, nil)

@@ -37,8 +37,9 @@ type foundBlock struct {
 	header   [chainmath.HeaderSize]byte
 	coinbase []byte
 	hash     chainmath.Hash
-	finder   string // the worker name that submitted it
-	user     string // the session's account, for the per-worker block count
+	finder   string    // the worker name that submitted it
+	user     string    // the session's account, for the per-worker block count
+	pplns    *pplnsJob // the PPLNS payout of its job; nil for solo
 }
 
 // pendingBlock is a found block waiting for an answer from the source.
@@ -90,6 +91,7 @@ func (b *blockBook) found(ctx context.Context, fb foundBlock) {
 		// block not sent.
 		c.log.Error("recording found block before submitting it", "height", rec.Height, "hash", fb.hash.String(), "err", err)
 	}
+	c.recordPayouts(ctx, &fb, blk)
 	c.log.Info("block found", "height", rec.Height, "hash", fb.hash.String(), "finder", fb.finder)
 	p := &pendingBlock{rec: rec, block: blk, user: fb.user}
 	b.attempt(ctx, p)

@@ -104,6 +104,21 @@ type Config struct {
 	// Registerer receives the coordinator's Prometheus metrics; nil
 	// keeps them unregistered.
 	Registerer prometheus.Registerer
+
+	// Payout is PayoutSolo (the default) or PayoutPPLNS (docs/payouts.md);
+	// PPLNS needs a Store that is a PayoutLedger.
+	Payout string
+	// PPLNSWindow is the window in blocks of network work (8).
+	PPLNSWindow float64
+	// PoolFeeBasisPoints (hundredths of a percent) of every PPLNS block
+	// go to PoolScript; 0 or no script: no fee.
+	PoolFeeBasisPoints int64
+	PoolScript         []byte
+	// PayoutDust is the smallest PPLNS output in satoshis
+	// (DefaultPayoutDust); MaxPayoutOutputs caps a PPLNS coinbase's
+	// paying outputs, fee included (DefaultMaxPayoutOutputs).
+	PayoutDust       int64
+	MaxPayoutOutputs int
 }
 
 // Ledger is where the coordinator makes accepted shares and found blocks
@@ -215,6 +230,9 @@ func (c *Config) setDefaults() error {
 	if err := c.checkLimits(); err != nil {
 		return err
 	}
+	if err := c.checkPayout(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -255,6 +273,11 @@ type Coordinator struct {
 	serving  int    // running Serve calls
 	workStop func() // stops the work loop and waits for it
 
+	scripts  payoutScripts
+	weightMu sync.Mutex
+	weightOf *work.Template // the template weight was computed for
+	weight   int64
+
 	noWork         atomic.Bool // the source's work is stale: refuse miners
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
@@ -286,6 +309,9 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.ledgerQ.c = c
 	c.jobs = newJobBook(&c.cfg)
+	if cfg.Payout == PayoutPPLNS {
+		c.jobs.pplns = c.pplnsFor
+	}
 	c.blocks = newBlockBook(c)
 	c.metrics = newMetrics(c, cfg.Registerer)
 	if err := c.jobs.update(cfg.Source.Current(), true); err != nil {

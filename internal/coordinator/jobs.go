@@ -35,6 +35,7 @@ type epoch struct {
 
 	en1Size, en2Size int
 	tag              []byte
+	pplns            *pplnsJob // nil: each session's own payout (solo)
 
 	mu       sync.Mutex
 	byPayout map[string]*coinbaseParts // keyed by output script
@@ -69,8 +70,11 @@ type job struct {
 // jobBook holds the current epoch.
 type jobBook struct {
 	cfg *Config
-	gen atomic.Uint64
-	cur atomic.Pointer[epoch]
+	// pplns, when set (PPLNS mode), computes the payout of a new epoch
+	// from the ledger.
+	pplns func(*work.Template) (*pplnsJob, error)
+	gen   atomic.Uint64
+	cur   atomic.Pointer[epoch]
 }
 
 func newJobBook(cfg *Config) *jobBook { return &jobBook{cfg: cfg} }
@@ -97,6 +101,12 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 	if ntime < t.MinTime {
 		ntime = t.MinTime
 	}
+	var pj *pplnsJob
+	if b.pplns != nil {
+		if pj, err = b.pplns(t); err != nil {
+			return err
+		}
+	}
 	branch := chainmath.MerkleBranch(t.TxIDs())
 	ep := &epoch{
 		gen:        gen,
@@ -114,6 +124,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		en1Size:    4,
 		en2Size:    b.cfg.Extranonce2Size,
 		tag:        []byte(b.cfg.CoinbaseTag),
+		pplns:      pj,
 		byPayout:   make(map[string]*coinbaseParts),
 		lines:      make(map[notifyKey][2][]byte),
 	}
@@ -127,8 +138,13 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 // stale reports whether a job of epoch ep no longer builds on the tip.
 func (b *jobBook) stale(ep *epoch) bool { return ep.gen != b.gen.Load() }
 
-// coinbase returns the coinbase paying script, built once per epoch.
+// coinbase returns the coinbase paying script, built once per epoch;
+// under PPLNS every session gets the epoch's one PPLNS coinbase.
 func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
+	outs := []*wire.TxOut{wire.NewTxOut(ep.tmpl.CoinbaseValue, script)}
+	if ep.pplns != nil {
+		script, outs = nil, ep.pplns.outputs
+	}
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if cb, ok := ep.byPayout[string(script)]; ok {
@@ -138,7 +154,7 @@ func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
 		Height:            ep.tmpl.Height,
 		ExtranonceSize:    ep.en1Size + ep.en2Size,
 		Tag:               ep.tag,
-		Outputs:           []*wire.TxOut{wire.NewTxOut(ep.tmpl.CoinbaseValue, script)},
+		Outputs:           outs,
 		WitnessCommitment: ep.tmpl.WitnessCommitment,
 	})
 	if err != nil {

@@ -30,7 +30,7 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 		v.block = false // the first copy was the block
 	}
 	if v.block {
-		s.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: v.raw, coinbase: v.cb, hash: v.hash, finder: p.Worker, user: user})
+		s.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: v.raw, coinbase: v.cb, hash: v.hash, finder: p.Worker, user: user, pplns: j.ep.pplns})
 	}
 	if v.err != nil {
 		s.drain()

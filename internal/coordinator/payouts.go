@@ -1,0 +1,410 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/payout"
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/work"
+)
+
+// Payout modes (Config.Payout).
+const (
+	// PayoutSolo pays each block to the payout script of the worker that
+	// found it (the default).
+	PayoutSolo = "solo"
+	// PayoutPPLNS pays every block to the miners of the last
+	// Config.PPLNSWindow blocks' worth of share work, in proportion
+	// (docs/payouts.md).
+	PayoutPPLNS = "pplns"
+)
+
+// PayoutLedger is the part of a ledger PPLNS needs: the newest share work
+// and a durable record of what each found block pays. *store.Store
+// implements it; a cluster ledger implements it over its shared store so
+// that the window comes from the ledger, not from one process's memory.
+type PayoutLedger interface {
+	// ScanRecentShares calls fn for each share from the newest to the
+	// oldest until fn returns false, and returns the ledger position of
+	// the newest share it walked (see store.Store.ScanRecentShares).
+	ScanRecentShares(ctx context.Context, fn func(worker string, difficulty float64) bool) (cutoff int64, err error)
+	// RecordPayouts stores what a found block pays, idempotently.
+	RecordPayouts(ctx context.Context, rec store.PayoutRecord) error
+}
+
+// DefaultMaxPayoutOutputs caps a PPLNS coinbase's paying outputs (fee
+// output included) unless Config.MaxPayoutOutputs says otherwise; the
+// template's room in the block can lower it further (docs/payouts.md).
+const DefaultMaxPayoutOutputs = 40
+
+// DefaultPayoutDust is the smallest PPLNS output (satoshis): Bitcoin
+// Core's dust threshold for a P2PKH output, the largest of the standard
+// output types' thresholds.
+const DefaultPayoutDust = 546
+
+// coinbaseBaseWeight bounds the weight of a coinbase without its paying
+// outputs: version, one input with a scriptSig of at most 100 bytes,
+// sequence, a 3-byte output count, the witness commitment output (47
+// bytes), lock time, all times 4, plus the segwit marker, flag and the
+// 32-byte witness reserved value.
+const coinbaseBaseWeight = 4*(4+1+32+4+1+100+4+3+47+4) + (2 + 1 + 1 + 32)
+
+// pplnsJob is the payout an epoch's coinbase carries under PPLNS.
+type pplnsJob struct {
+	outputs []*wire.TxOut
+	rec     store.PayoutRecord // Hash unset: filled in when a block is found
+}
+
+func (c *Config) checkPayout() error {
+	switch c.Payout {
+	case "":
+		c.Payout = PayoutSolo
+	case PayoutSolo, PayoutPPLNS:
+	default:
+		return fmt.Errorf("payout mode %q: want %q or %q", c.Payout, PayoutSolo, PayoutPPLNS)
+	}
+	if c.PPLNSWindow == 0 {
+		c.PPLNSWindow = 8
+	}
+	if !(c.PPLNSWindow > 0) || c.PPLNSWindow > 1e6 {
+		return fmt.Errorf("PPLNS window %v blocks: must be above 0 and at most 1e6", c.PPLNSWindow)
+	}
+	if c.PoolFeeBasisPoints < 0 || c.PoolFeeBasisPoints > 10000 {
+		return fmt.Errorf("pool fee %d basis points: must be 0..10000", c.PoolFeeBasisPoints)
+	}
+	if c.PoolFeeBasisPoints > 0 && len(c.PoolScript) == 0 {
+		return fmt.Errorf("pool fee of %d basis points without a pool payout script", c.PoolFeeBasisPoints)
+	}
+	if c.PayoutDust == 0 {
+		c.PayoutDust = DefaultPayoutDust
+	}
+	if c.PayoutDust < 0 {
+		return fmt.Errorf("payout dust %d: must not be negative", c.PayoutDust)
+	}
+	if c.MaxPayoutOutputs == 0 {
+		c.MaxPayoutOutputs = DefaultMaxPayoutOutputs
+	}
+	if c.MaxPayoutOutputs < 1 || c.MaxPayoutOutputs > 20000 {
+		return fmt.Errorf("max payout outputs %d: must be 1..20000", c.MaxPayoutOutputs)
+	}
+	if c.Payout == PayoutPPLNS {
+		if _, ok := c.Store.(PayoutLedger); !ok {
+			return fmt.Errorf("payout mode %q: the store (%T) cannot list recent shares", c.Payout, c.Store)
+		}
+	}
+	return nil
+}
+
+// labelOf returns the payout part of a worker name: what comes before the
+// first '.'.
+func labelOf(worker string) string {
+	l, _, _ := strings.Cut(worker, ".")
+	return l
+}
+
+// payoutScripts caches the payout script of each worker label.
+type payoutScripts struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (c *Coordinator) scriptOf(worker string) ([]byte, error) {
+	l := labelOf(worker)
+	c.scripts.mu.Lock()
+	s, ok := c.scripts.m[l]
+	c.scripts.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := c.cfg.Source.PayoutScript(l)
+	if err != nil {
+		return nil, err
+	}
+	c.scripts.mu.Lock()
+	if c.scripts.m == nil {
+		c.scripts.m = make(map[string][]byte)
+	}
+	if len(c.scripts.m) < 1<<16 {
+		c.scripts.m[l] = s
+	}
+	c.scripts.mu.Unlock()
+	return s, nil
+}
+
+// Window is the PPLNS window at one moment: each payout script's work in
+// it and the split of a coinbase over it.
+type Window struct {
+	Height  int64 // the block the window would pay
+	Value   int64 // that block's coinbase value
+	Cutoff  int64 // ledger position of the newest share in it
+	Size    *big.Int
+	Total   *big.Int // work in it (Size once the ledger holds that much)
+	Work    []payout.Work
+	Outputs []payout.Output   // nil when there is no work
+	Labels  map[string]string // script (as a string) → a worker label paying to it
+	MaxOuts int
+}
+
+// window scans the ledger for the window of t and splits t's coinbase
+// value over it.
+func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, error) {
+	led, ok := c.cfg.Store.(PayoutLedger)
+	if !ok {
+		return nil, errors.New("coordinator: the ledger cannot list recent shares (PPLNS needs a PayoutLedger)")
+	}
+	target, err := t.Target()
+	if err != nil {
+		return nil, err
+	}
+	size, err := payout.WindowUnits(c.cfg.PPLNSWindow, target.Big())
+	if err != nil {
+		return nil, err
+	}
+	win := payout.NewWindow(size)
+	labels := make(map[string]string)
+	var scanErr error
+	cutoff, err := led.ScanRecentShares(ctx, func(worker string, d float64) bool {
+		script, err := c.scriptOf(worker)
+		if err != nil {
+			scanErr = fmt.Errorf("ledger share of worker %q: %w", worker, err)
+			return false
+		}
+		if _, ok := labels[string(script)]; !ok {
+			labels[string(script)] = labelOf(worker)
+		}
+		more, err := win.Add(script, d)
+		if err != nil {
+			scanErr = fmt.Errorf("ledger share of worker %q: %w", worker, err)
+			return false
+		}
+		return more
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: PPLNS window for height %d: %w", t.Height, err)
+	}
+	w := &Window{Height: t.Height, Value: t.CoinbaseValue, Cutoff: cutoff, Size: size, Total: win.Total(), Work: win.Work(), Labels: labels}
+	w.MaxOuts = payout.FitOutputs(c.cfg.MaxPayoutOutputs, c.txWeight(t), coinbaseBaseWeight)
+	if w.MaxOuts < 1 {
+		return nil, fmt.Errorf("coordinator: template at height %d leaves no room in the block for a payout output", t.Height)
+	}
+	outs, err := payout.Split(w.Work, payout.Params{
+		Value: t.CoinbaseValue, FeeBasisPoints: c.cfg.PoolFeeBasisPoints, FeeScript: c.cfg.PoolScript,
+		Dust: c.cfg.PayoutDust, MaxOutputs: w.MaxOuts,
+	})
+	if err != nil && !errors.Is(err, payout.ErrNoWork) {
+		return nil, fmt.Errorf("coordinator: PPLNS split for height %d: %w", t.Height, err)
+	}
+	w.Outputs = outs
+	return w, nil
+}
+
+// txWeight returns the weight of t's transactions, cached for the last
+// template.
+func (c *Coordinator) txWeight(t *work.Template) int64 {
+	c.weightMu.Lock()
+	defer c.weightMu.Unlock()
+	if c.weightOf == t {
+		return c.weight
+	}
+	var sum int64
+	for _, tx := range t.Txs {
+		var m wire.MsgTx
+		if err := m.Deserialize(bytes.NewReader(tx.Raw)); err != nil {
+			// Cannot be mined anyway; count its raw size fully.
+			sum += 4 * int64(len(tx.Raw))
+			continue
+		}
+		sum += 3*int64(m.SerializeSizeStripped()) + int64(m.SerializeSize())
+	}
+	c.weightOf, c.weight = t, sum
+	return sum
+}
+
+// pplnsFor builds the PPLNS payout of a new epoch on t: nil when the
+// window holds no work yet (each block then pays its finder, as solo).
+func (c *Coordinator) pplnsFor(t *work.Template) (*pplnsJob, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := c.window(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if w.Outputs == nil {
+		return nil, nil
+	}
+	pj := &pplnsJob{rec: store.PayoutRecord{Height: t.Height, Mode: PayoutPPLNS, Cutoff: w.Cutoff, Window: w.Size.String(), Value: t.CoinbaseValue}}
+	for _, o := range w.Outputs {
+		pj.outputs = append(pj.outputs, wire.NewTxOut(o.Value, o.Script))
+		po := store.PayoutOutput{Script: o.Script, Amount: o.Value, Fee: o.Fee}
+		if o.Units != nil {
+			po.Work = o.Units.String()
+		}
+		pj.rec.Outputs = append(pj.rec.Outputs, po)
+	}
+	return pj, nil
+}
+
+// recordPayouts stores what the found block blk pays: the PPLNS record of
+// its job, or for a solo block its coinbase's paying outputs.
+func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wire.MsgBlock) {
+	led, ok := c.cfg.Store.(PayoutLedger)
+	if !ok {
+		return
+	}
+	var rec store.PayoutRecord
+	if fb.pplns != nil {
+		rec = fb.pplns.rec
+	} else {
+		rec = store.PayoutRecord{Height: fb.tmpl.Height, Mode: PayoutSolo, Value: fb.tmpl.CoinbaseValue}
+		for _, o := range blk.Transactions[0].TxOut {
+			if o.Value > 0 {
+				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value})
+			}
+		}
+	}
+	rec.Hash = fb.hash
+	if err := led.RecordPayouts(ctx, rec); err != nil {
+		c.log.Error("recording the payouts of a found block", "height", rec.Height, "hash", fb.hash.String(), "err", err)
+	}
+}
+
+// MinerReport is one payout address's account (GET /api/miners/{address}).
+type MinerReport struct {
+	Address string `json:"address"`
+	Script  string `json:"script"` // hex output script it is paid to
+	Mode    string `json:"payout_mode"`
+	// Window: the work of the next block's PPLNS window, as of now.
+	WindowHeight int64         `json:"window_height"`
+	WindowSize   float64       `json:"window_size"`   // difficulty units
+	WindowTotal  float64       `json:"window_total"`  // work in it so far
+	WindowWork   float64       `json:"window_work"`   // this address's part
+	WindowShare  float64       `json:"window_share"`  // WindowWork / WindowTotal
+	NextAmount   int64         `json:"next_amount"`   // satoshis the next block would pay it (PPLNS), 0 in solo
+	NextFraction float64       `json:"next_fraction"` // NextAmount / coinbase value; in solo its chance to find the next block (its work share)
+	NextValue    int64         `json:"next_value"`    // the next block's coinbase value
+	Payouts      []MinerPayout `json:"payouts"`
+	PaidTotal    int64         `json:"paid_total"` // sum over accepted blocks
+}
+
+// MinerPayout is one block's payment to an address.
+type MinerPayout struct {
+	Height int64  `json:"height"`
+	Hash   string `json:"hash"`
+	Amount int64  `json:"amount"`
+	State  string `json:"state"` // the found block's state: only "accepted" was paid
+}
+
+// unitsPerDifficulty converts work units to difficulty for reports.
+var unitsPerDifficulty = new(big.Float).SetInt(new(big.Int).Lsh(big.NewInt(1), 64))
+
+func unitsToDiff(u *big.Int) float64 {
+	f, _ := new(big.Float).Quo(new(big.Float).SetInt(u), unitsPerDifficulty).Float64()
+	return f
+}
+
+// Miner reports the account of the payout address addr (a worker label).
+func (c *Coordinator) Miner(ctx context.Context, addr string) (*MinerReport, error) {
+	if addr == "" || strings.Contains(addr, ".") {
+		return nil, fmt.Errorf("address %q: want a payout address (a worker name without its .suffix)", addr)
+	}
+	script, err := c.cfg.Source.PayoutScript(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	rep := &MinerReport{Address: addr, Script: fmt.Sprintf("%x", script), Mode: c.cfg.Payout, Payouts: []MinerPayout{}}
+	led, ok := c.cfg.Store.(PayoutLedger)
+	if !ok {
+		return rep, nil
+	}
+	t := c.cfg.Source.Current()
+	w, err := c.window(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	rep.WindowHeight, rep.NextValue = w.Height, w.Value
+	rep.WindowSize, rep.WindowTotal = unitsToDiff(w.Size), unitsToDiff(w.Total)
+	for _, wk := range w.Work {
+		if bytes.Equal(wk.Script, script) {
+			rep.WindowWork = unitsToDiff(wk.Units)
+			if w.Total.Sign() > 0 {
+				f, _ := new(big.Rat).SetFrac(wk.Units, w.Total).Float64()
+				rep.WindowShare = f
+			}
+		}
+	}
+	if c.cfg.Payout == PayoutPPLNS {
+		for _, o := range w.Outputs {
+			if !o.Fee && bytes.Equal(o.Script, script) {
+				rep.NextAmount = o.Value
+			}
+		}
+		if w.Value > 0 {
+			rep.NextFraction = float64(rep.NextAmount) / float64(w.Value)
+		}
+	} else {
+		rep.NextFraction = rep.WindowShare
+	}
+	if sl, ok := led.(interface {
+		ScriptPayouts(ctx context.Context, script []byte) ([]store.ScriptPayout, error)
+	}); ok {
+		pays, err := sl.ScriptPayouts(ctx, script)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range pays {
+			rep.Payouts = append(rep.Payouts, MinerPayout{Height: p.Height, Hash: p.Hash.String(), Amount: p.Amount, State: p.State})
+			if p.State == store.FoundAccepted {
+				rep.PaidTotal += p.Amount
+			}
+		}
+	}
+	return rep, nil
+}
+
+// MinersWindow lists every payout address in the current window with its
+// work and, under PPLNS, what the next block would pay it (for the
+// dashboard).
+func (c *Coordinator) MinersWindow(ctx context.Context) ([]MinerReport, error) {
+	if _, ok := c.cfg.Store.(PayoutLedger); !ok {
+		return nil, nil
+	}
+	w, err := c.window(ctx, c.cfg.Source.Current())
+	if err != nil {
+		return nil, err
+	}
+	amount := map[string]int64{}
+	for _, o := range w.Outputs {
+		if !o.Fee {
+			amount[string(o.Script)] = o.Value
+		}
+	}
+	out := make([]MinerReport, 0, len(w.Work))
+	for _, wk := range w.Work {
+		r := MinerReport{Address: w.Labels[string(wk.Script)], Script: fmt.Sprintf("%x", wk.Script), Mode: c.cfg.Payout,
+			WindowHeight: w.Height, WindowSize: unitsToDiff(w.Size), WindowTotal: unitsToDiff(w.Total), WindowWork: unitsToDiff(wk.Units), NextValue: w.Value}
+		if w.Total.Sign() > 0 {
+			r.WindowShare, _ = new(big.Rat).SetFrac(wk.Units, w.Total).Float64()
+		}
+		if c.cfg.Payout == PayoutPPLNS {
+			r.NextAmount = amount[string(wk.Script)]
+			if w.Value > 0 {
+				r.NextFraction = float64(r.NextAmount) / float64(w.Value)
+			}
+		} else {
+			r.NextFraction = r.WindowShare
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
