@@ -118,19 +118,25 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 // payoutConfig checks the payout flags and copies them into cfg; script
 // decodes --pool-address for the work source.
 func (f *coordFlags) payoutConfig(cfg *coordinator.Config, script func(string) ([]byte, error)) error {
+	// Zero values (flags built without register, as tests do) take the
+	// coordinator's defaults.
 	switch f.payout {
-	case coordinator.PayoutSolo, coordinator.PayoutPPLNS:
+	case "", coordinator.PayoutSolo, coordinator.PayoutPPLNS:
 	default:
 		return fmt.Errorf("--payout %q: want solo or pplns", f.payout)
 	}
 	cfg.Payout = f.payout
-	if !(f.pplnsWindow > 0) || f.pplnsWindow > 1e6 {
-		return fmt.Errorf("--pplns-window %v: must be above 0 and at most 1e6 blocks", f.pplnsWindow)
+	if f.pplnsWindow < 0 || f.pplnsWindow > 1e12 || f.pplnsWindow != f.pplnsWindow {
+		return fmt.Errorf("--pplns-window %v: must be above 0 and at most 1e12 blocks", f.pplnsWindow)
 	}
 	cfg.PPLNSWindow = f.pplnsWindow
-	fee, err := payout.ParseFee(f.poolFee)
-	if err != nil {
-		return fmt.Errorf("--pool-fee: %w", err)
+	fee := int64(0)
+	if f.poolFee != "" {
+		v, err := payout.ParseFee(f.poolFee)
+		if err != nil {
+			return fmt.Errorf("--pool-fee: %w", err)
+		}
+		fee = v
 	}
 	if fee > 0 && f.poolAddress == "" {
 		return fmt.Errorf("--pool-fee %s needs --pool-address", f.poolFee)
@@ -146,10 +152,10 @@ func (f *coordFlags) payoutConfig(cfg *coordinator.Config, script func(string) (
 		cfg.PoolScript = s
 	}
 	cfg.PoolFeeBasisPoints = fee
-	if f.payoutDust < 1 {
+	if f.payoutDust < 0 {
 		return fmt.Errorf("--payout-dust %d: must be at least 1 satoshi", f.payoutDust)
 	}
-	if f.maxPayoutOut < 1 || f.maxPayoutOut > 20000 {
+	if f.maxPayoutOut < 0 || f.maxPayoutOut > 20000 {
 		return fmt.Errorf("--payout-max-outputs %d: must be 1..20000", f.maxPayoutOut)
 	}
 	cfg.PayoutDust, cfg.MaxPayoutOutputs = f.payoutDust, f.maxPayoutOut

@@ -41,9 +41,11 @@ type PayoutLedger interface {
 }
 
 // DefaultMaxPayoutOutputs caps a PPLNS coinbase's paying outputs (fee
-// output included) unless Config.MaxPayoutOutputs says otherwise; the
+// output included) unless Config.MaxPayoutOutputs says otherwise: 39 of
+// the largest standard outputs fit in the 8,000 weight Bitcoin Core
+// leaves for header and coinbase by default (-blockreservedweight). The
 // template's room in the block can lower it further (docs/payouts.md).
-const DefaultMaxPayoutOutputs = 40
+const DefaultMaxPayoutOutputs = 39
 
 // DefaultPayoutDust is the smallest PPLNS output (satoshis): Bitcoin
 // Core's dust threshold for a P2PKH output, the largest of the standard
@@ -74,8 +76,8 @@ func (c *Config) checkPayout() error {
 	if c.PPLNSWindow == 0 {
 		c.PPLNSWindow = 8
 	}
-	if !(c.PPLNSWindow > 0) || c.PPLNSWindow > 1e6 {
-		return fmt.Errorf("PPLNS window %v blocks: must be above 0 and at most 1e6", c.PPLNSWindow)
+	if !(c.PPLNSWindow > 0) || c.PPLNSWindow > 1e12 {
+		return fmt.Errorf("PPLNS window %v blocks: must be above 0 and at most 1e12", c.PPLNSWindow)
 	}
 	if c.PoolFeeBasisPoints < 0 || c.PoolFeeBasisPoints > 10000 {
 		return fmt.Errorf("pool fee %d basis points: must be 0..10000", c.PoolFeeBasisPoints)
