@@ -249,6 +249,9 @@ func (c *Coordinator) pplnsFor(t *work.Template) (*pplnsJob, error) {
 	for _, o := range w.Outputs {
 		pj.outputs = append(pj.outputs, wire.NewTxOut(o.Value, o.Script))
 		po := store.PayoutOutput{Script: o.Script, Amount: o.Value, Fee: o.Fee}
+		if !o.Fee {
+			po.Label = w.Labels[string(o.Script)]
+		}
 		if o.Units != nil {
 			po.Work = o.Units.String()
 		}
@@ -271,7 +274,7 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 		rec = store.PayoutRecord{Height: fb.tmpl.Height, Mode: PayoutSolo, Value: fb.tmpl.CoinbaseValue}
 		for _, o := range blk.Transactions[0].TxOut {
 			if o.Value > 0 {
-				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value})
+				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: labelOf(fb.finder)})
 			}
 		}
 	}
@@ -358,9 +361,9 @@ func (c *Coordinator) Miner(ctx context.Context, addr string) (*MinerReport, err
 		rep.NextFraction = rep.WindowShare
 	}
 	if sl, ok := led.(interface {
-		ScriptPayouts(ctx context.Context, script []byte) ([]store.ScriptPayout, error)
+		ScriptPayouts(ctx context.Context, script []byte, label string) ([]store.ScriptPayout, error)
 	}); ok {
-		pays, err := sl.ScriptPayouts(ctx, script)
+		pays, err := sl.ScriptPayouts(ctx, script, addr)
 		if err != nil {
 			return nil, err
 		}

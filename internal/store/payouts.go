@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS payouts (
 	amount  INTEGER NOT NULL,
 	work    TEXT    NOT NULL,
 	fee     INTEGER NOT NULL,
+	label   TEXT    NOT NULL DEFAULT '',
 	PRIMARY KEY (hash, idx)
 );
 CREATE INDEX IF NOT EXISTS payouts_script ON payouts(script);
@@ -56,6 +57,10 @@ type PayoutOutput struct {
 	Amount int64
 	Work   string // the window work it pays for, in units (decimal); "" for the fee or solo
 	Fee    bool
+	// Label is the payout label (worker name up to its first '.') of a
+	// miner it pays: on the embedded chain a solo block pays the whole
+	// worker name's script, so accounts are found by label as well.
+	Label string
 }
 
 // RecordPayouts stores rec durably; recording a block again changes
@@ -78,8 +83,8 @@ func (s *Store) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
 		return nil // already recorded
 	}
 	for i, o := range rec.Outputs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payouts (hash, idx, script, amount, work, fee) VALUES (?, ?, ?, ?, ?, ?)`,
-			rec.Hash[:], i, o.Script, o.Amount, o.Work, o.Fee); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO payouts (hash, idx, script, amount, work, fee, label) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			rec.Hash[:], i, o.Script, o.Amount, o.Work, o.Fee, o.Label); err != nil {
 			return fmt.Errorf("store: record payout %d of %s: %w", i, rec.Hash, err)
 		}
 	}
@@ -104,14 +109,14 @@ func (s *Store) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec Payo
 		return rec, false, fmt.Errorf("store: read payouts of %s: %w", hash, err)
 	}
 	rec.Hash = hash
-	rows, err := s.r.QueryContext(ctx, `SELECT script, amount, work, fee FROM payouts WHERE hash = ? ORDER BY idx`, hash[:])
+	rows, err := s.r.QueryContext(ctx, `SELECT script, amount, work, fee, label FROM payouts WHERE hash = ? ORDER BY idx`, hash[:])
 	if err != nil {
 		return rec, false, fmt.Errorf("store: read payouts of %s: %w", hash, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var o PayoutOutput
-		if err := rows.Scan(&o.Script, &o.Amount, &o.Work, &o.Fee); err != nil {
+		if err := rows.Scan(&o.Script, &o.Amount, &o.Work, &o.Fee, &o.Label); err != nil {
 			return rec, false, fmt.Errorf("store: read payout of %s: %w", hash, err)
 		}
 		rec.Outputs = append(rec.Outputs, o)
@@ -130,15 +135,16 @@ type ScriptPayout struct {
 	State  string // the found block's state (FoundAccepted, ...)
 }
 
-// ScriptPayouts returns every found block's payment to script, oldest
-// first, with the block's state: only FoundAccepted ones were paid.
-func (s *Store) ScriptPayouts(ctx context.Context, script []byte) ([]ScriptPayout, error) {
+// ScriptPayouts returns every found block's payment to script or to a
+// miner with payout label label (when not empty), oldest first, with the
+// block's state: only FoundAccepted ones were paid.
+func (s *Store) ScriptPayouts(ctx context.Context, script []byte, label string) ([]ScriptPayout, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT b.height, p.hash, SUM(p.amount), COALESCE(f.state, '')
 		FROM payouts p JOIN payout_blocks b ON b.hash = p.hash LEFT JOIN found_blocks f ON f.hash = p.hash
-		WHERE p.script = ? GROUP BY p.hash ORDER BY b.height, p.hash`, script)
+		WHERE p.fee = 0 AND (p.script = ? OR (? <> '' AND p.label = ?)) GROUP BY p.hash ORDER BY b.height, p.hash`, script, label, label)
 	if err != nil {
 		return nil, fmt.Errorf("store: query payouts to %x: %w", script, err)
 	}

@@ -86,7 +86,7 @@ func TestPayoutRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := PayoutRecord{Hash: b.Hash, Height: 7, Mode: "pplns", Cutoff: 42, Window: "123", Value: 1000, Outputs: []PayoutOutput{
-		{Script: []byte("alice"), Amount: 600, Work: "80"},
+		{Script: []byte("alice"), Amount: 600, Work: "80", Label: "alice"},
 		{Script: []byte("bob"), Amount: 390, Work: "43"},
 		{Script: []byte("pool"), Amount: 10, Fee: true},
 	}}
@@ -103,17 +103,23 @@ func TestPayoutRecords(t *testing.T) {
 		!bytes.Equal(got.Outputs[1].Script, []byte("bob")) || got.Outputs[1].Amount != 390 || got.Outputs[1].Work != "43" || !got.Outputs[2].Fee {
 		t.Fatalf("BlockPayouts: %v %v %+v", err, ok, got)
 	}
-	pays, err := s.ScriptPayouts(ctx, []byte("alice"))
+	pays, err := s.ScriptPayouts(ctx, []byte("alice"), "")
 	if err != nil || len(pays) != 1 || pays[0].Amount != 600 || pays[0].Height != 7 || pays[0].State != FoundPending {
 		t.Fatalf("ScriptPayouts: %v %+v", err, pays)
 	}
 	if err := s.SetFoundBlockState(ctx, b.Hash, FoundAccepted, "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if pays, _ := s.ScriptPayouts(ctx, []byte("alice")); len(pays) != 1 || pays[0].State != FoundAccepted {
+	if pays, _ := s.ScriptPayouts(ctx, []byte("alice"), ""); len(pays) != 1 || pays[0].State != FoundAccepted {
 		t.Fatalf("after acceptance: %+v", pays)
 	}
-	if pays, _ := s.ScriptPayouts(ctx, []byte("mallory")); len(pays) != 0 {
+	if pays, _ := s.ScriptPayouts(ctx, []byte("other"), "alice"); len(pays) != 1 || pays[0].Amount != 600 {
+		t.Fatalf("by label: %+v", pays)
+	}
+	if pays, _ := s.ScriptPayouts(ctx, []byte("pool"), ""); len(pays) != 0 {
+		t.Fatalf("the fee counted as a miner's payout: %+v", pays)
+	}
+	if pays, _ := s.ScriptPayouts(ctx, []byte("mallory"), ""); len(pays) != 0 {
 		t.Fatalf("a second record changed the first: %+v", pays)
 	}
 	if _, ok, err := s.BlockPayouts(ctx, testBlock(8).Hash); ok || err != nil {

@@ -1,5 +1,6 @@
 // Package web serves the coordinator's HTTP side: the JSON API
-// (/api/status, /api/blocks, /api/history, /api/simulation), the live
+// (/api/status, /api/blocks, /api/history, /api/simulation,
+// /api/miners), the live
 // event stream (/api/events) and the dashboard at /, whose static files
 // are embedded in the binary.
 package web
@@ -40,6 +41,8 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
+	s.mux.HandleFunc("GET /api/miners", s.handleMiners)
+	s.mux.HandleFunc("GET /api/miners/{address}", s.handleMiner)
 	s.mux.Handle("GET /", dashboardHandler())
 	return s
 }
