@@ -10,10 +10,13 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/sim"
+	"github.com/powcoord/powcoord/internal/simchain"
 )
 
 const demoUsage = `Usage: powcoord [demo] [flags]
@@ -106,10 +109,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	s := sim.New(plan, f.blockTime)
-	inst, err := startCoordinator(ctx, &f, log, blockLogger(s, log))
+	var running atomic.Pointer[instance]
+	inst, err := startCoordinator(ctx, &f, log, blockLogger(s, log, func(ev coordinator.BlockEvent) { recordIncome(s, running.Load(), plan, ev, log) }))
 	if err != nil {
 		return err
 	}
+	running.Store(inst)
 	s.TrackDifficulty(inst.coord.Status().Difficulty, func() float64 { return inst.coord.Status().Difficulty })
 	if url := inst.httpURL(); url != "" {
 		fmt.Fprintf(stdout, "powcoord demo: dashboard at %s  (stratum on %s)\n", url, inst.stratumLn.Addr())
@@ -140,7 +145,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // blockLogger is the coordinator's OnBlock hook for the demo: it counts
 // every accepted block in s and logs it with the interval since the
 // previous one.
-func blockLogger(s *sim.Simulation, log *slog.Logger) func(coordinator.BlockEvent) {
+func blockLogger(s *sim.Simulation, log *slog.Logger, paid func(coordinator.BlockEvent)) func(coordinator.BlockEvent) {
 	var mu sync.Mutex
 	var last time.Time
 	return func(ev coordinator.BlockEvent) {
@@ -148,6 +153,9 @@ func blockLogger(s *sim.Simulation, log *slog.Logger) func(coordinator.BlockEven
 			return
 		}
 		s.Block(ev.Finder, ev.Time)
+		if paid != nil {
+			paid(ev)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		attrs := []any{"height", ev.Height, "hash", ev.Hash, "finder", ev.Finder}
@@ -157,6 +165,45 @@ func blockLogger(s *sim.Simulation, log *slog.Logger) func(coordinator.BlockEven
 		last = ev.Time
 		log.Info("new block", attrs...)
 	}
+}
+
+// recordIncome tells s what the accepted block ev paid each agent, from
+// the block's payout record: its whole value to the finder under solo,
+// and under PPLNS each agent's output (scripts mapped back to agent
+// names; the pool fee is nobody's).
+func recordIncome(s *sim.Simulation, inst *instance, plan sim.Plan, ev coordinator.BlockEvent, log *slog.Logger) {
+	if inst == nil {
+		return // a block before the coordinator was fully started: nothing to read it from yet
+	}
+	hash, err := chainmath.HashFromDisplay(ev.Hash)
+	if err != nil {
+		return
+	}
+	rec, ok, err := inst.store.BlockPayouts(context.Background(), hash)
+	if err != nil || !ok {
+		log.Warn("no payout record for an accepted block", "height", ev.Height, "hash", ev.Hash, "err", err)
+		return
+	}
+	var pplns map[string]int64
+	if inst.coord.PayoutMode() == coordinator.PayoutPPLNS {
+		byScript := map[string]string{}
+		for _, a := range plan {
+			if script, err := simchain.PayoutScript(a.Name); err == nil {
+				byScript[string(script)] = a.Name
+			}
+		}
+		pplns = map[string]int64{}
+		for _, o := range rec.Outputs {
+			if name, ok := byScript[string(o.Script)]; ok && !o.Fee {
+				pplns[name] += o.Amount
+			}
+		}
+		if rec.Mode == coordinator.PayoutSolo {
+			// The window was empty: the finder took it all.
+			pplns = map[string]int64{ev.Finder: rec.Value}
+		}
+	}
+	s.Paid(ev.Time, ev.Finder, rec.Value, pplns)
 }
 
 // logHashrates logs each online agent's hashrate every 10 s.

@@ -141,6 +141,9 @@ func (c *Coordinator) scriptOf(worker string) ([]byte, error) {
 	return s, nil
 }
 
+// PayoutMode returns PayoutSolo or PayoutPPLNS.
+func (c *Coordinator) PayoutMode() string { return c.cfg.Payout }
+
 // Window is the PPLNS window at one moment: each payout script's work in
 // it and the split of a coinbase over it.
 type Window struct {

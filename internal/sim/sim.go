@@ -34,6 +34,7 @@ type Simulation struct {
 	startDiff float64
 	diff      func() float64 // the current difficulty; nil when not (or no longer) read
 	lastDiff  float64
+	payments  []payment // what each block paid (Paid)
 }
 
 // New returns a simulation of plan on a chain that aims for one block

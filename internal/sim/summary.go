@@ -23,6 +23,9 @@ type Summary struct {
 	Difficulty         float64     `json:"difficulty"` // the last reading of the chain's difficulty
 	Histogram          Histogram   `json:"histogram"`
 	Agents             []AgentStat `json:"agents"` // in plan order
+	// Income is each agent's income under solo and PPLNS; nil before
+	// the first payment is recorded (Paid).
+	Income *IncomeSummary `json:"income,omitempty"`
 }
 
 // HistogramBins is the number of bins of a Histogram.
@@ -83,6 +86,7 @@ func (s *Simulation) Summary(now time.Time) Summary {
 	}
 	s.readDifficulty()
 	start := s.start
+	income := s.income(now)
 	sum := Summary{
 		TargetBlockSeconds: s.target.Seconds(), StartDifficulty: s.startDiff, Difficulty: s.lastDiff,
 	}
@@ -125,6 +129,7 @@ func (s *Simulation) Summary(now time.Time) Summary {
 			a.BlockShare = float64(a.Blocks) / float64(sum.Blocks)
 		}
 	}
+	sum.Income = income
 	sum.Text = sum.Format()
 	return sum
 }
@@ -167,5 +172,8 @@ func (s *Summary) Format() string {
 			a.OnlineSeconds, 100*a.HashrateShare, a.Blocks, 100*a.BlockShare, ratio)
 	}
 	b.WriteString("(ratio = share of blocks / share of hashes; it tends to 1 as blocks accumulate)\n")
+	if s.Income != nil {
+		b.WriteString(s.Income.Format())
+	}
 	return b.String()
 }
