@@ -80,7 +80,8 @@ func TestDashboardInChromium(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "--http", "127.0.0.1:0", "--agent-rates", "1x,2x", "--base-rate", "200k",
-			"--block-time", "1s", "--block-difficulty", "1e-4", "--share-difficulty", "1e-4", "--log-level", "warn"}, out, &syncWriter{w: &logs})
+			"--block-time", "1s", "--block-difficulty", "1e-4", "--share-difficulty", "1e-4", "--log-level", "warn",
+			"--payout", "pplns", "--pool-fee", "1%", "--pool-address", "pool"}, out, &syncWriter{w: &logs})
 	}()
 	var url string
 	select {
@@ -147,6 +148,17 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor("the block intervals chart getting bars", `Number(document.getElementById("chart-intervals").dataset.points) >= 2`)
 	waitFor("the simulation summary", `!document.getElementById("simulation").hidden && document.getElementById("sim-agents").rows.length === 2`)
 
+	// The payout panels: the PPLNS window lists both agents with what the
+	// next block pays them, and the income chart and table fill.
+	waitFor("the payout window listing both agents", `document.getElementById("payout-window").rows.length === 2`)
+	var nextPays string
+	eval(`[...document.querySelectorAll("#payout-window tr td:nth-child(4)")].map(td => td.textContent).join(" ")`, &nextPays)
+	if strings.Count(nextPays, "BTC") != 2 {
+		t.Errorf("payout window's next-block amounts %q, want two BTC amounts", nextPays)
+	}
+	waitFor("the income panel", `!document.getElementById("income").hidden && document.getElementById("sim-income").rows.length === 2`)
+	waitFor("the income chart getting points", `Number(document.getElementById("chart-income").dataset.points) >= 4`)
+
 	// Two series of at least 3 one-second samples each.
 	waitFor("the difficulty chart getting 6 points", `Number(document.getElementById("chart-difficulty").dataset.points) >= 6`)
 	if n := points("chart-shares"); n != 2 {
@@ -193,7 +205,7 @@ func TestDashboardInChromium(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop within 30 s of cancellation")
 	}
-	if s := out.String(); !strings.Contains(s, "simulation summary:") || !strings.Contains(s, "agent2") {
+	if s := out.String(); !strings.Contains(s, "simulation summary:") || !strings.Contains(s, "agent2") || !strings.Contains(s, "pplns total") {
 		t.Errorf("demo output has no simulation summary:\n%s", s)
 	}
 }
