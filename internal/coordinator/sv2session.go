@@ -616,7 +616,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 		vd.block = false
 	}
 	if vd.block {
-		v.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: vd.raw, coinbase: vd.cb, hash: vd.hash, finder: user, user: user})
+		v.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: vd.raw, coinbase: vd.cb, hash: vd.hash, finder: user, user: user, pplns: j.ep.pplns})
 	}
 	if vd.err != nil {
 		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), now)
