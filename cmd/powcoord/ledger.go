@@ -51,7 +51,8 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	pgURL := fs.String("postgres", "", "PostgreSQL connection `URL` (postgres://user:password@host:port/db or key=value pairs); required")
 	httpAddr := fs.String("http", "", "HTTP listen `address` for /metrics (e.g. 127.0.0.1:9102); empty disables it")
 	durable := fs.String("durable", "ledger", "`name` of the durable consumer the ledger writers share")
-	batch := fs.Int("batch", 4096, "most `shares` fetched and stored in one transaction")
+	batch := fs.Int("batch", 16, "most `messages` (each a front-end's batch of up to 512 shares) fetched and stored at once")
+	txs := fs.Int("transactions", 2, "batches being committed at `once` while the next is fetched")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream when this writer creates the streams (at most the number of NATS servers)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster and the database to answer")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -72,8 +73,11 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *pgURL == "" {
 		return errors.New("ledger: --postgres is required (e.g. --postgres postgres://user@127.0.0.1:5432/powcoord)")
 	}
-	if *batch < 1 || *batch > pgledger.MaxBatch {
-		return fmt.Errorf("ledger: --batch %d: want 1 to %d", *batch, pgledger.MaxBatch)
+	if *batch < 1 || *batch > 4096 {
+		return fmt.Errorf("ledger: --batch %d: want 1 to 4096", *batch)
+	}
+	if *txs < 1 || *txs > 64 {
+		return fmt.Errorf("ledger: --transactions %d: want 1 to 64", *txs)
 	}
 	if *wait <= 0 {
 		return fmt.Errorf("ledger: --wait %v: want a positive duration", *wait)
@@ -109,7 +113,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := bus.EnsureStreams(sctx, js, bus.StreamsConfig{Replicas: *replicas, KeepExisting: true}); err != nil {
 		return fmt.Errorf("ledger: --cluster %q: %w", *cluster, err)
 	}
-	w, err := ledgerd.New(sctx, js, led, ledgerd.Config{Durable: *durable, Batch: *batch, Logger: log})
+	w, err := ledgerd.New(sctx, js, led, ledgerd.Config{Durable: *durable, Batch: *batch, Transactions: *txs, Logger: log})
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
@@ -161,6 +165,6 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	err = g.Wait()
 	s := w.Stats()
-	log.Info("ledger writer stopped", "messages", s.Messages, "stored", s.Stored, "batches", s.Batches, "bad", s.Bad)
+	log.Info("ledger writer stopped", "messages", s.Messages, "shares", s.Shares, "stored", s.Stored, "batches", s.Batches, "bad", s.Bad)
 	return err
 }

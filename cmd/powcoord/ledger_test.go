@@ -25,7 +25,8 @@ func TestLedgerBadFlags(t *testing.T) {
 		{"", "--cluster is required"},
 		{"--cluster http://h:1 --postgres postgres://x@h/db", `--cluster "http://h:1": bus: NATS server URL "http://h:1": scheme "http"`},
 		{"--cluster nats://h:1", "--postgres is required"},
-		{"--cluster nats://h:1 --postgres postgres://x@h/db --batch 0", "--batch 0: want 1 to 65536"},
+		{"--cluster nats://h:1 --postgres postgres://x@h/db --batch 0", "--batch 0: want 1 to 4096"},
+		{"--cluster nats://h:1 --postgres postgres://x@h/db --transactions 65", "--transactions 65: want 1 to 64"},
 		{"--cluster nats://h:1 --postgres postgres://x@h/db --log-level loud", `"loud"`},
 		{"--cluster nats://h:1 --postgres postgres://x@h/db extra", `unexpected argument "extra"`},
 		// Unreachable PostgreSQL: named, without its password.
