@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/lease"
@@ -57,6 +58,13 @@ Ledger (--ledger):
             keeps one front-end's accounting in a local file. Found blocks
             go to the cluster either way.
 
+Found blocks: a block a miner finds is recorded in found-blocks.db under
+--data (with --ledger sqlite: in the ledger file) before it is published
+to the cluster; one the cluster could not take (cut off from NATS) stays
+pending there and is published again with backoff, also after a new
+lease and after a restart with the same --data, until the cluster has it
+or its chain has moved past the block's height.
+
 Every second the front-end writes a heartbeat (sessions, shares/s,
 accepted shares, its prefix, its Stratum address) to the KV bucket
 powcoord-members; the cluster coordinator's GET /api/cluster lists them.
@@ -80,7 +88,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	stratum := fs.String("stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
 	httpAddr := fs.String("http", "", "HTTP listen `address` for /metrics and /api/status (e.g. 127.0.0.1:9101); empty disables it")
 	ledgerKind := fs.String("ledger", "sharelog", "where accepted shares go: `sharelog` (the cluster's SHARES stream) or sqlite (a file under --data)")
-	data := fs.String("data", "powcoord-frontend-data", "`directory` of the SQLite ledger with --ledger sqlite (created if missing)")
+	data := fs.String("data", "powcoord-frontend-data", "`directory` of this front-end's files (created if missing): its record of found blocks (found-blocks.db) and, with --ledger sqlite, the ledger")
 	id := fs.String("id", "", "this front-end's `id` in the cluster: letters, digits, '-' and '_' (default: host name, pid and a random suffix)")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream and bucket when this front-end creates them (at most the number of NATS servers)")
 	leaseTTL := fs.Duration("lease-ttl", lease.DefaultTTL, "lifetime of the extranonce1 prefix lease without renewal; the front-end sends its miners away 9/10 of it after it last reached the cluster")
@@ -171,7 +179,18 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("frontend: %w", err)
 		}
 		defer sl.Close()
-		led = sl
+		// Found blocks are recorded in a file of this host before they
+		// are handed to the cluster, so that one found while the cluster
+		// cannot be reached outlives the lease term and the process.
+		if err := os.MkdirAll(*data, 0o755); err != nil {
+			return fmt.Errorf("--data %q: %w", *data, err)
+		}
+		spool, err := store.Open(filepath.Join(*data, "found-blocks.db"))
+		if err != nil {
+			return fmt.Errorf("--data %q: found-block record: %w", *data, err)
+		}
+		defer spool.Close()
+		led = frontLedger{Log: sl, spool: spool}
 	}
 	counted := &countingLedger{Ledger: led}
 
@@ -250,7 +269,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	for {
 		l, err := lease.Acquire(ctx, leaseKV, *id, *leaseTTL, log)
 		if err != nil {
-			ln.Close()
+			if ln != nil { // nil after a lease term: Run closed it
+				ln.Close()
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -374,6 +395,32 @@ func (f *frontend) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(st)
+}
+
+// frontLedger is a front-end's ledger with --ledger sharelog: shares go to
+// the cluster's SHARES stream; found blocks are recorded in a SQLite file
+// under --data. The coordinator records a found block there before it
+// hands it to the cluster (jobs.Source.Submit, durable in BLOCKS) and
+// marks it accepted once BLOCKS has it; a block the cluster could not
+// take stays pending and is offered again with backoff, by the
+// coordinator of the next lease term and after a restart, so that a
+// front-end cut off from NATS when one of its miners finds a block does
+// not lose it.
+type frontLedger struct {
+	*sharelog.Log
+	spool *store.Store
+}
+
+func (f frontLedger) AddFoundBlock(ctx context.Context, b store.Block) error {
+	return f.spool.AddFoundBlock(ctx, b)
+}
+
+func (f frontLedger) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error {
+	return f.spool.SetFoundBlockState(ctx, hash, state, reason, at)
+}
+
+func (f frontLedger) FoundBlocks(ctx context.Context, state string) ([]store.FoundBlock, error) {
+	return f.spool.FoundBlocks(ctx, state)
 }
 
 // countingLedger counts the shares its ledger made durable.
