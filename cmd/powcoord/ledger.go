@@ -51,7 +51,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	pgURL := fs.String("postgres", "", "PostgreSQL connection `URL` (postgres://user:password@host:port/db or key=value pairs); required")
 	httpAddr := fs.String("http", "", "HTTP listen `address` for /metrics (e.g. 127.0.0.1:9102); empty disables it")
 	durable := fs.String("durable", "ledger", "`name` of the durable consumer the ledger writers share")
-	batch := fs.Int("batch", 16, "most `messages` (each a front-end's batch of up to 512 shares) fetched and stored at once")
+	batch := fs.Int("batch", 64, "most `messages` (each a front-end's batch of up to 512 shares) fetched and stored at once")
 	txs := fs.Int("transactions", 2, "batches being committed at `once` while the next is fetched")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream when this writer creates the streams (at most the number of NATS servers)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster and the database to answer")

@@ -41,7 +41,7 @@ type Config struct {
 	// Durable is the consumer's name (default "ledger").
 	Durable string
 	// Batch is the most messages fetched and stored at once (default
-	// 16; each message holds up to a front-end's batch of shares).
+	// 64; each message holds up to a front-end's batch of shares).
 	Batch int
 	// Transactions is the number of batches being committed at once
 	// (default 2): fetching and decoding overlap with them.
@@ -88,7 +88,7 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 		cfg.Durable = "ledger"
 	}
 	if cfg.Batch == 0 {
-		cfg.Batch = 16
+		cfg.Batch = 64
 	}
 	if cfg.Transactions == 0 {
 		cfg.Transactions = 2

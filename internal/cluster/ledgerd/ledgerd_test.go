@@ -282,6 +282,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 //
 //	go test -run XX -bench BenchmarkDrain -benchtime 50000x -count 3 ./internal/cluster/ledgerd
 func BenchmarkDrain(b *testing.B) {
+	// Shares per message: 20 is what a front-end's 2 ms batches hold at
+	// 10,000 shares/s; 512 is a full batch.
+	for _, per := range []int{20, 512} {
+		b.Run(fmt.Sprintf("per-message=%d", per), func(b *testing.B) { benchDrain(b, per) })
+	}
+}
+
+// benchBatch is the writer's Batch in BenchmarkDrain (0: the default).
+var benchBatch = 0
+
+func benchDrain(b *testing.B, per int) {
 	c := clustertest.StartNATSCluster(b, 3)
 	pg := clustertest.StartPostgres(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -303,7 +314,7 @@ func BenchmarkDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer led.Close()
-	l, err := sharelog.New(js, sharelog.Config{Frontend: "fe-bench"})
+	l, err := sharelog.New(js, sharelog.Config{Frontend: "fe-bench", MaxBatch: per, Publishers: 16})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -320,7 +331,7 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	wg.Wait()
 	l.Close()
-	w, err := New(ctx, js, led, Config{})
+	w, err := New(ctx, js, led, Config{Batch: benchBatch})
 	if err != nil {
 		b.Fatal(err)
 	}
