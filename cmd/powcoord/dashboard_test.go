@@ -159,6 +159,15 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor("the income panel", `!document.getElementById("income").hidden && document.getElementById("sim-income").rows.length === 2`)
 	waitFor("the income chart getting points", `Number(document.getElementById("chart-income").dataset.points) >= 4`)
 
+	// Best shares: one row per address (the agents' names), every one
+	// with an all-time best; the workers table has the best columns.
+	waitFor("the best shares by address", `document.getElementById("best-addresses").rows.length === 2 && [...document.querySelectorAll("#best-addresses tr td:nth-child(4)")].every(td => Number(td.textContent) > 0)`)
+	var bestCols string
+	eval(`[...document.querySelectorAll("#workers tr td:nth-child(10)")].map(td => td.textContent).join(" ")`, &bestCols)
+	if strings.Contains(bestCols, "–") || bestCols == "" {
+		t.Errorf("workers table all-time best column %q, want a difficulty for every worker", bestCols)
+	}
+
 	// Two series of at least 3 one-second samples each.
 	waitFor("the difficulty chart getting 6 points", `Number(document.getElementById("chart-difficulty").dataset.points) >= 6`)
 	if n := points("chart-shares"); n != 2 {

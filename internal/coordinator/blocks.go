@@ -152,6 +152,7 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		ev.Accepted = true
 		c.blocksFound.Add(1)
 		c.stats.block(cmp.Or(p.user, p.rec.Finder))
+		c.resetRound(ctx)
 		c.log.Debug("block accepted", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt)
 	case store.FoundRejected:
 		c.blocksRejected.Add(1)

@@ -61,6 +61,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		return m
 	}
 	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans, m.reconnects,
+		newBestCollector(c),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_blocks_pending",
 			Help: "Found blocks recorded and waiting for the chain to answer.",

@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"math"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"sort"
 	"sync"
 	"time"
@@ -24,7 +26,15 @@ type WorkerStats struct {
 	LastShare      time.Time         `json:"last_share"`
 	Blocks         int               `json:"blocks"`
 
+	// BestSession, BestSinceBlock and BestAllTime are the highest share
+	// difficulties of the worker: since its sessions began, since the
+	// pool's last block, ever (0: none yet; see best.go).
+	BestSession    float64 `json:"best_session"`
+	BestSinceBlock float64 `json:"best_since_block"`
+	BestAllTime    float64 `json:"best_all_time"`
+
 	rateAt time.Time
+	best   sessionBest
 }
 
 type accounting struct {
@@ -49,6 +59,7 @@ func (a *accounting) connected(name string, now time.Time) {
 	w := a.get(name)
 	if w.Sessions == 0 {
 		w.ConnectedSince = now
+		w.best, w.BestSession = sessionBest{}, 0
 	}
 	w.Sessions++
 }
@@ -78,10 +89,12 @@ func (a *accounting) rejected(name, reason string) {
 
 // accepted counts a share of difficulty d: d·2^32 hashes of expected
 // work, folded into an exponentially decaying hashrate estimate.
-func (a *accounting) accepted(name string, d float64, now time.Time) {
+func (a *accounting) accepted(name string, d, achieved float64, hash chainmath.Hash, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	w := a.get(name)
+	w.best.note(achieved, hash, now)
+	w.BestSession = w.best.rec.Difficulty
 	w.Accepted++
 	w.Work += d
 	w.LastShare = now
@@ -100,6 +113,20 @@ func (a *accounting) block(name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.get(name).Blocks++
+}
+
+// sessionBests returns every worker's best share of its current
+// sessions.
+func (a *accounting) sessionBests() map[string]BestRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]BestRecord, len(a.workers))
+	for name, w := range a.workers {
+		if w.best.set {
+			out[name] = w.best.rec
+		}
+	}
+	return out
 }
 
 // snapshot copies every worker's stats, sorted by name.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -23,6 +24,9 @@ type Status struct {
 	BlocksRejected int64         `json:"blocks_rejected"` // refused by the chain, or abandoned
 	BlocksPending  int           `json:"blocks_pending"`  // found, recorded, waiting for the chain to answer
 	Workers        []WorkerStats `json:"workers"`
+	// BestByAddress is the best shares per address (the worker name's
+	// part before the first '.'); per worker they are in Workers.
+	BestByAddress []BestOf `json:"best_by_address"`
 }
 
 // Status returns a snapshot of the coordinator's state.
@@ -44,9 +48,27 @@ func (c *Coordinator) Status() Status {
 		BlocksRejected: c.blocksRejected.Load(),
 		BlocksPending:  c.PendingBlocks(),
 		Workers:        c.stats.snapshot(now),
+		BestByAddress:  c.BestShares().Addresses,
 	}
 	for _, w := range st.Workers {
 		st.Hashrate += w.Hashrate
+	}
+	if bs, ok := c.cfg.Store.(BestStore); ok {
+		idx := make(map[string]int, len(st.Workers))
+		for i, w := range st.Workers {
+			idx[w.Name] = i
+		}
+		for _, r := range bs.BestShares() {
+			i, ok := idx[r.Name]
+			if r.Kind != store.BestWorker || !ok {
+				continue
+			}
+			if r.Scope == store.BestSinceBlock {
+				st.Workers[i].BestSinceBlock = r.Difficulty
+			} else if r.Scope == store.BestAllTime {
+				st.Workers[i].BestAllTime = r.Difficulty
+			}
+		}
 	}
 	return st
 }

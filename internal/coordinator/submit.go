@@ -72,6 +72,7 @@ type pendingShare struct {
 	hash     chainmath.Hash
 	worker   string
 	diff     float64
+	achieved float64
 	user     string
 	now      time.Time
 	start    time.Time
@@ -87,7 +88,7 @@ type pendingShare struct {
 // out in the order of the requests: settle writes every settled answer at
 // the head of the queue in one write.
 func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh store.Share, user string, start time.Time) {
-	ps := &pendingShare{s: s, id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, user: user, now: sh.Time, start: start}
+	ps := &pendingShare{s: s, id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, achieved: sh.Achieved, user: user, now: sh.Time, start: start}
 	s.mu.Lock()
 	for len(s.pend) >= maxPipelined {
 		s.settled.Wait()
@@ -141,7 +142,7 @@ func (s *session) flushSettled() {
 			buf = stratum.AppendResult(buf, h.id, false, errNotRecorded)
 			continue
 		}
-		s.c.stats.accepted(h.user, h.diff, h.now)
+		s.c.stats.accepted(h.user, h.diff, h.achieved, h.hash, h.now)
 		s.c.metrics.accepted.Inc()
 		s.c.metrics.shareWork.Add(h.diff)
 		s.c.metrics.shareLatency.Observe(time.Since(h.start).Seconds())

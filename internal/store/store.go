@@ -129,6 +129,9 @@ type Store struct {
 	reqs   chan shareReq
 	wdone  chan struct{}
 	total  int64 // shares in the ledger; only the writer changes it after Open
+
+	bestMu sync.Mutex // guards best; never held across a share commit
+	best   map[bestKey]BestShare
 }
 
 // Open opens (creating if needed) the database file at path and its schema,
@@ -149,7 +152,7 @@ func Open(path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if _, err := w.Exec(schema + foundSchema + payoutSchema); err != nil {
+	if _, err := w.Exec(schema + foundSchema + payoutSchema + bestSchema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: create schema in %q: %w", path, err)
 	}
@@ -180,6 +183,11 @@ func Open(path string) (*Store, error) {
 		reqs:  make(chan shareReq, MaxBatch),
 		wdone: make(chan struct{}),
 		total: total,
+	}
+	if err := s.loadBest(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store: %q: %w", path, err)
 	}
 	go s.writer()
 	return s, nil
@@ -445,11 +453,35 @@ func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	// The writer must finish what it accepted even while Close waits, so
 	// it does not take a caller's context. One statement in autocommit
 	// mode is one transaction: one commit, one fsync.
-	if _, err := s.w.ExecContext(context.Background(),
-		`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), s.total+int64(enc.n)); err != nil {
+	bests := s.newBests(batch)
+	seqEnd := s.total + int64(enc.n)
+	if len(bests) == 0 {
+		if _, err := s.w.ExecContext(context.Background(),
+			`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), seqEnd); err != nil {
+			return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+		}
+		s.total = seqEnd
+		return nil
+	}
+	// A batch that sets a new best share (rare once a ledger has some
+	// history) writes the record in the same transaction.
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
 		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 	}
-	s.total += int64(enc.n)
+	if _, err := tx.Exec(`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), seqEnd); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+	}
+	if err := upsertBest(tx, bests); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+	}
+	s.total = seqEnd
+	s.applyBest(bests)
 	return nil
 }
 

@@ -1,6 +1,6 @@
 // Package web serves the coordinator's HTTP side: the JSON API
 // (/api/status, /api/blocks, /api/history, /api/simulation,
-// /api/miners), the live
+// /api/miners, /api/best), the live
 // event stream (/api/events) and the dashboard at /, whose static files
 // are embedded in the binary.
 package web
@@ -43,6 +43,7 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
 	s.mux.HandleFunc("GET /api/miners", s.handleMiners)
 	s.mux.HandleFunc("GET /api/miners/{address}", s.handleMiner)
+	s.mux.HandleFunc("GET /api/best", s.handleBest)
 	s.mux.Handle("GET /", dashboardHandler())
 	return s
 }
@@ -55,6 +56,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s.coord.Status())
+}
+
+// handleBest serves the best shares per worker and per address
+// (coordinator.BestShares).
+func (s *Server) handleBest(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.coord.BestShares())
 }
 
 // Block is one block in GET /api/blocks.

@@ -123,7 +123,24 @@ function renderStatus(st) {
     const rej = Object.entries(w.rejected || {}).map(([k, v]) => k + " " + v).join(", ");
     tr.append(td(w.name), td(w.sessions), td(fmtRate(w.hashrate)), td(fmtNum(w.difficulty)), td(w.accepted),
       td(w.rejected_total ? w.rejected_total + " (" + rej + ")" : "0"), td(w.blocks),
+      td(fmtBest(w.best_session)), td(fmtBest(w.best_since_block)), td(fmtBest(w.best_all_time)),
       td(ago(w.last_share)), td(w.sessions > 0 ? timeOf(w.connected_since) : "offline"));
+    body.append(tr);
+  }
+  renderBest(st.best_by_address || []);
+}
+
+function fmtBest(v) { return v ? fmtNum(v) : "–"; }
+
+// renderBest fills the best-shares-by-address table (records may be null).
+function renderBest(list) {
+  const body = $("best-addresses");
+  body.replaceChildren();
+  for (const a of list) {
+    const tr = document.createElement("tr");
+    const d = r => r ? fmtNum(r.difficulty) : "–";
+    tr.append(td(a.name), td(d(a.session)), td(d(a.since_block)), td(d(a.all_time)),
+      td(a.all_time ? ago(a.all_time.time) : "–"));
     body.append(tr);
   }
 }
