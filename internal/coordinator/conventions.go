@@ -112,24 +112,26 @@ func (s *session) reconnectParams() []any {
 }
 
 // sendReconnect writes client.reconnect to a session that has been given
-// work, bounded by a one-second write deadline (a miner that does not
-// read cannot hold up the shutdown).
+// work, as its last line, bounded by a one-second write deadline (a miner
+// that does not read cannot hold up the shutdown). The session is marked
+// closed first, so nothing else writes after it, and the write happens
+// without the session lock (its reader must not wait on a stuck write).
 func (s *session) sendReconnect() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed || s.lastEpoch == nil {
+		s.mu.Unlock()
 		return
 	}
+	s.closed = true
+	s.mu.Unlock()
 	b, err := stratum.AppendRequest(nil, nil, "client.reconnect", s.reconnectParams())
 	if err != nil {
 		return
 	}
 	s.conn.SetWriteDeadline(s.c.cfg.Now().Add(time.Second))
-	if _, err := s.conn.Write(b); err != nil {
-		s.closed = true
-		return
+	if _, err := s.conn.Write(b); err == nil {
+		s.c.metrics.reconnects.Inc()
 	}
-	s.c.metrics.reconnects.Inc()
 }
 
 // closeForShutdown ends the sessions of a listener being shut down: with

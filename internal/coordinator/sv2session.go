@@ -633,7 +633,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 		v.reject(chID, seq, user, ReasonLedger, SV2ErrLedger, now)
 		return
 	}
-	v.c.stats.accepted(user, sh.Difficulty, now)
+	v.c.stats.accepted(user, sh.Difficulty, sh.Achieved, sh.Hash, now)
 	v.c.metrics.shares.WithLabelValues("accepted").Inc()
 	v.c.metrics.shareWork.Add(sh.Difficulty)
 	v.c.metrics.shareLatency.Observe(time.Since(start).Seconds())
