@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/alert"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/payout"
@@ -69,6 +70,11 @@ type coordFlags struct {
 	poolAddress  string
 	payoutDust   int64
 	maxPayoutOut int
+
+	// Alerts (coordinator and demo).
+	webhooks         urlList
+	webhookFormat    string
+	webhookBestShare bool
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -101,6 +107,9 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		f.stratum = "127.0.0.1:0"
 		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
 	}
+	fs.Var(&f.webhooks, "webhook", "POST an alert to this `URL` on every found block (http or https); repeat for several endpoints")
+	fs.StringVar(&f.webhookFormat, "webhook-format", "json", "webhook body `format`: json (the event), discord ({\"content\": text}) or ntfy (plain text, Title header)")
+	fs.BoolVar(&f.webhookBestShare, "webhook-best-share", false, "also POST to the webhooks when a worker sets a new all-time best share")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
 	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
 	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.05, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
@@ -188,6 +197,12 @@ func (f *coordFlags) check() error {
 		if _, _, err := f.reconnect(); err != nil {
 			return err
 		}
+	}
+	if _, err := alert.New(alert.Config{URLs: f.webhooks, Format: f.webhookFormat}); err != nil {
+		return fmt.Errorf("--webhook / --webhook-format: %w", err)
+	}
+	if f.webhookBestShare && len(f.webhooks) == 0 {
+		return errors.New("--webhook-best-share needs at least one --webhook")
 	}
 	if f.reconnectWait > 0 && f.reconnectWait%time.Second != 0 {
 		return fmt.Errorf("--reconnect-wait %v: client.reconnect carries whole seconds", f.reconnectWait)
@@ -297,6 +312,20 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		src = chain
 	}
 	inst.source = src
+	var alerts *alert.Notifier
+	if len(f.webhooks) > 0 {
+		if alerts, err = alert.New(alert.Config{URLs: f.webhooks, Format: f.webhookFormat, Logger: log, Registerer: reg}); err != nil {
+			return fail(err)
+		}
+		onBlock = alertOnBlock(alerts, onBlock)
+		if f.webhookBestShare {
+			st.OnNewBest(func(b store.BestShare, previous float64) {
+				if b.Kind == store.BestWorker && b.Scope == store.BestAllTime {
+					alerts.Notify(alert.Event{Kind: alert.KindBestShare, Hash: b.Hash.String(), Worker: b.Name, Difficulty: b.Difficulty, Previous: previous, Time: b.Time.UTC()})
+				}
+			})
+		}
+	}
 	spm := f.sharesPerMin
 	if spm <= 0 {
 		spm = -1
@@ -348,6 +377,9 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return inst.coord.Run(gctx, lns...) })
+	if alerts != nil {
+		g.Go(func() error { alerts.Run(gctx); return nil })
+	}
 	if inst.httpServer != nil {
 		g.Go(func() error {
 			if err := inst.httpServer.Serve(inst.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -372,6 +404,18 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		inst.done <- err
 	}()
 	return inst, nil
+}
+
+// alertOnBlock posts every settled found block to the webhooks (without
+// waiting: Notify only queues), then calls next (may be nil).
+func alertOnBlock(n *alert.Notifier, next func(coordinator.BlockEvent)) func(coordinator.BlockEvent) {
+	return func(ev coordinator.BlockEvent) {
+		accepted := ev.Accepted
+		n.Notify(alert.Event{Kind: alert.KindBlock, Height: ev.Height, Hash: ev.Hash, Finder: ev.Finder, Accepted: &accepted, Reason: ev.Reason, Time: ev.Time.UTC()})
+		if next != nil {
+			next(ev)
+		}
+	}
 }
 
 // wait blocks until every server has stopped (ctx ended, or one failed)

@@ -146,16 +146,38 @@ func upsertBest(tx *sql.Tx, bests []BestShare) error {
 	return nil
 }
 
-// applyBest takes committed records into memory.
+// applyBest takes committed records into memory and tells the hook.
 func (s *Store) applyBest(bests []BestShare) {
+	type change struct {
+		b    BestShare
+		prev float64
+	}
+	var changes []change
 	s.bestMu.Lock()
-	defer s.bestMu.Unlock()
+	hook := s.bestHook
 	for _, b := range bests {
 		k := bestKey{b.Kind, b.Name, b.Scope}
 		if cur, ok := s.best[k]; !ok || b.Difficulty > cur.Difficulty {
 			s.best[k] = b
+			if hook != nil {
+				changes = append(changes, change{b, cur.Difficulty})
+			}
 		}
 	}
+	s.bestMu.Unlock()
+	for _, c := range changes {
+		hook(c.b, c.prev)
+	}
+}
+
+// OnNewBest sets f to be called with every new best-share record once it
+// is durable, and the difficulty of the record it replaced (0 for the
+// first). f runs on the share writer's goroutine, so it must not block
+// (queue and return).
+func (s *Store) OnNewBest(f func(b BestShare, previous float64)) {
+	s.bestMu.Lock()
+	s.bestHook = f
+	s.bestMu.Unlock()
 }
 
 // BestShares returns every best-share record, sorted by kind, name and

@@ -125,6 +125,12 @@ func maxf(a, b float64) float64 {
 // record per key, the highest.
 func TestBestSharesOneBatch(t *testing.T) {
 	s, _ := openTemp(t)
+	var told []string
+	s.OnNewBest(func(b BestShare, prev float64) {
+		if b.Kind == BestWorker && b.Scope == BestAllTime {
+			told = append(told, fmt.Sprintf("%s %g>%g", b.Name, b.Difficulty, prev))
+		}
+	})
 	batch := []shareReq{
 		{share: bestShare("w.a", 1, false, 1)},
 		{many: []Share{bestShare("w.b", 8, false, 2), bestShare("w.a", 6, false, 3)}}, // RecordShares
@@ -143,5 +149,12 @@ worker w.b since_block 8 2
 `
 	if got := bestTable(s); got != want {
 		t.Fatalf("best shares:\n%s\nwant:\n%s", got, want)
+	}
+	// A later batch beats w.a's record: the hook hears old and new.
+	if err := s.commitShares(&enc, []shareReq{{share: bestShare("w.a", 7, false, 5)}, {share: bestShare("w.b", 3, false, 6)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(told, ", "), "w.a 6>0, w.b 8>0, w.a 7>6"; got != want {
+		t.Fatalf("hook told %q, want %q", got, want)
 	}
 }

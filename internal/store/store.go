@@ -130,8 +130,9 @@ type Store struct {
 	wdone  chan struct{}
 	total  int64 // shares in the ledger; only the writer changes it after Open
 
-	bestMu sync.Mutex // guards best; never held across a share commit
-	best   map[bestKey]BestShare
+	bestMu   sync.Mutex // guards best; never held across a share commit
+	best     map[bestKey]BestShare
+	bestHook func(BestShare, float64)
 }
 
 // Open opens (creating if needed) the database file at path and its schema,
