@@ -366,6 +366,32 @@ func testBlocksSubmittedOnce(t *testing.T, c *clustertest.NATSCluster) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("submissions\n got %v\nwant %v (b1 once, b2 twice: failed then redelivered, b3 once)", got, want)
 	}
+
+	// From a front-end's Submit (durable in BLOCKS) to the leader's
+	// source: the latency a found block takes, for the log.
+	var lat []time.Duration
+	for i := range 10 {
+		b := testBlock(uint32(100 + i))
+		sent := time.Now()
+		if err := fronts[i%2].Submit(t.Context(), b, "w3"); err != nil {
+			t.Fatal(err)
+		}
+		durable := time.Since(sent)
+		select {
+		case h := <-src.calls:
+			if h != chainmath.Hash(b.BlockHash()) {
+				t.Fatalf("source got %v, want %v", h, b.BlockHash())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("block not submitted within 30s")
+		}
+		lat = append(lat, time.Since(sent))
+		if i == 0 {
+			t.Logf("first block: durable in BLOCKS after %v", durable)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("found block → leader's source over %d blocks: median %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
 }
 
 func testEmbeddedChainEndToEnd(t *testing.T, c *clustertest.NATSCluster) {
