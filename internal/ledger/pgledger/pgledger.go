@@ -186,6 +186,8 @@ var migrations = []string{
 		PRIMARY KEY (chain, height),
 		UNIQUE (chain, hash)
 	);`,
+	// Best shares (BestShares): a worker's highest shares first.
+	`CREATE INDEX shares_worker_achieved ON shares (worker, achieved DESC);`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations
