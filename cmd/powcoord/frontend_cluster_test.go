@@ -40,6 +40,27 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// commands runs powcoord commands in this process (run, as main does)
+// until ctx ends or the test is over; then it stops them and fails the
+// test if one returned an error.
+func commands(t *testing.T, ctx context.Context) func(stdout io.Writer, args ...string) {
+	rctx, stop := context.WithCancel(ctx)
+	var exits []chan error
+	t.Cleanup(func() {
+		stop()
+		for _, d := range exits {
+			if err := <-d; err != nil {
+				t.Errorf("exit: %v", err)
+			}
+		}
+	})
+	return func(stdout io.Writer, args ...string) {
+		done := make(chan error, 1)
+		exits = append(exits, done)
+		go func() { done <- run(rctx, args, stdout, io.Discard) }()
+	}
+}
+
 // TestClusterFrontends runs a 3-server NATS cluster, one cluster
 // coordinator, two front-ends and an agent on each, all in this process:
 // the front-ends lease distinct extranonce1 prefixes, every share in
@@ -52,21 +73,8 @@ func TestClusterFrontends(t *testing.T) {
 	urls := strings.Join(c.URLs(), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rctx, stop := context.WithCancel(ctx)
-	var exits []chan error
-	start := func(name string, out io.Writer, args ...string) {
-		done := make(chan error, 1)
-		exits = append(exits, done)
-		go func() { done <- run(rctx, args, out, io.Discard) }()
-	}
-	defer func() {
-		stop()
-		for _, d := range exits {
-			if err := <-d; err != nil {
-				t.Errorf("exit: %v", err)
-			}
-		}
-	}()
+	startCmd := commands(t, ctx)
+	start := func(_ string, out io.Writer, args ...string) { startCmd(out, args...) }
 
 	coordHTTP := freeAddr(t)
 	start("coordinator", io.Discard, "coordinator", "--cluster", urls, "--http", coordHTTP, "--leader-ttl", "2s",

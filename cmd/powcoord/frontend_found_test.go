@@ -27,25 +27,11 @@ func TestFrontendKeepsBlockFoundWhileCutOff(t *testing.T) {
 	urls := strings.Join(c.URLs(), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	rctx, stop := context.WithCancel(ctx)
-	var exits []chan error
-	start := func(out io.Writer, args ...string) {
-		done := make(chan error, 1)
-		exits = append(exits, done)
-		go func() { done <- run(rctx, args, out, io.Discard) }()
-	}
-	defer func() {
-		stop()
-		for _, d := range exits {
-			if err := <-d; err != nil {
-				t.Errorf("exit: %v", err)
-			}
-		}
-	}()
+	data := t.TempDir() // before commands: removed after the front-end stopped
+	start := commands(t, ctx)
 	coordHTTP := freeAddr(t)
 	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", coordHTTP,
 		"--block-difficulty", "1e-6", "--block-time", "1h")
-	data := t.TempDir()
 	out := &lockedBuffer{}
 	start(out, "frontend", "--cluster", urls, "--replicas", "1", "--id", "feF", "--stratum", "127.0.0.1:0",
 		"--data", data, "--lease-ttl", "2s", "--share-difficulty", "1e-7", "--shares-per-minute", "0", "--wait", "60s")

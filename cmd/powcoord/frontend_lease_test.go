@@ -95,21 +95,7 @@ func TestFrontendLeaseLost(t *testing.T) {
 	urls := strings.Join(c.URLs(), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rctx, stop := context.WithCancel(ctx)
-	var exits []chan error
-	start := func(out io.Writer, args ...string) {
-		done := make(chan error, 1)
-		exits = append(exits, done)
-		go func() { done <- run(rctx, args, out, io.Discard) }()
-	}
-	defer func() {
-		stop()
-		for _, d := range exits {
-			if err := <-d; err != nil {
-				t.Errorf("exit: %v", err)
-			}
-		}
-	}()
+	start := commands(t, ctx)
 	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", freeAddr(t),
 		"--block-difficulty", "1000", "--block-time", "10s")
 	feHTTP := freeAddr(t)

@@ -171,7 +171,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		defer close(fetched)
-		pause := 100 * time.Millisecond
+		var bo backoff
 		for ctx.Err() == nil {
 			b, err := w.fetch(ctx)
 			if err != nil {
@@ -179,15 +179,12 @@ func (w *Writer) Run(ctx context.Context) error {
 					return
 				}
 				w.log.Warn("ledger fetch failed", "err", err)
-				select {
-				case <-ctx.Done():
+				if !sleep(ctx, bo.next()) {
 					return
-				case <-time.After(pause):
 				}
-				pause = min(2*pause, 5*time.Second)
 				continue
 			}
-			pause = 100 * time.Millisecond
+			bo = backoff{}
 			if len(b.msgs) == 0 {
 				continue
 			}
@@ -202,7 +199,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range w.cfg.Transactions {
 		wg.Go(func() {
-			pause := 100 * time.Millisecond
+			var bo backoff
 			for b := range fetched {
 				err := w.store(ctx, b)
 				if ctx.Err() != nil {
@@ -214,23 +211,40 @@ func (w *Writer) Run(ctx context.Context) error {
 				}
 				if err != nil {
 					w.log.Warn("ledger batch failed", "err", err)
+					pause := bo.next()
 					for _, m := range b.msgs {
 						_ = m.NakWithDelay(pause)
 					}
-					select {
-					case <-ctx.Done():
+					if !sleep(ctx, pause) {
 						return
-					case <-time.After(pause):
 					}
-					pause = min(2*pause, 5*time.Second)
 					continue
 				}
-				pause = 100 * time.Millisecond
+				bo = backoff{}
 			}
 		})
 	}
 	wg.Wait()
 	return nil
+}
+
+// backoff is the pause after a failure: 100 ms, doubling while failures
+// repeat, at most 5 s.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	b.d = min(max(2*b.d, 100*time.Millisecond), 5*time.Second)
+	return b.d
+}
+
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 // batch is one fetch: its messages and the shares they hold.
