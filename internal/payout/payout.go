@@ -73,11 +73,12 @@ type Window struct {
 	by    map[string]*big.Int
 	order []string // scripts in the order first seen
 	full  bool
+	units map[float64]*big.Int // ShareUnits by difficulty: vardiff repeats a few values
 }
 
 // NewWindow returns an empty window of size units.
 func NewWindow(size *big.Int) *Window {
-	return &Window{need: new(big.Int).Set(size), total: new(big.Int), by: make(map[string]*big.Int)}
+	return &Window{need: new(big.Int).Set(size), total: new(big.Int), by: make(map[string]*big.Int), units: make(map[float64]*big.Int)}
 }
 
 // Add counts a share of difficulty d paying script, the next older share
@@ -88,9 +89,15 @@ func (w *Window) Add(script []byte, d float64) (more bool, err error) {
 	if w.full {
 		return false, nil
 	}
-	u, err := ShareUnits(d)
-	if err != nil {
-		return true, err
+	u, ok := w.units[d]
+	if !ok {
+		var err error
+		if u, err = ShareUnits(d); err != nil {
+			return true, err
+		}
+		if len(w.units) < 4096 {
+			w.units[d] = u
+		}
 	}
 	room := new(big.Int).Sub(w.need, w.total)
 	if u.Cmp(room) >= 0 {

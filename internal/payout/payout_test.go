@@ -2,6 +2,7 @@ package payout
 
 import (
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -12,6 +13,14 @@ import (
 func u(n int64) *big.Int { return big.NewInt(n) }
 
 func w(script string, n int64) Work { return Work{Script: []byte(script), Units: u(n)} }
+
+func sybils(n int) []Work {
+	var ws []Work
+	for i := range n {
+		ws = append(ws, w(fmt.Sprintf("s%02d", i), 1))
+	}
+	return ws
+}
 
 type out struct {
 	script string
@@ -55,6 +64,10 @@ func TestSplit(t *testing.T) {
 			[]out{{"a", 100}}},
 		{"zero work ignored", []Work{w("a", 0), w("b", 5)}, Params{Value: 100, MaxOutputs: 5},
 			[]out{{"b", 100}}},
+		{"sybil addresses cannot crowd out the miners with work", append([]Work{w("big1", 1000), w("big2", 900)}, sybils(10)...),
+			Params{Value: 100_000, Dust: 546, MaxOutputs: 3},
+			// the cap keeps big1, big2 and one sybil (52 sat: dust, dropped)
+			[]out{{"big1", 52_632}, {"big2", 47_368}}},
 		{"zero amounts never made", []Work{w("a", 1000), w("b", 1)}, Params{Value: 10, MaxOutputs: 5},
 			// b's 0.0099 would round to 0
 			[]out{{"a", 10}}},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,4 +126,29 @@ func TestPayoutRecords(t *testing.T) {
 	if _, ok, err := s.BlockPayouts(ctx, testBlock(8).Hash); ok || err != nil {
 		t.Fatalf("unknown block: %v %v", ok, err)
 	}
+}
+
+// BenchmarkScanRecentShares walks a ledger of 100,000 shares in batches
+// of 64 (what a PPLNS job build does when its window holds the whole
+// ledger).
+func BenchmarkScanRecentShares(b *testing.B) {
+	ctx := context.Background()
+	s, _ := openTemp(b)
+	const n, batch = 100_032, 64 // 1563 batches
+	var wg sync.WaitGroup
+	for i := 0; i < n; i += batch {
+		for j := range batch {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.RecordShare(ctx, testShare(fmt.Sprint("w", j%8), i+j)) }()
+		}
+		wg.Wait()
+	}
+	b.ResetTimer()
+	for range b.N {
+		seen := 0
+		if _, err := s.ScanRecentShares(ctx, func(string, float64) bool { seen++; return true }); err != nil || seen != n {
+			b.Fatalf("walked %d shares: %v", seen, err)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "shares/s")
 }

@@ -61,7 +61,12 @@
   function fmtBins(inc) { return "6 blocks' time (" + inc.bin_seconds + " s)"; }
 
   async function tick() {
-    try { renderWindow(await get("/api/miners")); } catch (e) { $("payout-mode").textContent = String(e); }
+    try {
+      renderWindow(await get("/api/miners"));
+    } catch (e) {
+      // Keep what is shown; say so only while nothing is.
+      if (!$("payout-window").rows.length) { $("payout-mode").textContent = "payout window unavailable: " + e.message; }
+    }
     try { renderIncome(await get("/api/simulation")); } catch (e) { /* no simulation */ }
   }
   tick();
