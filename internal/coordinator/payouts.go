@@ -363,9 +363,7 @@ func (c *Coordinator) Miner(ctx context.Context, addr string) (*MinerReport, err
 	} else {
 		rep.NextFraction = rep.WindowShare
 	}
-	if sl, ok := led.(interface {
-		ScriptPayouts(ctx context.Context, script []byte, label string) ([]store.ScriptPayout, error)
-	}); ok {
+	if sl, ok := led.(scriptPayouts); ok {
 		pays, err := sl.ScriptPayouts(ctx, script, addr)
 		if err != nil {
 			return nil, err
@@ -380,13 +378,20 @@ func (c *Coordinator) Miner(ctx context.Context, addr string) (*MinerReport, err
 	return rep, nil
 }
 
+// scriptPayouts is the part of a ledger that lists payouts by script.
+type scriptPayouts interface {
+	ScriptPayouts(ctx context.Context, script []byte, label string) ([]store.ScriptPayout, error)
+}
+
 // MinersWindow lists every payout address in the current window with its
-// work and, under PPLNS, what the next block would pay it (for the
-// dashboard).
+// work, under PPLNS what the next block would pay it, and what accepted
+// blocks have paid it so far (for the dashboard; Payouts left empty).
 func (c *Coordinator) MinersWindow(ctx context.Context) ([]MinerReport, error) {
-	if _, ok := c.cfg.Store.(PayoutLedger); !ok {
+	led, ok := c.cfg.Store.(PayoutLedger)
+	if !ok {
 		return nil, nil
 	}
+	sp, _ := led.(scriptPayouts)
 	w, err := c.window(ctx, c.cfg.Source.Current())
 	if err != nil {
 		return nil, err
@@ -411,6 +416,17 @@ func (c *Coordinator) MinersWindow(ctx context.Context) ([]MinerReport, error) {
 			}
 		} else {
 			r.NextFraction = r.WindowShare
+		}
+		if sp != nil {
+			pays, err := sp.ScriptPayouts(ctx, wk.Script, r.Address)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range pays {
+				if p.State == store.FoundAccepted {
+					r.PaidTotal += p.Amount
+				}
+			}
 		}
 		out = append(out, r)
 	}

@@ -152,7 +152,8 @@ func TestMinerAPI(t *testing.T) {
 	var list []coordinator.MinerReport
 	mustf(t, json.NewDecoder(resp.Body).Decode(&list), "decoding /api/miners")
 	resp.Body.Close()
-	if len(list) != 2 || list[0].Address != "alice" || list[1].Address != "bob" || list[0].NextAmount+list[1].NextAmount != 50e8 {
+	if len(list) != 2 || list[0].Address != "alice" || list[1].Address != "bob" || list[0].NextAmount+list[1].NextAmount != 50e8 ||
+		list[0].PaidTotal != 50e8 || list[1].PaidTotal != 0 {
 		t.Errorf("/api/miners: %+v", list)
 	}
 	if _, code := getMiner(t, p, "alice.rig1"); code != http.StatusBadRequest {

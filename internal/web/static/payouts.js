@@ -27,7 +27,7 @@
     for (const m of list) {
       const tr = document.createElement("tr");
       tr.append(cell(m.address), cell(m.window_work.toPrecision(4)), cell(pct(m.window_share)),
-        cell(pplns ? btc(m.next_amount) : "–"), cell(pct(m.next_fraction)));
+        cell(pplns ? btc(m.next_amount) : "–"), cell(pct(m.next_fraction)), cell(btc(m.paid_total)));
       body.append(tr);
     }
   }
