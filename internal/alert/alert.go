@@ -29,7 +29,8 @@ import (
 const (
 	// FormatJSON posts the event as a JSON object (Event's fields).
 	FormatJSON = "json"
-	// FormatDiscord posts {"content": text}, what a Discord webhook takes.
+	// FormatDiscord posts {"content": text, "allowed_mentions": {"parse":
+	// []}}, what a Discord webhook takes, with mentions switched off.
 	FormatDiscord = "discord"
 	// FormatNtfy posts the text as a plain-text body with a Title header,
 	// what an ntfy topic (and most push services) takes.
@@ -93,9 +94,16 @@ func Body(format string, ev *Event) ([]byte, string, error) {
 		b, err := json.Marshal(ev)
 		return b, "application/json", err
 	case FormatDiscord:
+		// Worker names come from miners: allowed_mentions with no types
+		// keeps a worker named "@everyone" from pinging a channel.
 		b, err := json.Marshal(struct {
-			Content string `json:"content"`
-		}{ev.Text()})
+			Content         string `json:"content"`
+			AllowedMentions struct {
+				Parse []string `json:"parse"`
+			} `json:"allowed_mentions"`
+		}{Content: ev.Text(), AllowedMentions: struct {
+			Parse []string `json:"parse"`
+		}{Parse: []string{}}})
 		return b, "application/json", err
 	case FormatNtfy:
 		return []byte(ev.Text()), "text/plain; charset=utf-8", nil

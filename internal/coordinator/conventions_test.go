@@ -80,6 +80,17 @@ func TestPasswordFixedDifficulty(t *testing.T) {
 		t.Fatalf("first difficulty %v, want d=0.0625", d)
 	}
 
+	// A miner cannot ask for more than MaxDifficulty (1e15 by default)
+	// nor for less than the floor (MinDifficulty, 1e-9).
+	for pw, want := range map[string]float64{"d=1e300": 1e15, "d=1e-30": 1e-9} {
+		c := h.dial()
+		c.subscribe()
+		c.authorizePass("dave", pw)
+		if d := c.firstDifficulty(); d != want {
+			t.Errorf("password %q: first difficulty %v, want %v", pw, d, want)
+		}
+	}
+
 	// Bad values are refused, naming the value.
 	for _, pw := range []string{"d=abc", "x,d=0", "d=-1", "d=", "d=inf", "d=NaN"} {
 		c := h.dial()
