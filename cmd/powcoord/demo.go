@@ -92,11 +92,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if *duration > 0 {
-		var stop context.CancelFunc
-		ctx, stop = context.WithTimeout(ctx, *duration)
-		defer stop()
-	}
 	if plan.NeedsBaseRate() {
 		base := *baseRate
 		if base == 0 {
@@ -126,6 +121,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if inst.web != nil {
 		inst.web.SetSimulation(func() sim.Summary { return s.Summary(time.Now()) })
+	}
+	if *duration > 0 {
+		// --duration counts from here: start-up (opening the chain,
+		// measuring the base rate) on a loaded machine is not mining time.
+		stop := time.AfterFunc(*duration, cancel)
+		defer stop.Stop()
 	}
 	simDone := make(chan struct{})
 	go func() { defer close(simDone); s.Run(ctx, log) }()
