@@ -336,6 +336,11 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		ln.Close()
 	}()
+	// Idle plain-TCP sessions wait on the event loop where there is one
+	// (Linux), without a goroutine of their own. It starts with the first
+	// TCP connection: a listener of other connections never has one.
+	var loop *eventLoop
+	loopTried := false
 	c.log.Info("stratum listening", "addr", ln.Addr().String())
 	var err error
 	var backoff time.Duration // while the process is out of file descriptors
@@ -384,7 +389,14 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}()
 			continue
 		}
+		if _, tcp := conn.(*net.TCPConn); tcp && !loopTried {
+			loopTried = true
+			loop = newEventLoop(c.log)
+		}
 		wg.Add(1)
+		if loop.add(ctx, s, wg.Done) {
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			s.serve(ctx)
@@ -403,6 +415,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	wg.Wait()
+	loop.close()
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -92,6 +93,8 @@ type session struct {
 	settled sync.Cond
 
 	scratch []byte // the coinbase being rebuilt; reader goroutine only
+
+	ev atomic.Pointer[evState] // set when the session is served by the event loop
 }
 
 func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 uint32) *session {
@@ -119,60 +122,78 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 	return s
 }
 
+// serve is a session on a goroutine of its own, blocked in Read between
+// lines: the path for connections the event loop cannot poll (TLS,
+// net.Pipe, other systems than Linux). See eventloop_linux.go for the
+// other.
 func (s *session) serve(ctx context.Context) {
-	defer func() {
-		s.drain() // the shares with the ledger are answered first
-		s.mu.Lock()
-		s.closed = true
-		user := s.user
-		s.mu.Unlock()
-		s.conn.Close()
-		s.c.dropSession(s)
-		if user != "" {
-			s.c.stats.disconnected(user)
-		}
-	}()
+	defer s.teardown()
 	// A small read buffer: a longer line is gathered in pieces, and an
-	// idle session (most of them) keeps only this much.
+	// idle session keeps only this much.
 	lr := stratum.NewLineReader(s.conn, s.c.cfg.MaxLineBytes, 256)
 	var sub stratum.Submit
 	for {
-		now := s.c.cfg.Now()
-		deadline := now.Add(s.c.cfg.IdleTimeout)
-		s.mu.Lock()
-		if !s.subscribed || s.user == "" {
-			// The handshake deadline counts from the connection, not
-			// from the last line.
-			deadline = s.connectedAt.Add(s.c.cfg.HandshakeTimeout)
-			if !deadline.After(now) {
-				deadline = now.Add(time.Millisecond)
-			}
-		}
-		s.mu.Unlock()
-		s.conn.SetReadDeadline(deadline)
+		s.conn.SetReadDeadline(s.c.cfg.Now().Add(s.readTimeout()))
 		line, err := lr.ReadLine()
 		if err != nil {
 			s.logClose(err)
 			return
 		}
-		// The share path: mining.submit in its common form is read
-		// without reflection; everything else goes through Parse.
-		if id, ok := stratum.ParseSubmitLine(line, &sub); ok {
-			s.handleSubmit(ctx, id, &sub)
-			continue
-		}
-		// Anything else is answered after the shares before it.
-		s.drain()
-		m, err := stratum.Parse(line)
-		if err != nil {
-			s.c.log.Info("closing miner: invalid message", "remote", s.remote, "err", err)
-			s.reply(nil, nil, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
+		if !s.handleLine(ctx, line, &sub) {
 			return
 		}
-		if m.Method == "" {
-			continue // a response to something we asked; nothing to do
-		}
-		s.dispatch(ctx, m)
+	}
+}
+
+// readTimeout is how long the session may stay silent from now: the rest
+// of the handshake time until it has subscribed and authorized (counted
+// from the connection, not from the last line), the idle timeout after.
+func (s *session) readTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.subscribed || s.user == "" {
+		return max(s.connectedAt.Add(s.c.cfg.HandshakeTimeout).Sub(s.c.cfg.Now()), time.Millisecond)
+	}
+	return s.c.cfg.IdleTimeout
+}
+
+// handleLine handles one request line; false ends the session. sub is the
+// caller's scratch for the share path.
+func (s *session) handleLine(ctx context.Context, line []byte, sub *stratum.Submit) bool {
+	// The share path: mining.submit in its common form is read without
+	// reflection; everything else goes through Parse.
+	if id, ok := stratum.ParseSubmitLine(line, sub); ok {
+		s.handleSubmit(ctx, id, sub)
+		return true
+	}
+	// Anything else is answered after the shares before it.
+	s.drain()
+	m, err := stratum.Parse(line)
+	if err != nil {
+		s.c.log.Info("closing miner: invalid message", "remote", s.remote, "err", err)
+		s.reply(nil, nil, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
+		return false
+	}
+	if m.Method == "" {
+		return true // a response to something we asked; nothing to do
+	}
+	s.dispatch(ctx, m)
+	return true
+}
+
+// teardown ends the session once its reading has stopped: the shares
+// with the ledger are answered first, then the connection is closed and
+// the session forgotten.
+func (s *session) teardown() {
+	s.drain()
+	s.mu.Lock()
+	s.closed = true
+	user := s.user
+	s.mu.Unlock()
+	s.conn.Close()
+	s.c.dropSession(s)
+	if user != "" {
+		s.c.stats.disconnected(user)
 	}
 }
 
@@ -252,7 +273,7 @@ func (s *session) writeLocked(bp *[]byte, b []byte) {
 	s.conn.SetWriteDeadline(s.c.cfg.Now().Add(s.c.cfg.WriteTimeout))
 	if _, err := s.conn.Write(b); err != nil {
 		s.closed = true
-		s.conn.Close()
+		s.closeConn()
 	}
 }
 
@@ -262,7 +283,17 @@ func (s *session) writeLocked(bp *[]byte, b []byte) {
 // a miner that does not read.
 func (s *session) abort() {
 	s.conn.SetWriteDeadline(s.c.cfg.Now())
+	s.closeConn()
+}
+
+// closeConn closes the connection from outside its reading: a session on
+// the event loop is woken to find it closed and end (one on its own
+// goroutine sees its Read fail).
+func (s *session) closeConn() {
 	s.conn.Close()
+	if ev := s.ev.Load(); ev != nil {
+		ev.wake(s)
+	}
 }
 
 func (s *session) currentUser() string {

@@ -182,7 +182,7 @@ func (s *session) flushSettled() {
 		s.c.ban(s.ip, heads[0].now)
 		s.c.metrics.bans.Inc()
 		s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
-		s.conn.Close()
+		s.closeConn()
 	}
 	if retarget {
 		s.sendWork(s.c.jobs.current(), true)
@@ -278,5 +278,5 @@ func (s *session) countForBan(rejected bool, now time.Time) {
 	s.c.ban(s.ip, now)
 	s.c.metrics.bans.Inc()
 	s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
-	s.conn.Close()
+	s.closeConn()
 }

@@ -48,6 +48,7 @@ type Report struct {
 	Sessions       int           // sessions held after the connect phase
 	ConnectErrors  int           // sessions that failed to connect
 	ConnectTime    time.Duration // time to open them all
+	RSSStartBytes  int64         // coordinator RSS before the first session
 	RSSIdleBytes   int64         // coordinator RSS holding the sessions
 	Submitted      int64         // shares sent in the share phase
 	Accepted       int64         // of those, answered true
@@ -68,6 +69,9 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "sessions held:        %d (%d failed) in %v\n", r.Sessions, r.ConnectErrors, r.ConnectTime.Round(time.Millisecond))
 	if r.RSSIdleBytes > 0 {
 		fmt.Fprintf(&b, "coordinator RSS idle: %.1f MiB (%.1f KiB per session)\n", float64(r.RSSIdleBytes)/(1<<20), float64(r.RSSIdleBytes)/1024/float64(max(r.Sessions, 1)))
+		if r.RSSStartBytes > 0 {
+			fmt.Fprintf(&b, "RSS delta/sessions:   %.2f KiB (%.1f MiB before the first session)\n", float64(r.RSSIdleBytes-r.RSSStartBytes)/1024/float64(max(r.Sessions, 1)), float64(r.RSSStartBytes)/(1<<20))
+		}
 	}
 	if r.Submitted > 0 {
 		fmt.Fprintf(&b, "shares:               %d sent, %d accepted, %d rejected; %.0f accepted/s\n", r.Submitted, r.Accepted, r.Rejected, r.SharesPerSec)
@@ -147,6 +151,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{}
 	arr := &arrivals{}
 
+	if cfg.PID > 0 {
+		rep.RSSStartBytes, _ = rss(cfg.PID)
+	}
 	// Connect phase.
 	miners := make([]*Miner, cfg.Sessions)
 	var wg sync.WaitGroup

@@ -98,3 +98,66 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLineSplitter checks that however the input is cut into reads, the
+// splitter yields exactly the lines a plain split yields (as LineReader
+// does), and refuses a line over the limit.
+func FuzzLineSplitter(f *testing.F) {
+	f.Add([]byte("{\"id\":1}\n{\"id\":2}\r\n"), []byte{1, 2, 3})
+	f.Add([]byte("\n\n   \nabc\n"), []byte{0})
+	f.Add(bytes.Repeat([]byte("x"), 300), []byte{7, 200})
+	f.Add([]byte("0123456789012345678901234567890123456789012345678901234567890123\r\nx\n"), []byte{63, 1})
+	f.Fuzz(func(t *testing.T, data, sizes []byte) {
+		const max = 64
+		var want [][]byte
+		tooLong := false
+		rest := data
+		for {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				// An unfinished line over the limit is refused as soon
+				// as it is seen.
+				tooLong = len(rest) > max+1
+				break
+			}
+			line := bytes.TrimSuffix(rest[:i], []byte("\r"))
+			rest = rest[i+1:]
+			if len(line) > max {
+				tooLong = true
+				break
+			}
+			if len(bytes.TrimSpace(line)) > 0 {
+				want = append(want, append([]byte(nil), line...))
+			}
+		}
+		ls := NewLineSplitter(max)
+		var got [][]byte
+		var err error
+		cr := &chunkReader{data: data, sizes: sizes}
+		buf := make([]byte, 16)
+		for err == nil {
+			n, rerr := cr.Read(buf)
+			if rerr != nil {
+				break
+			}
+			_, err = ls.Feed(buf[:n], func(line []byte) bool {
+				got = append(got, append([]byte(nil), line...))
+				return true
+			})
+		}
+		if tooLong != (err != nil) || (err != nil && !errors.Is(err, ErrLineTooLong)) {
+			t.Fatalf("err %v, want too long %v", err, tooLong)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d lines %q, want %d %q", len(got), got, len(want), want)
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("line %d: %q, want %q", i, got[i], want[i])
+			}
+		}
+		if err == nil && ls.Pending() != len(rest) {
+			t.Fatalf("pending %d bytes, want %d", ls.Pending(), len(rest))
+		}
+	})
+}

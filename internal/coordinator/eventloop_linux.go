@@ -1,0 +1,278 @@
+//go:build linux
+
+package coordinator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/stratum"
+	"golang.org/x/sys/unix"
+)
+
+// The event loop: on Linux a plain TCP session has no goroutine and no
+// read buffer while it is idle. One goroutine per Serve waits in
+// epoll_wait on every such connection (edge-triggered); a connection with
+// something to read gets a goroutine that reads it into a pooled buffer
+// until the socket is empty, handles the lines, and ends. The unfinished
+// part of a line, if a read ended inside one, is all a session keeps
+// between reads (stratum.LineSplitter). The read deadline becomes a timer
+// that closes the connection.
+//
+// Why a small epoll loop rather than an event library: Go's runtime
+// already polls every socket with epoll, so writes (the broadcast, the
+// answers) stay on ordinary conn.Write with its deadlines and TLS or
+// net.Pipe sessions keep the goroutine path unchanged; only the waiting
+// for a read is taken over. The loop touches a descriptor only inside
+// syscall.RawConn Control and Read, which hold the descriptor open, so a
+// closed connection's number reused by a new one is never mistaken for
+// it.
+
+// eventLoop is one epoll instance and the sessions registered with it.
+type eventLoop struct {
+	log  *slog.Logger
+	epfd int
+	wake int // eventfd that stops the loop
+	mu   sync.Mutex
+	byID map[uint64]*session
+	done chan struct{}
+}
+
+// evState is a session's part of the event loop.
+type evState struct {
+	loop     *eventLoop
+	raw      syscall.RawConn
+	ctx      context.Context
+	done     func() // called once the session has ended
+	running  atomic.Bool
+	again    atomic.Bool
+	timedOut atomic.Bool
+	timer    *time.Timer
+	lines    stratum.LineSplitter
+}
+
+// readBufPool holds the read buffers of sessions that are reading.
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
+// newEventLoop starts an event loop, or returns nil when it cannot (the
+// sessions then get goroutines of their own).
+func newEventLoop(log *slog.Logger) *eventLoop {
+	if !eventLoopEnabled {
+		return nil
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		log.Warn("event loop unavailable: one goroutine per session", "err", err)
+		return nil
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN}
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev) // data 0: the stop signal
+		if err != nil {
+			unix.Close(efd)
+		}
+	}
+	if err != nil {
+		unix.Close(epfd)
+		log.Warn("event loop unavailable: one goroutine per session", "err", err)
+		return nil
+	}
+	l := &eventLoop{log: log, epfd: epfd, wake: efd, byID: make(map[uint64]*session), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+// eventLoopEnabled turns the event loop off for tests of the goroutine
+// path.
+var eventLoopEnabled = true
+
+func (l *eventLoop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			l.log.Error("event loop: epoll_wait failed", "err", err)
+			return
+		}
+		for i := range n {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			if id == 0 {
+				return // stop
+			}
+			l.mu.Lock()
+			s := l.byID[id]
+			l.mu.Unlock()
+			if s != nil {
+				if ev := s.ev.Load(); ev != nil {
+					ev.wake(s)
+				}
+			}
+		}
+	}
+}
+
+// close stops the loop; every session must have ended.
+func (l *eventLoop) close() {
+	if l == nil {
+		return
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(l.wake, one[:])
+	<-l.done
+	unix.Close(l.wake)
+	unix.Close(l.epfd)
+}
+
+// add puts s on the loop and starts reading it; done is called once the
+// session has ended. It returns false, having done nothing, for a
+// connection the loop cannot poll.
+func (l *eventLoop) add(ctx context.Context, s *session, done func()) bool {
+	if l == nil {
+		return false
+	}
+	tc, ok := s.conn.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ev := &evState{loop: l, raw: raw, ctx: ctx, done: done, lines: stratum.NewLineSplitter(s.c.cfg.MaxLineBytes)}
+	ev.timer = time.AfterFunc(s.readTimeout(), func() {
+		ev.timedOut.Store(true)
+		s.abort()
+	})
+	s.ev.Store(ev)
+	l.mu.Lock()
+	l.byID[s.id] = s
+	l.mu.Unlock()
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		e := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(s.id)), Pad: int32(uint32(s.id >> 32))}
+		cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &e)
+	})
+	if err != nil || cerr != nil {
+		l.mu.Lock()
+		delete(l.byID, s.id)
+		l.mu.Unlock()
+		ev.timer.Stop()
+		s.ev.Store(nil)
+		return false
+	}
+	ev.wake(s) // anything sent before it was registered
+	return true
+}
+
+// remove takes s off the loop.
+func (l *eventLoop) remove(s *session) {
+	l.mu.Lock()
+	delete(l.byID, s.id)
+	l.mu.Unlock()
+	s.ev.Load().raw.Control(func(fd uintptr) {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+// wake makes sure a goroutine reads the session: it starts one, or tells
+// the running one to read once more before it ends.
+func (ev *evState) wake(s *session) {
+	if ev.running.CompareAndSwap(false, true) {
+		go ev.serve(s)
+		return
+	}
+	ev.again.Store(true)
+}
+
+// serve reads the session until its socket is empty, again while wakes
+// arrived meanwhile, and ends the session when reading fails.
+func (ev *evState) serve(s *session) {
+	for {
+		ev.again.Store(false)
+		if !ev.readReady(s) {
+			// running stays set: nothing reads this session again.
+			ev.timer.Stop()
+			ev.loop.remove(s)
+			s.teardown()
+			ev.done()
+			return
+		}
+		ev.running.Store(false)
+		if !ev.again.Load() || !ev.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// readReady reads and handles what the socket holds. It returns true once
+// the socket is empty (the read deadline restarted) and false when the
+// session must end.
+func (ev *evState) readReady(s *session) bool {
+	bp := readBufPool.Get().(*[]byte)
+	defer readBufPool.Put(bp)
+	buf := *bp
+	var sub stratum.Submit
+	handle := func(line []byte) bool { return s.handleLine(ev.ctx, line, &sub) }
+	for {
+		var n int
+		var rerr error
+		err := ev.raw.Read(func(fd uintptr) bool {
+			for {
+				n, rerr = unix.Read(int(fd), buf)
+				if rerr != unix.EINTR {
+					return true // never wait: an empty socket ends this read
+				}
+			}
+		})
+		if err == nil {
+			err = rerr
+		}
+		switch {
+		case err == nil && n > 0:
+			ok, ferr := ev.lines.Feed(buf[:n], handle)
+			if ferr != nil {
+				s.logClose(ferr)
+				return false
+			}
+			if !ok {
+				return false
+			}
+			if n < len(buf) {
+				// A short read emptied the socket; what arrives next
+				// is a new edge, so a new wake.
+				ev.timer.Reset(s.readTimeout())
+				return true
+			}
+		case err == nil:
+			if ev.lines.Pending() > 0 {
+				s.logClose(io.ErrUnexpectedEOF)
+			} else {
+				s.logClose(io.EOF)
+			}
+			return false
+		case errors.Is(err, unix.EAGAIN):
+			ev.timer.Reset(s.readTimeout())
+			return true
+		case ev.timedOut.Load():
+			s.c.log.Info("closing miner: read deadline passed", "remote", s.remote)
+			return false
+		default:
+			s.logClose(err)
+			return false
+		}
+	}
+}

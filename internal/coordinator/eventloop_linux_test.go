@@ -1,0 +1,96 @@
+//go:build linux
+
+package coordinator_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/coordinator"
+)
+
+// TestEventLoopIdleSessions: on Linux, idle TCP sessions wait on the event
+// loop, not on goroutines of their own; they still get work, answer
+// requests split across writes in any way, and a line over the limit
+// still closes the connection.
+func TestEventLoopIdleSessions(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	warm := h.dial()
+	warm.ready("warm") // starts the event loop
+	before := runtime.NumGoroutine()
+	var clients []*client
+	for range 50 {
+		c := h.dial()
+		c.ready("alice")
+		clients = append(clients, c)
+	}
+	waitSessions(t, h, 51)
+	// The goroutines that read the handshakes end on their own.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine()-before > 10; {
+		if time.Now().After(deadline) {
+			t.Fatalf("50 idle sessions hold %d more goroutines, want none of their own", runtime.NumGoroutine()-before)
+		}
+		time.Sleep(time.Millisecond) // polling with a deadline
+	}
+	// A request dribbled in one byte a write, then two in one write.
+	c := clients[7]
+	line := `{"id":41,"method":"mining.extranonce.subscribe","params":[]}`
+	for i := range len(line) {
+		if _, err := io.WriteString(c.conn, line[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.send("")
+	m, err := c.readMsg()
+	if err != nil || string(m.ID) != "41" || string(m.Result) != "true" {
+		t.Fatalf("dribbled request: %+v %v", m, err)
+	}
+	c.send(`{"id":42,"method":"mining.extranonce.subscribe","params":[]}` + "\r\n" + `{"id":43,"method":"mining.extranonce.subscribe","params":[]}`)
+	for _, id := range []string{"42", "43"} {
+		if m, err := c.readMsg(); err != nil || string(m.ID) != id {
+			t.Fatalf("want answer %s: %+v %v", id, m, err)
+		}
+	}
+	// Over the 4096-byte limit, in pieces: the connection is closed.
+	bad := clients[8]
+	for range 5 {
+		io.WriteString(bad.conn, strings.Repeat("x", 1000))
+	}
+	bad.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bufio.NewReader(bad.conn).ReadString('\n'); !errors.Is(err, io.EOF) {
+		t.Fatalf("over-long line: connection not closed (%v)", err)
+	}
+	waitSessions(t, h, 50)
+	for _, c := range clients {
+		c.conn.Close()
+	}
+	waitSessions(t, h, 1)
+}
+
+// TestEventLoopHandshakeTimeout: a TCP session on the event loop that does
+// not finish its handshake in time is closed by its timer.
+func TestEventLoopHandshakeTimeout(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.HandshakeTimeout = 200 * time.Millisecond }})
+	c := h.dial()
+	c.subscribe()
+	start := time.Now()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c.conn)
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("want the coordinator to close, got %v", err)
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("closed after %v, want about 200ms", d)
+	}
+	waitSessions(t, h, 0)
+}

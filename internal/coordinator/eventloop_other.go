@@ -1,0 +1,23 @@
+//go:build !linux
+
+package coordinator
+
+import (
+	"context"
+	"log/slog"
+)
+
+// eventLoop is the Linux event loop (eventloop_linux.go); elsewhere every
+// session has a goroutine of its own.
+type eventLoop struct{}
+
+// evState is a session's part of the event loop; never set here.
+type evState struct{}
+
+func newEventLoop(*slog.Logger) *eventLoop { return nil }
+
+func (l *eventLoop) close() {}
+
+func (l *eventLoop) add(context.Context, *session, func()) bool { return false }
+
+func (ev *evState) wake(*session) {}
