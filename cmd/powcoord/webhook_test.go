@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +97,37 @@ func TestWebhooks(t *testing.T) {
 	}
 	stopAgent()
 	wg.Wait()
+	// The posts are asynchronous: wait until the good endpoint has had
+	// the alert of the store's final record and /metrics counts every
+	// post it received.
+	goodHost := strings.TrimPrefix(good.URL, "http://")
+	var metrics string
+	settled := func() bool {
+		var rec float64
+		for _, b := range inst.store.BestShares() {
+			if b.Kind == store.BestWorker && b.Name == "ann.rig" && b.Scope == store.BestAllTime {
+				rec = b.Difficulty
+			}
+		}
+		resp, err := http.Get(inst.httpURL() + "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(body)
+		mu.Lock()
+		defer mu.Unlock()
+		okLine := fmt.Sprintf(`powcoord_webhook_posts_total{result="ok",webhook=%q} %d`+"\n", goodHost, len(bodies))
+		return strings.Contains(metrics, okLine) && len(bodies) > 0 &&
+			strings.Contains(strings.Join(bodies, ""), fmt.Sprintf(`"difficulty":%s,`, strconv.FormatFloat(rec, 'g', -1, 64)))
+	}
+	for deadline := time.Now().Add(20 * time.Second); !settled(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks did not settle in 20 s; /metrics:\n%s", metrics)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline: posts are asynchronous
+	}
 
 	// Every block webhook is the found-block record, byte for byte.
 	found, err := inst.store.FoundBlocks(ctx, "")
@@ -159,27 +191,12 @@ func TestWebhooks(t *testing.T) {
 	if rec != last {
 		t.Errorf("last best-share webhook %v, the store's record %v", last, rec)
 	}
-	// /metrics: the good endpoint's posts counted; the dead one's
-	// queue is stuck behind its first event (no drop with this few).
-	resp, err := http.Get(inst.httpURL() + "metrics")
-	if err != nil {
-		t.Fatal(err)
+	// /metrics: the dead endpoint's queue is stuck behind its first
+	// event, nothing delivered.
+	if want := fmt.Sprintf(`powcoord_webhook_posts_total{result="ok",webhook=%q} 0`, dead.Addr().String()); !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	goodHost := strings.TrimPrefix(good.URL, "http://")
-	mu.Lock()
-	total := len(bodies)
-	mu.Unlock()
-	for _, want := range []string{
-		fmt.Sprintf(`powcoord_webhook_posts_total{result="ok",webhook=%q} %d`, goodHost, total),
-		fmt.Sprintf(`powcoord_webhook_posts_total{result="ok",webhook=%q} 0`, dead.Addr().String()),
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
-	}
-	if strings.Contains(string(body), "secret") {
+	if strings.Contains(metrics, "secret") {
 		t.Error("/metrics shows the webhook URL's token")
 	}
 	cancel()
