@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -156,6 +157,7 @@ type Window struct {
 	Outputs []payout.Output   // nil when there is no work
 	Labels  map[string]string // script (as a string) → a worker label paying to it
 	MaxOuts int
+	Skipped int // ledger shares in the walk that cannot be paid
 }
 
 // window scans the ledger for the window of t and splits t's coinbase
@@ -175,30 +177,37 @@ func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, er
 	}
 	win := payout.NewWindow(size)
 	labels := make(map[string]string)
-	var scanErr error
+	skipped := 0
+	var firstSkip error
 	cutoff, err := led.ScanRecentShares(ctx, func(worker string, d float64) bool {
+		// A share that cannot be paid (its worker has no payout script
+		// any more, say --payout-address was dropped, or a difficulty
+		// that is not a positive number) is skipped, not fatal: one bad
+		// row must not stop the pool (docs/payouts.md).
 		script, err := c.scriptOf(worker)
 		if err != nil {
-			scanErr = fmt.Errorf("ledger share of worker %q: %w", worker, err)
-			return false
+			skipped++
+			firstSkip = cmp.Or(firstSkip, fmt.Errorf("worker %q: %w", worker, err))
+			return true
+		}
+		more, err := win.Add(script, d)
+		if err != nil {
+			skipped++
+			firstSkip = cmp.Or(firstSkip, fmt.Errorf("worker %q: %w", worker, err))
+			return true
 		}
 		if _, ok := labels[string(script)]; !ok {
 			labels[string(script)] = labelOf(worker)
 		}
-		more, err := win.Add(script, d)
-		if err != nil {
-			scanErr = fmt.Errorf("ledger share of worker %q: %w", worker, err)
-			return false
-		}
 		return more
 	})
-	if err == nil {
-		err = scanErr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: PPLNS window for height %d: %w", t.Height, err)
 	}
-	w := &Window{Height: t.Height, Value: t.CoinbaseValue, Cutoff: cutoff, Size: size, Total: win.Total(), Work: win.Work(), Labels: labels}
+	if skipped > 0 {
+		c.log.Warn("PPLNS window: ledger shares skipped, they cannot be paid", "height", t.Height, "skipped", skipped, "first", firstSkip)
+	}
+	w := &Window{Height: t.Height, Value: t.CoinbaseValue, Cutoff: cutoff, Size: size, Total: win.Total(), Work: win.Work(), Labels: labels, Skipped: skipped}
 	w.MaxOuts = payout.FitOutputs(c.cfg.MaxPayoutOutputs, c.txWeight(t), coinbaseBaseWeight)
 	if w.MaxOuts < 1 {
 		return nil, fmt.Errorf("coordinator: template at height %d leaves no room in the block for a payout output", t.Height)

@@ -6,6 +6,7 @@ package payouttest
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"sort"
 
@@ -20,7 +21,8 @@ type Rules struct {
 	FeeScript  []byte
 	Dust       int64
 	MaxOutputs int
-	// ScriptOf maps a ledger worker name to the script it is paid to.
+	// ScriptOf maps a ledger worker name to the script it is paid to;
+	// nil: the share cannot be paid and is skipped.
 	ScriptOf func(worker string) []byte
 }
 
@@ -50,6 +52,10 @@ func Recompute(shares []store.Share, cutoff int64, bits uint32, value int64, r R
 
 	work := map[string]*big.Int{}
 	for i := cutoff - 1; i >= 0 && left.Sign() > 0; i-- {
+		k := string(r.ScriptOf(shares[i].Worker))
+		if k == "" || !(shares[i].Difficulty > 0) || math.IsInf(shares[i].Difficulty, 0) {
+			continue // cannot be paid: skipped
+		}
 		d := new(big.Rat).SetFloat64(shares[i].Difficulty)
 		d.Mul(d, new(big.Rat).SetInt(two64))
 		d.Add(d, big.NewRat(1, 2))
@@ -58,7 +64,6 @@ func Recompute(shares []store.Share, cutoff int64, bits uint32, value int64, r R
 			units.Set(left)
 		}
 		left.Sub(left, units)
-		k := string(r.ScriptOf(shares[i].Worker))
 		if work[k] == nil {
 			work[k] = new(big.Int)
 		}
