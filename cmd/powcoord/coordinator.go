@@ -23,6 +23,7 @@ import (
 	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/sv2"
 	"github.com/powcoord/powcoord/internal/web"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,8 @@ type coordFlags struct {
 	minDiff, tlsMinDiff     float64       // per-listener difficulty floors
 	reconnectAddr           string        // --reconnect-addr host:port
 	reconnectWait           time.Duration // --reconnect-wait
+	stratum2                string        // --stratum2: Stratum V2 listen address
+	authorityKey            string        // --authority-key file
 
 	// Payouts (docs/payouts.md).
 	payout       string
@@ -110,6 +113,8 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	fs.Var(&f.webhooks, "webhook", "POST an alert to this `URL` on every found block (http or https); repeat for several endpoints")
 	fs.StringVar(&f.webhookFormat, "webhook-format", "json", "webhook body `format`: json (the event), discord ({\"content\": text}) or ntfy (plain text, Title header)")
 	fs.BoolVar(&f.webhookBestShare, "webhook-best-share", false, "also POST to the webhooks when a worker sets a new all-time best share")
+	fs.StringVar(&f.stratum2, "stratum2", "", "Stratum V2 (Noise-encrypted, stratum2+tcp) listen `address`; empty disables it")
+	fs.StringVar(&f.authorityKey, "authority-key", "", "Stratum V2 pool authority private key `file` (hex), created with mode 0600 on first start; empty: sv2-authority.key in the data directory")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
 	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
 	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.05, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
@@ -273,6 +278,8 @@ type instance struct {
 	source     work.Source
 	stratumLn  net.Listener
 	tlsLn      net.Listener
+	sv2Ln      net.Listener
+	sv2URL     string // stratum2+tcp://host:port/<authority key>, with --stratum2
 	httpLn     net.Listener
 	httpServer *http.Server
 	web        *web.Server // nil without --http
@@ -361,6 +368,13 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if tlsLn != nil {
 		lns = append(lns, tlsLn)
 	}
+	if f.stratum2 != "" {
+		ln, err := f.listenSV2(inst, log)
+		if err != nil {
+			return fail(err)
+		}
+		lns = append(lns, ln)
+	}
 	if f.http != "" {
 		inst.httpLn, err = net.Listen("tcp", f.http)
 		if err != nil {
@@ -430,7 +444,7 @@ func (inst *instance) wait() error {
 // returned.
 func (inst *instance) close() {
 	inst.closeOnce.Do(func() {
-		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.httpLn} {
+		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.sv2Ln, inst.httpLn} {
 			if ln != nil {
 				ln.Close()
 			}
@@ -503,4 +517,30 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	return nil
+}
+
+// listenSV2 opens the --stratum2 listener with the authority key (made on
+// first start) and logs the URL miners enter.
+func (f *coordFlags) listenSV2(inst *instance, log *slog.Logger) (net.Listener, error) {
+	path := f.authorityKey
+	if path == "" {
+		path = filepath.Join(f.data, "sv2-authority.key")
+	}
+	key, created, err := sv2.LoadOrCreateAuthorityKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("--authority-key: %w", err)
+	}
+	if created {
+		log.Info("stratum v2 authority key created", "file", path)
+	}
+	srv, err := sv2.NewServer(sv2.ServerConfig{Authority: key})
+	if err != nil {
+		return nil, err
+	}
+	if inst.sv2Ln, err = net.Listen("tcp", f.stratum2); err != nil {
+		return nil, fmt.Errorf("--stratum2 %q: %w", f.stratum2, err)
+	}
+	inst.sv2URL = sv2.URL(inst.sv2Ln.Addr().String(), sv2.XOnly(key))
+	log.Info("stratum v2 listening", "addr", inst.sv2Ln.Addr().String(), "url", inst.sv2URL)
+	return coordinator.WithMinDifficulty(coordinator.WithSV2(inst.sv2Ln, srv), f.minDiff), nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -397,3 +398,27 @@ func TestEncryptedFrameCap(t *testing.T) {
 		t.Fatal("CiphertextLen")
 	}
 }
+
+func TestAuthorityKeyFile(t *testing.T) {
+	path := t.TempDir() + "/authority.key"
+	k1, created, err := LoadOrCreateAuthorityKey(path)
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	st, _ := os.Stat(path)
+	if runtimeGOOS() != "windows" && st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+	k2, created, err := LoadOrCreateAuthorityKey(path)
+	if err != nil || created || XOnly(k1) != XOnly(k2) {
+		t.Fatalf("reload: %v %v", created, err)
+	}
+	os.WriteFile(path, []byte("zz\n"), 0o600)
+	if _, _, err := LoadOrCreateAuthorityKey(path); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+		t.Fatalf("bad file: %v", err)
+	}
+	if u := URL("pool:3336", [32]byte{118, 99, 112, 0, 151, 156, 28, 17, 175, 12, 48, 11, 205, 140, 127, 228, 134, 16, 252, 233, 185, 193, 30, 61, 174, 227, 90, 224, 176, 138, 116, 85}); u != "stratum2+tcp://pool:3336/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh" {
+		t.Fatal(u)
+	}
+}
+func runtimeGOOS() string { return runtime.GOOS }
