@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/hasher"
+	"github.com/powcoord/powcoord/internal/sv2"
 )
 
 // Config configures an Agent. Only URLs is required.
 type Config struct {
 	// URLs are the pools, in order of preference: "stratum+tcp://host:port",
-	// "stratum+ssl://host:port" (Stratum over TLS) or "host:port". The first is the primary; the others are backups
-	// used while it is unreachable.
+	// "stratum+ssl://host:port" (Stratum over TLS),
+	// "stratum2+tcp://host:port/AUTHORITYKEY" (Stratum V2, the server's
+	// certificate checked against the key) or "host:port". The first is
+	// the primary; the others are backups used while it is unreachable.
 	URLs []string
 	// User and Pass are sent with mining.authorize.
 	User, Pass string
@@ -50,9 +53,11 @@ type Config struct {
 
 // pool is one parsed pool address.
 type pool struct {
-	url  string // as configured
-	addr string // host:port for net.Dial
-	tls  bool   // stratum+ssl: Stratum over TLS
+	url       string   // as configured
+	addr      string   // host:port for net.Dial
+	tls       bool     // stratum+ssl: Stratum over TLS
+	v2        bool     // stratum2+tcp: Stratum V2 (sv2session.go)
+	authority [32]byte // with v2: the pool authority key from the URL path
 }
 
 // parseURL accepts "stratum+tcp://host:port", "tcp://host:port" or
@@ -64,17 +69,29 @@ func parseURL(raw string) (pool, error) {
 	}
 	hostport := s
 	secure := false
+	v2 := false
+	var authority [32]byte
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
 			return pool{}, fmt.Errorf("pool URL %q: %v", raw, err)
 		}
 		switch u.Scheme {
+		case "stratum2+tcp":
+			key := strings.TrimPrefix(u.Path, "/")
+			if key == "" {
+				return pool{}, fmt.Errorf("pool URL %q: stratum2+tcp needs the pool authority key as the path: stratum2+tcp://host:port/KEY", raw)
+			}
+			if authority, err = sv2.ParseAuthorityKey(key); err != nil {
+				return pool{}, fmt.Errorf("pool URL %q: %v", raw, err)
+			}
+			v2 = true
+			u.Path = ""
 		case "stratum+tcp", "tcp":
 		case "stratum+ssl", "stratum+tls", "ssl", "tls":
 			secure = true
 		default:
-			return pool{}, fmt.Errorf("pool URL %q: scheme %q not supported (want stratum+tcp or stratum+ssl)", raw, u.Scheme)
+			return pool{}, fmt.Errorf("pool URL %q: scheme %q not supported (want stratum+tcp, stratum+ssl or stratum2+tcp)", raw, u.Scheme)
 		}
 		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 			return pool{}, fmt.Errorf("pool URL %q: want only stratum+tcp://host:port", raw)
@@ -92,7 +109,7 @@ func parseURL(raw string) (pool, error) {
 	if err != nil || p == 0 {
 		return pool{}, fmt.Errorf("pool URL %q: port %q is not a number in 1..65535", raw, port)
 	}
-	return pool{url: raw, addr: net.JoinHostPort(host, port), tls: secure}, nil
+	return pool{url: raw, addr: net.JoinHostPort(host, port), tls: secure, v2: v2, authority: authority}, nil
 }
 
 // version returns the module version of the running binary, or "dev".

@@ -21,7 +21,8 @@ import (
 type job struct {
 	*stratum.Job                  // the notify, decoded
 	gen          uint64           // agent job generation, set when published
-	sess         *session         // the connection the job came from (shares go back there)
+	sess         submitter        // the connection the job came from (shares go back there)
+	root         *chainmath.Hash  // a Stratum V2 standard job's merkle root (no coinbase)
 	en1          []byte           // the session's extranonce1
 	en2Size      int              // extranonce2 length in bytes
 	diff         float64          // share difficulty
@@ -77,8 +78,17 @@ func (j *job) unit(u uint64) (en2 []byte, start uint32, count uint64) {
 // header builds the 80-byte header for extranonce2 and nonce (the
 // agent does not roll the version).
 func (j *job) header(en2 []byte, nonce uint32) [chainmath.HeaderSize]byte {
+	if j.root != nil {
+		h := j.HeaderWithRoot(*j.root, j.NTime, nonce, 0, 0)
+		return h.Bytes()
+	}
 	h := j.Header(j.en1, en2, j.NTime, nonce, 0, 0)
 	return h.Bytes()
+}
+
+// submitter sends a found share to the pool connection a job came from.
+type submitter interface {
+	submit(j *job, en2 []byte, nonce uint32)
 }
 
 // check recomputes the hash of a found nonce and reports whether it meets

@@ -109,8 +109,11 @@ func (a *Agent) runSession(ctx context.Context, p pool, addr string, onBackup bo
 			}
 		})
 	}
-	s := &session{a: a, pool: p, addr: addr, conn: conn, diff: 1}
 	a.log.Debug("pool connected", "pool", p.url, "addr", addr)
+	if p.v2 {
+		return a.runSV2(conn, p)
+	}
+	s := &session{a: a, pool: p, addr: addr, conn: conn, diff: 1}
 	r = s.run()
 	return r
 }
@@ -140,6 +143,9 @@ func (a *Agent) probe(ctx context.Context, addr string) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if a.pools[0].v2 {
+		return a.probeSV2(conn, a.pools[0])
+	}
 	line, _ := stratum.AppendRequest(nil, 1, "mining.subscribe", []string{a.cfg.UserAgent})
 	if _, err := conn.Write(line); err != nil {
 		return err

@@ -125,8 +125,24 @@ type v2conn struct {
 	banTotal    int
 	banRejected int
 
-	scratch []byte // reader goroutine only
+	// Reader goroutine only: the coinbase scratch, and the valid shares
+	// read since the last commit (committed together once the read buffer
+	// is empty, then acknowledged).
+	scratch []byte
+	pending []v2pending
 }
+
+// v2pending is a valid share waiting for the ledger.
+type v2pending struct {
+	ch    *v2channel
+	seq   uint32
+	j     *job
+	sh    store.Share
+	start time.Time
+}
+
+// sv2MaxPending commits the pending shares even while more are buffered.
+const sv2MaxPending = 64
 
 // v2channel is one mining channel; v2conn.mu guards it.
 type v2channel struct {
@@ -151,6 +167,7 @@ type v2channel struct {
 	jobSeq    uint32
 	lastEpoch *epoch
 	dups      map[chainmath.Hash]struct{}
+	inFlight  map[chainmath.Hash]struct{} // valid shares not yet committed
 	dupGen    uint64
 
 	// accepted shares not yet acknowledged (SubmitShares.Success batch)
@@ -255,7 +272,8 @@ func (v *v2conn) serve(ctx context.Context) {
 		if !v.dispatch(ctx, h, m) {
 			return
 		}
-		if v.br.Buffered() == 0 {
+		if v.br.Buffered() == 0 || len(v.pending) >= sv2MaxPending {
+			v.commit(ctx)
 			v.flushSuccesses()
 		}
 	}
@@ -427,7 +445,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	v.nextChannel++
 	ch := &v2channel{id: v.nextChannel, extended: extended, user: user, payout: script, mask: cfg.VersionMask, en1: en1,
-		diff: d, tgt: tgt, minDiff: lo, vd: newVardiff(cfg), jobs: make(map[uint32]*job), dups: make(map[chainmath.Hash]struct{})}
+		diff: d, tgt: tgt, minDiff: lo, vd: newVardiff(cfg), jobs: make(map[uint32]*job), dups: make(map[chainmath.Hash]struct{}), inFlight: make(map[chainmath.Hash]struct{})}
 	ch.vd.min = lo
 	binary.BigEndian.PutUint32(ch.en1Bytes[:], ch.en1)
 	ch.en1Hex = hex.EncodeToString(ch.en1Bytes[:])
@@ -624,41 +642,78 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	}
 	sh := store.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
 		NTime: vd.ntime, Nonce: vd.nonce, Version: vd.version, Difficulty: j.diff, Achieved: chainmath.HashDifficulty(vd.hash), Hash: vd.hash, Block: vd.block}
-	if err := v.c.cfg.Store.RecordShare(ctx, sh); err != nil {
-		if ctx.Err() != nil {
-			v.c.log.Debug("share not recorded: shutting down", "worker", user, "err", err)
-		} else {
-			v.c.log.Error("recording share", "worker", user, "err", err)
-		}
-		v.reject(chID, seq, user, ReasonLedger, SV2ErrLedger, now)
+	v.mu.Lock()
+	ch.inFlight[vd.hash] = struct{}{}
+	v.mu.Unlock()
+	v.pending = append(v.pending, v2pending{ch: ch, seq: seq, j: j, sh: sh, start: start})
+}
+
+// commit makes the pending shares durable (one RecordShares for a
+// *store.Store, else one RecordShare each), then counts them accepted and
+// queues their SubmitShares.Success; a share the ledger could not take is
+// answered share-not-recorded.
+func (v *v2conn) commit(ctx context.Context) {
+	if len(v.pending) == 0 {
 		return
 	}
-	v.c.stats.accepted(user, sh.Difficulty, sh.Achieved, sh.Hash, now)
-	v.c.metrics.shares.WithLabelValues("accepted").Inc()
-	v.c.metrics.shareWork.Add(sh.Difficulty)
-	v.c.metrics.shareLatency.Observe(time.Since(start).Seconds())
-	v.mu.Lock()
-	if j.ep.gen == ch.dupGen {
-		ch.dups[vd.hash] = struct{}{}
+	batch := v.pending
+	v.pending = v.pending[:0:0]
+	errs := make([]error, len(batch))
+	if bl, ok := v.c.cfg.Store.(*store.Store); ok {
+		shares := make([]store.Share, len(batch))
+		for i := range batch {
+			shares[i] = batch[i].sh
+		}
+		if err := bl.RecordShares(ctx, shares); err != nil {
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+	} else {
+		for i := range batch {
+			errs[i] = v.c.cfg.Store.RecordShare(ctx, batch[i].sh)
+		}
 	}
-	ch.okCount++
-	ch.okSum += sh.Difficulty
-	ch.okLast = seq
-	full := ch.okCount >= sv2SuccessBatch
-	d, changed := ch.vd.retarget(now, ch.diff, true)
-	if changed {
-		v.setDiffLocked(ch, d)
+	var retarget []*v2channel
+	for i, b := range batch {
+		v.mu.Lock()
+		delete(b.ch.inFlight, b.sh.Hash)
+		v.mu.Unlock()
+		if err := errs[i]; err != nil {
+			if ctx.Err() != nil {
+				v.c.log.Debug("share not recorded: shutting down", "worker", b.sh.Worker, "err", err)
+			} else {
+				v.c.log.Error("recording share", "worker", b.sh.Worker, "err", err)
+			}
+			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, b.sh.Time)
+			continue
+		}
+		v.c.stats.accepted(b.sh.Worker, b.sh.Difficulty, b.sh.Achieved, b.sh.Hash, b.sh.Time)
+		v.c.metrics.accepted.Inc()
+		v.c.metrics.shareWork.Add(b.sh.Difficulty)
+		v.c.metrics.shareLatency.Observe(time.Since(b.start).Seconds())
+		v.mu.Lock()
+		ch := b.ch
+		if b.j.ep.gen == ch.dupGen {
+			ch.dups[b.sh.Hash] = struct{}{}
+		}
+		ch.okCount++
+		ch.okSum += b.sh.Difficulty
+		ch.okLast = b.seq
+		if d, changed := ch.vd.retarget(b.sh.Time, ch.diff, true); changed {
+			v.setDiffLocked(ch, d)
+			retarget = append(retarget, ch)
+		}
+		v.noteShareLocked(false)
+		v.mu.Unlock()
 	}
-	v.noteShareLocked(false)
-	v.mu.Unlock()
-	if full {
-		v.flushSuccesses()
-	}
-	if changed {
+	if len(retarget) > 0 {
 		v.flushSuccesses()
 		v.mu.Lock()
-		if v.channels[chID] == ch {
-			v.sendWorkLocked(ch, v.c.jobs.current(), true)
+		for _, ch := range retarget {
+			if v.channels[ch.id] == ch {
+				v.sendWorkLocked(ch, v.c.jobs.current(), true)
+			}
 		}
 		v.mu.Unlock()
 	}
@@ -669,6 +724,9 @@ func (v *v2conn) isDuplicate(ch *v2channel, j *job, vd *verdict) bool {
 	defer v.mu.Unlock()
 	if j.ep.gen != ch.dupGen {
 		return false
+	}
+	if _, dup := ch.inFlight[vd.hash]; dup {
+		return true // the same work is already on its way to the ledger
 	}
 	_, dup := ch.dups[vd.hash]
 	return dup
