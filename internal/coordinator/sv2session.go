@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -799,9 +800,17 @@ func (c *Coordinator) broadcastSV2(ep *epoch) {
 		list = append(list, v)
 	}
 	c.mu.Unlock()
-	for _, v := range list {
-		v.sendWork(ep, false)
+	// In parallel, as for V1: one slow miner must not hold up the rest.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(broadcastWorkers, len(list)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(list)); i = next.Add(1) - 1 {
+				list[i].sendWork(ep, false)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // closeSV2 ends the V2 connections of a listener being shut down: with
