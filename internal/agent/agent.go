@@ -305,7 +305,8 @@ func (a *Agent) connectLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		p := a.pools[idx]
 		addr := p.addr
-		if redirect != "" {
+		redirected := redirect != ""
+		if redirected {
 			addr, redirect = redirect, ""
 		}
 		r := a.runSession(ctx, p, addr, idx != 0)
@@ -330,6 +331,13 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			backoff = a.minBackoff
 			delay = jitter(backoff)
 			a.log.Warn("pool connection lost", "pool", p.url, "err", r.err)
+		case redirected:
+			// The address client.reconnect named does not answer (the
+			// pool restarting, say): the same pool again, at its own
+			// address, before any failover.
+			delay = jitter(backoff)
+			backoff = min(2*backoff, a.maxBackoff)
+			a.log.Warn("pool's reconnect address failed; retrying the pool", "pool", p.url, "addr", addr, "err", r.err, "retry_in", delay)
 		default:
 			delay = jitter(backoff)
 			backoff = min(2*backoff, a.maxBackoff)

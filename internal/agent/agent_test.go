@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -517,6 +518,32 @@ func TestClientReconnect(t *testing.T) {
 	p2.nextSession(t)
 	p2.nextSubmit(t)
 	c1.waitClosed(t)
+}
+
+// TestClientReconnectFailedStaysOnPool: client.reconnect names a port
+// where nothing listens; the agent goes back to the same pool (its own
+// address) rather than failing over to the backup.
+func TestClientReconnectFailedStaysOnPool(t *testing.T) {
+	p1 := newFakePool(t, "", withDiff(1.0/(1<<18)))
+	p2 := newFakePool(t, "", withDiff(1.0/(1<<18)))
+	a := newTestAgent(t, 1, p1.url(), p2.url())
+	startAgent(t, a)
+	c1 := p1.nextSession(t)
+	p1.nextSubmit(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, nobody, _ := strings.Cut(ln.Addr().String(), ":")
+	ln.Close()
+	c1.call("client.reconnect", []any{"127.0.0.1", nobody, 0})
+	c1.waitClosed(t)
+	p1.nextSession(t)
+	select {
+	case <-p2.sessions:
+		t.Fatal("the agent failed over to the backup pool after a failed reconnect address")
+	default:
+	}
 }
 
 // recorder is a slog handler that passes records to a channel.
