@@ -15,8 +15,9 @@ import (
 // Best shares: the highest difficulty a share reached (T1/hash, the
 // ledger's Achieved), per worker and per address (the worker name's part
 // before the first '.'), over three spans:
-//   - session: since the worker's connections began (kept in memory: a
-//     worker that reconnects after all its sessions ended starts again);
+//   - session: since the worker last connected (kept in memory, and
+//     after it disconnects until it connects again; keyed by a
+//     connection's first authorized name);
 //   - since_block: since the last block the pool found was accepted;
 //   - all_time: ever.
 // The last two are durable: the store keeps them in the transaction of
