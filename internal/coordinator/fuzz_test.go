@@ -146,7 +146,7 @@ func FuzzShare(f *testing.F) {
 		s.subscribed, s.user, s.payout, s.mask = true, "alice", script, c.cfg.VersionMask
 		s.workers["alice"] = true
 		s.sendWork(c.jobs.current(), false)
-		j := s.jobs["1"]
+		j := s.findJob("1")
 		if j == nil {
 			t.Fatal("no job 1")
 		}

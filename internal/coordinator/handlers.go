@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -201,11 +202,7 @@ func (s *session) sendWork(ep *epoch, force bool) {
 	if clean {
 		// Keep the previous generation's jobs: a late share on one is
 		// answered "stale", and still becomes a block if it is one.
-		for id, j := range s.jobs {
-			if j.ep.gen+1 < ep.gen {
-				delete(s.jobs, id)
-			}
-		}
+		s.jobs = slices.DeleteFunc(s.jobs, func(r jobRef) bool { return r.j.ep.gen+1 < ep.gen })
 		if ep.gen != s.dupGen {
 			clear(s.dups)
 			s.dupGen = ep.gen
@@ -220,13 +217,13 @@ func (s *session) sendWork(ep *epoch, force bool) {
 		s.diffTgt, s.diffTgtFor = tgt, s.diff
 	}
 	s.jobSeq++
-	j := &job{id: strconv.FormatUint(s.jobSeq, 16), ep: ep, cb: cb, diff: s.diff, tgt: s.diffTgt}
-	s.jobs[j.id] = j
-	s.jobOrder = append(s.jobOrder, j.id)
-	if len(s.jobOrder) > maxJobsPerSession {
-		delete(s.jobs, s.jobOrder[0])
-		s.jobOrder = s.jobOrder[1:]
+	// The job itself is shared by every session with this epoch, payout
+	// and difficulty; the session keeps its id and a pointer.
+	j := ep.job(cb, s.diff, s.diffTgt)
+	if len(s.jobs) == maxJobsPerSession {
+		s.jobs = slices.Delete(s.jobs, 0, 1)
 	}
+	s.jobs = append(s.jobs, jobRef{seq: s.jobSeq, j: j})
 	s.lastEpoch = ep
 	bp := wbufPool.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -234,7 +231,8 @@ func (s *session) sendWork(ep *epoch, force bool) {
 		buf, _ = stratum.AppendRequest(buf, nil, "mining.set_difficulty", []float64{s.diff})
 		s.diffSent = s.diff
 	}
-	buf = ep.appendNotify(buf, j, clean)
+	var idHex [16]byte
+	buf = ep.appendNotifyID(buf, j, strconv.AppendUint(idHex[:0], s.jobSeq, 16), clean)
 	// Accounting first: a miner that has read the new difficulty must
 	// find it in Status.
 	s.c.stats.setDifficulty(s.user, s.diff)

@@ -40,6 +40,36 @@ type epoch struct {
 	mu       sync.Mutex
 	byPayout map[string]*coinbaseParts // keyed by output script
 	lines    map[notifyKey][2][]byte   // notify line around the job id
+	jobs     map[jobKey]*job           // V1 jobs, shared by the sessions
+}
+
+// jobKey picks one shared job of an epoch.
+type jobKey struct {
+	cb   *coinbaseParts
+	diff float64
+}
+
+// jobRef is a session's handle on a shared job: the id it was sent under.
+type jobRef struct {
+	seq uint64
+	j   *job
+}
+
+// job returns the epoch's job for a coinbase and share difficulty, made
+// once and shared by every session that gets it (tgt is diff's target).
+func (ep *epoch) job(cb *coinbaseParts, diff float64, tgt chainmath.Target) *job {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	k := jobKey{cb, diff}
+	if j := ep.jobs[k]; j != nil {
+		return j
+	}
+	if ep.jobs == nil {
+		ep.jobs = make(map[jobKey]*job)
+	}
+	j := &job{ep: ep, cb: cb, diff: diff, tgt: tgt}
+	ep.jobs[k] = j
+	return j
 }
 
 // notifyKey picks one cached mining.notify line of an epoch.
@@ -57,8 +87,11 @@ type coinbaseParts struct {
 	sj                   *stratum.Job
 }
 
-// job is work sent to one session: an epoch, the coinbase for the
-// session's payout and the share difficulty in force when it was sent.
+// job is work sent to a session: an epoch, the coinbase for the
+// session's payout and the share difficulty in force when it was sent. A
+// V1 job is shared by every session with the same epoch, payout and
+// difficulty (epoch.job) and has no id of its own: each session names it
+// by its own sequence number (jobRef). A V2 channel's job is its own.
 type job struct {
 	id   string
 	ep   *epoch
@@ -186,6 +219,11 @@ func (j *job) notify(clean bool) *stratum.Notify {
 // once per epoch, payout and clean flag and the id spliced in: a broadcast
 // to many sessions then costs a copy per session, not a JSON encoding.
 func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
+	return ep.appendNotifyID(buf, j, []byte(j.id), clean)
+}
+
+// appendNotifyID is appendNotify with the job id given (hex).
+func (ep *epoch) appendNotifyID(buf []byte, j *job, id []byte, clean bool) []byte {
 	k := notifyKey{j.cb, clean}
 	ep.mu.Lock()
 	parts, ok := ep.lines[k]
@@ -196,7 +234,9 @@ func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
 		i := bytes.Index(line, []byte(`"params":[""`))
 		if err != nil || i < 0 {
 			ep.mu.Unlock()
-			line, _ = stratum.AppendRequest(buf, nil, "mining.notify", j.notify(clean))
+			n := j.notify(clean)
+			n.JobID = string(id)
+			line, _ = stratum.AppendRequest(buf, nil, "mining.notify", n)
 			return line
 		}
 		i += len(`"params":["`)
@@ -205,6 +245,6 @@ func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
 	}
 	ep.mu.Unlock()
 	buf = append(buf, parts[0]...)
-	buf = append(buf, j.id...) // hex: nothing to escape
+	buf = append(buf, id...) // hex: nothing to escape
 	return append(buf, parts[1]...)
 }

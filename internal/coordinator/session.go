@@ -70,8 +70,7 @@ type session struct {
 	diffSent   float64 // last mining.set_difficulty sent
 	diffTgt    chainmath.Target
 	diffTgtFor float64
-	jobs       map[string]*job
-	jobOrder   []string
+	jobs       []jobRef // the jobs a share may name, oldest first
 	jobSeq     uint64
 	lastEpoch  *epoch
 	// dups holds the header hash of every share of the current
@@ -108,8 +107,6 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		connectedAt: c.cfg.Now(),
 		workers:     make(map[string]bool, 1),
 		diff:        c.cfg.ShareDifficulty,
-		jobs:        make(map[string]*job),
-		dups:        make(map[chainmath.Hash]struct{}),
 		vd:          newVardiff(&c.cfg),
 	}
 	if floor := listenerMinDifficulty(ln); floor > 0 {

@@ -147,7 +147,7 @@ func (s *session) flushSettled() {
 		s.c.metrics.shareWork.Add(h.diff)
 		s.c.metrics.shareLatency.Observe(time.Since(h.start).Seconds())
 		if h.j.ep.gen == s.dupGen {
-			s.dups[h.hash] = struct{}{}
+			s.rememberLocked(h.hash)
 		}
 		buf = stratum.AppendResult(buf, h.id, true, nil)
 		if s.noteShareLocked(false) {
@@ -206,7 +206,7 @@ func (s *session) drain() {
 // job (nil when unknown), the session facts and the session's account.
 func (s *session) shareFacts(p *stratum.Submit, now time.Time) (*job, shareFacts, string) {
 	s.mu.Lock()
-	j := s.jobs[p.JobID]
+	j := s.findJob(p.JobID)
 	f := shareFacts{
 		subscribed:  s.subscribed,
 		authorized:  s.workers[p.Worker],
@@ -241,6 +241,42 @@ func (s *session) isDuplicate(j *job, v *verdict) bool {
 	return dup
 }
 
+// findJob returns the session's job with id (the lower-case hex that
+// sendWork wrote), or nil.
+func (s *session) findJob(id string) *job {
+	seq, ok := parseJobID(id)
+	if !ok {
+		return nil
+	}
+	for i := len(s.jobs) - 1; i >= 0; i-- {
+		if s.jobs[i].seq == seq {
+			return s.jobs[i].j
+		}
+	}
+	return nil
+}
+
+// parseJobID reads a V1 job id: lower-case hex without leading zeros, as
+// strconv.FormatUint(seq, 16) writes it; any other spelling names no job.
+func parseJobID(id string) (uint64, bool) {
+	if id == "" || len(id) > 16 || id[0] == '0' {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
 // pendingHash reports whether a share of work h waits for the ledger.
 // s.mu must be held.
 func (s *session) pendingHash(h chainmath.Hash) bool {
@@ -258,8 +294,18 @@ func (s *session) rememberDurable(j *job, v *verdict) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j.ep.gen == s.dupGen {
-		s.dups[v.hash] = struct{}{}
+		s.rememberLocked(v.hash)
 	}
+}
+
+// rememberLocked adds h to the durable work of this generation (the set is
+// made with the first share: an idle session keeps none). s.mu must be
+// held.
+func (s *session) rememberLocked(h chainmath.Hash) {
+	if s.dups == nil {
+		s.dups = make(map[chainmath.Hash]struct{})
+	}
+	s.dups[h] = struct{}{}
 }
 
 // countForBan counts a share towards the ban rule; when the session has
