@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ func TestClusterFrontends(t *testing.T) {
 	urls := strings.Join(c.URLs(), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	dataDir := t.TempDir() // before commands: removed after the front-ends stopped
 	startCmd := commands(t, ctx)
 	start := func(_ string, out io.Writer, args ...string) { startCmd(out, args...) }
 
@@ -87,7 +89,7 @@ func TestClusterFrontends(t *testing.T) {
 	}
 	fes := []*fe{{id: "feA", out: &lockedBuffer{}}, {id: "feB", out: &lockedBuffer{}}}
 	for _, f := range fes {
-		start(f.id, f.out, "frontend", "--cluster", urls, "--id", f.id, "--stratum", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		start(f.id, f.out, "frontend", "--cluster", urls, "--id", f.id, "--stratum", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data", filepath.Join(dataDir, f.id),
 			"--share-difficulty", "0.0001", "--shares-per-minute", "0", "--wait", "60s")
 	}
 	re := regexp.MustCompile(`frontend (\S+): Stratum on (\S+), extranonce1 prefix (\d+)/8 bits`)

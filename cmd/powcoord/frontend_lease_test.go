@@ -95,12 +95,13 @@ func TestFrontendLeaseLost(t *testing.T) {
 	urls := strings.Join(c.URLs(), ",")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	dataDir := t.TempDir() // before commands: removed after the front-end stopped
 	start := commands(t, ctx)
 	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", freeAddr(t),
 		"--block-difficulty", "1000", "--block-time", "10s")
 	feHTTP := freeAddr(t)
 	out := &lockedBuffer{}
-	start(out, "frontend", "--cluster", urls, "--replicas", "1", "--id", "feL", "--stratum", "127.0.0.1:0", "--http", feHTTP,
+	start(out, "frontend", "--cluster", urls, "--replicas", "1", "--id", "feL", "--stratum", "127.0.0.1:0", "--http", feHTTP, "--data", dataDir,
 		"--share-difficulty", "0.0001", "--shares-per-minute", "0", "--wait", "60s")
 	re := regexp.MustCompile(`frontend feL: Stratum on (\S+), extranonce1 prefix (\d+)/8 bits`)
 	var stratum string
