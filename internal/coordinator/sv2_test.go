@@ -21,6 +21,7 @@ type v2harness struct {
 	auth   *btcec.PrivateKey
 	srv    *sv2.Server
 	v2addr string
+	v1addr string // a V1 listener on the same coordinator (dialV1)
 }
 
 func newV2Harness(t *testing.T, o harnessOpts) *v2harness {
@@ -448,13 +449,22 @@ func TestSV2TamperedFrameClosesOnlyThatConnection(t *testing.T) {
 	}
 }
 
-// tamperConn flips one bit of the next write once tamper is set.
+// tamperConn flips one bit of the next write once tamper is set, and
+// counts the bytes each way.
 type tamperConn struct {
 	net.Conn
-	tamper atomic.Bool
+	tamper     atomic.Bool
+	read, sent atomic.Int64
+}
+
+func (c *tamperConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 func (c *tamperConn) Write(p []byte) (int, error) {
+	c.sent.Add(int64(len(p)))
 	if c.tamper.CompareAndSwap(true, false) {
 		q := append([]byte(nil), p...)
 		q[len(q)-3] ^= 0x10
