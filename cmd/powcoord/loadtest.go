@@ -34,6 +34,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var cfg loadtest.Config
 	fs.StringVar(&cfg.Addr, "url", "127.0.0.1:3333", "coordinator Stratum `address` (loopback only; a stratum+tcp:// prefix is accepted)")
 	fs.IntVar(&cfg.Sessions, "sessions", 1000, "`number` of Stratum sessions to open and hold")
+	fs.IntVar(&cfg.Window, "window", 1, "shares a session may have `unanswered` in the share phase (1: wait for each answer)")
 	fs.IntVar(&cfg.SharesPerSecond, "rate", 10000, "total valid `shares per second` across all sessions; 0 skips the share phase")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the share `phase`")
 	fs.IntVar(&cfg.Blocks, "blocks", 3, "`number` of blocks to mine for the new-block notify latency; 0 skips it")

@@ -399,7 +399,8 @@ func (m *Miner) Submit(sh Share) error {
 	m.nextID++
 	m.pending = append(m.pending, pendingShare{id: id, sh: sh})
 	m.mu.Unlock()
-	buf, _ := stratum.AppendRequest(nil, id, "mining.submit", []string{sh.Worker, sh.JobID, sh.Extranonce2, stratum.Hex32(sh.NTime), stratum.Hex32(sh.Nonce)})
+	var line [256]byte
+	buf := stratum.AppendSubmit(line[:0], uint64(id), &stratum.Submit{Worker: sh.Worker, JobID: sh.JobID, Extranonce2: sh.Extranonce2, NTime: stratum.Hex32(sh.NTime), Nonce: stratum.Hex32(sh.Nonce)})
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	m.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))

@@ -26,6 +26,10 @@ type Config struct {
 	// SharesPerSecond is the total rate of valid shares submitted across
 	// all sessions during the share phase (0: no share phase).
 	SharesPerSecond int
+	// Window is how many shares a session may have unanswered in the
+	// share phase (1: it waits for each answer; miners send on without
+	// waiting, so a pool should be measured with more).
+	Window int
 	// Duration is the length of the share phase.
 	Duration time.Duration
 	// Blocks is how many blocks the run mines itself to measure the
@@ -139,6 +143,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Sessions < 1 {
 		return nil, fmt.Errorf("sessions %d: want at least 1", cfg.Sessions)
 	}
+	if cfg.Window <= 0 {
+		cfg.Window = 1
+	}
 	if cfg.PerSourceIP <= 0 {
 		cfg.PerSourceIP = 20000
 	}
@@ -243,7 +250,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			pw.Add(1)
 			go func() {
 				defer pw.Done()
-				pace(phase, miners, p, pacers, per, &sent)
+				pace(phase, miners, p, pacers, per, cfg.Window, &sent)
 			}()
 		}
 		pw.Wait()
@@ -324,8 +331,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// pace submits per shares per second to miners p, p+n, p+2n, ... in turn.
-func pace(ctx context.Context, miners []*Miner, p, n, per int, sent *atomic.Int64) {
+// pace submits per shares per second to miners p, p+n, p+2n, ... in turn,
+// skipping a miner with window shares unanswered.
+func pace(ctx context.Context, miners []*Miner, p, n, per, window int, sent *atomic.Int64) {
 	interval := time.Second / time.Duration(per)
 	next := time.Now()
 	i := p
@@ -335,8 +343,8 @@ func pace(ctx context.Context, miners []*Miner, p, n, per int, sent *atomic.Int6
 		if i += n; i >= len(miners) {
 			i = p
 		}
-		if m.inFlight() > 0 {
-			// A miner waits for its share's answer before the next:
+		if m.inFlight() >= window {
+			// A miner waits for answers once window shares are out:
 			// an open loop would only build a queue that goes stale.
 			if skipped++; skipped >= len(miners)/n {
 				skipped = 0

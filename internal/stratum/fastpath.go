@@ -310,3 +310,22 @@ func appendJSONString(buf []byte, s string) []byte {
 	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
+
+// AppendSubmit appends a mining.submit request line with a numeric id, as
+// AppendRequest(buf, id, "mining.submit", s.Params()) encodes it, without
+// reflection (the load generator's share path).
+func AppendSubmit(buf []byte, id uint64, s *Submit) []byte {
+	buf = append(buf, `{"id":`...)
+	buf = strconv.AppendUint(buf, id, 10)
+	buf = append(buf, `,"method":"mining.submit","params":[`...)
+	buf = appendJSONString(buf, s.Worker)
+	for _, f := range []string{s.JobID, s.Extranonce2, s.NTime, s.Nonce} {
+		buf = append(buf, ',')
+		buf = appendJSONString(buf, f)
+	}
+	if s.VersionBits != "" {
+		buf = append(buf, ',')
+		buf = appendJSONString(buf, s.VersionBits)
+	}
+	return append(buf, "]}\n"...)
+}

@@ -167,3 +167,23 @@ func ExampleParseSubmitLine() {
 	fmt.Println(string(id), ok, s.Worker, s.JobID, s.Extranonce2, s.NTime, s.Nonce)
 	// Output: 7 true alice 3 0000002a 5f5e1000 00c0ffee
 }
+
+// FuzzAppendSubmit checks the reflection-free submit writer byte for byte
+// against AppendRequest (encoding/json), and that the fast parser reads
+// its line back.
+func FuzzAppendSubmit(f *testing.F) {
+	f.Add(uint64(4), "w.1", "1a", "00000001", "5f5e1000", "deadbeef", "")
+	f.Add(uint64(1<<63), "<é\"\\\x00\xff>", "", "", "", "", "1fffe000")
+	f.Fuzz(func(t *testing.T, id uint64, w, j, en2, ntime, nonce, vbits string) {
+		s := &Submit{w, j, en2, ntime, nonce, vbits}
+		want, err := AppendRequest([]byte("x"), id, "mining.submit", s.Params())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := AppendSubmit([]byte("x"), id, s)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("AppendSubmit %q, AppendRequest %q", got, want)
+		}
+		checkSubmitLine(t, bytes.TrimSuffix(got[1:], []byte("\n")))
+	})
+}
