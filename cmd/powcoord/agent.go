@@ -29,12 +29,15 @@ func (u *urlList) Set(s string) error {
 
 const agentUsage = `Usage: powcoord agent --url URL [--url URL]... [flags]
 
-A CPU miner for any Stratum V1 pool. With several --url the first is the
-primary; the others are used while it is down, and the agent moves back
-to the primary as soon as it answers again.
+A CPU miner for any Stratum V1 pool, or a Stratum V2 pool given as
+stratum2+tcp://host:port/AUTHORITYKEY (the pool must prove a certificate
+from that key). With several --url the first is the primary; the others
+are used while it is down, and the agent moves back to the primary as
+soon as it answers again.
 
 Example:
   powcoord agent --url stratum+tcp://127.0.0.1:3333 --user alice.rig1 --threads 4
+  powcoord agent --url stratum2+tcp://127.0.0.1:3336/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh --url stratum+tcp://127.0.0.1:3333
 
 Flags:
 `
@@ -44,7 +47,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var urls urlList
-	fs.Var(&urls, "url", "pool `URL`, stratum+tcp://host:port or host:port; repeat for backup pools (required)")
+	fs.Var(&urls, "url", "pool `URL`: stratum+tcp://host:port, stratum+ssl://host:port, stratum2+tcp://host:port/AUTHORITYKEY or host:port; repeat for backup pools (required)")
 	user := fs.String("user", "powcoord", "worker `name` for mining.authorize (e.g. address.worker)")
 	pass := fs.String("pass", "x", "`password` for mining.authorize")
 	threads := fs.Int("threads", runtime.NumCPU(), "hashing threads (`N` >= 1)")

@@ -341,7 +341,11 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	// TCP connection: a listener of other connections never has one.
 	var loop *eventLoop
 	loopTried := false
-	c.log.Info("stratum listening", "addr", ln.Addr().String())
+	protocol := "v1"
+	if sv2ServerOf(ln) != nil {
+		protocol = "v2"
+	}
+	c.log.Info("stratum listening", "addr", ln.Addr().String(), "protocol", protocol)
 	var err error
 	var backoff time.Duration // while the process is out of file descriptors
 	for {
