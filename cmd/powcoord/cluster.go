@@ -16,13 +16,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
+	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger/pgledger"
+	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -94,7 +100,29 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 			return chain, jobs.EmbeddedPayout(), nil
 		}
 	}
-	r, err := leader.New(leader.Config{Conn: nc, ID: id, TTL: f.leaderTTL, Open: open, Logger: log})
+	lcfg := leader.Config{Conn: nc, ID: id, TTL: f.leaderTTL, Open: open, Logger: log}
+	if f.payout == coordinator.PayoutPPLNS {
+		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+		led, err := pgledger.Open(pctx, f.postgres)
+		pcancel()
+		if err != nil {
+			return fmt.Errorf("--postgres: %w", err)
+		}
+		defer led.Close()
+		var pcfg coordinator.Config
+		poolScript := simchain.PayoutScript
+		if nodeSrc != nil {
+			poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
+		}
+		if err := f.payoutConfig(&pcfg, poolScript); err != nil {
+			return err
+		}
+		lcfg.Publisher = func(src work.Source, pc *jobs.PublisherConfig) error {
+			return clusterPPLNS(pcfg, pgPayouts{led}, src, pc, log)
+		}
+		log.Info("cluster PPLNS payouts", "postgres", pgledger.RedactURL(f.postgres), "window", f.pplnsWindow)
+	}
+	r, err := leader.New(lcfg)
 	if err != nil {
 		return err
 	}
@@ -189,6 +217,67 @@ type clusterStatus struct {
 	Frontends    []members.Member `json:"frontends"`
 	Ledgers      []members.Member `json:"ledgers"`
 	MembersError string           `json:"members_error,omitempty"`
+}
+
+// pgPayouts is the cluster's PostgreSQL ledger as a PPLNS ledger
+// (coordinator.PayoutLedger).
+type pgPayouts struct{ *pgledger.Ledger }
+
+func (p pgPayouts) RecordPayouts(ctx context.Context, rec store.PayoutRecord) error {
+	r := pgledger.PayoutRecord{Hash: rec.Hash, Height: rec.Height, Mode: rec.Mode, Cutoff: rec.Cutoff, Window: rec.Window, Value: rec.Value}
+	for _, o := range rec.Outputs {
+		r.Outputs = append(r.Outputs, pgledger.PayoutOutput(o))
+	}
+	return p.Ledger.RecordPayouts(ctx, r)
+}
+
+// clusterPPLNS makes the leader's job publisher fix every job's coinbase
+// outputs from the shared ledger (coordinator.PPLNS over src's payout
+// scripts) and record each found block's payout there before it submits
+// the block: the job's record when the block pays a job of this term, a
+// solo record from its coinbase otherwise (docs/payouts.md, "In a
+// cluster").
+func clusterPPLNS(cfg coordinator.Config, led pgPayouts, src work.Source, pc *jobs.PublisherConfig, log *slog.Logger) error {
+	pp, err := coordinator.NewPPLNS(cfg, led, src.PayoutScript, log)
+	if err != nil {
+		return err
+	}
+	pc.PPLNS = pp.Job
+	pc.BeforeSubmit = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error {
+		if rec == nil {
+			// A job paying its finder (an empty window), or one of an
+			// earlier leader whose window this leader does not know.
+			r := store.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
+			label, _, _ := strings.Cut(finder, ".")
+			for _, o := range blk.Transactions[0].TxOut {
+				if o.Value > 0 {
+					r.Value += o.Value
+					r.Outputs = append(r.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: label})
+				}
+			}
+			if len(r.Outputs) > 1 {
+				log.Warn("found block pays no PPLNS job of this leader: recorded as its coinbase pays, without a window", "hash", r.Hash.String(), "outputs", len(r.Outputs))
+			}
+			rec = &r
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return led.RecordPayouts(rctx, *rec)
+	}
+	return nil
+}
+
+// blockHeight reads the BIP 34 height from blk's coinbase (-1 if it has
+// none).
+func blockHeight(blk *wire.MsgBlock) int64 {
+	if len(blk.Transactions) == 0 || len(blk.Transactions[0].TxIn) == 0 {
+		return -1
+	}
+	h, err := chainmath.ParseCoinbaseHeight(blk.Transactions[0].TxIn[0].SignatureScript)
+	if err != nil {
+		return -1
+	}
+	return h
 }
 
 // keepOpen is a source that outlives the term: a node is followed for the

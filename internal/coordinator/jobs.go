@@ -139,6 +139,11 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		if pj, err = b.pplns(t); err != nil {
 			return err
 		}
+	} else if len(t.CoinbaseOutputs) > 0 {
+		// Outputs fixed by the source (a cluster leader's PPLNS split):
+		// every session's coinbase pays exactly these. The leader
+		// records the payout; this coordinator does not.
+		pj = &pplnsJob{outputs: t.CoinbaseOutputs, fixed: true}
 	}
 	branch := chainmath.MerkleBranch(t.TxIDs())
 	ep := &epoch{

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
@@ -64,6 +65,7 @@ const coinbaseBaseWeight = 4*(4+1+32+4+1+100+4+3+47+4) + (2 + 1 + 1 + 32)
 type pplnsJob struct {
 	outputs []*wire.TxOut
 	rec     store.PayoutRecord // Hash unset: filled in when a block is found
+	fixed   bool               // outputs from the template (work.Template.CoinbaseOutputs): recorded by the source, not here
 }
 
 func (c *Config) checkPayout() error {
@@ -167,11 +169,20 @@ func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, er
 	if !ok {
 		return nil, errors.New("coordinator: the ledger cannot list recent shares (PPLNS needs a PayoutLedger)")
 	}
+	return computeWindow(ctx, &c.cfg, led, t, c.scriptOf, c.txWeight(t), c.log)
+}
+
+// computeWindow is the PPLNS window of t in led and the split of t's
+// coinbase value over it, under cfg's payout settings (docs/payouts.md):
+// the one computation of both the single coordinator and a cluster
+// leader (PPLNS). scriptOf maps a worker name to its payout script;
+// weight is the weight of t's transactions.
+func computeWindow(ctx context.Context, cfg *Config, led PayoutLedger, t *work.Template, scriptOf func(string) ([]byte, error), weight int64, log *slog.Logger) (*Window, error) {
 	target, err := t.Target()
 	if err != nil {
 		return nil, err
 	}
-	size, err := payout.WindowUnits(c.cfg.PPLNSWindow, target.Big())
+	size, err := payout.WindowUnits(cfg.PPLNSWindow, target.Big())
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +195,7 @@ func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, er
 		// any more, say --payout-address was dropped, or a difficulty
 		// that is not a positive number) is skipped, not fatal: one bad
 		// row must not stop the pool (docs/payouts.md).
-		script, err := c.scriptOf(worker)
+		script, err := scriptOf(worker)
 		if err != nil {
 			skipped++
 			firstSkip = cmp.Or(firstSkip, fmt.Errorf("worker %q: %w", worker, err))
@@ -205,16 +216,16 @@ func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, er
 		return nil, fmt.Errorf("coordinator: PPLNS window for height %d: %w", t.Height, err)
 	}
 	if skipped > 0 {
-		c.log.Warn("PPLNS window: ledger shares skipped, they cannot be paid", "height", t.Height, "skipped", skipped, "first", firstSkip)
+		log.Warn("PPLNS window: ledger shares skipped, they cannot be paid", "height", t.Height, "skipped", skipped, "first", firstSkip)
 	}
 	w := &Window{Height: t.Height, Value: t.CoinbaseValue, Cutoff: cutoff, Size: size, Total: win.Total(), Work: win.Work(), Labels: labels, Skipped: skipped}
-	w.MaxOuts = payout.FitOutputs(c.cfg.MaxPayoutOutputs, c.txWeight(t), coinbaseBaseWeight)
+	w.MaxOuts = payout.FitOutputs(cfg.MaxPayoutOutputs, weight, coinbaseBaseWeight)
 	if w.MaxOuts < 1 {
 		return nil, fmt.Errorf("coordinator: template at height %d leaves no room in the block for a payout output", t.Height)
 	}
 	outs, err := payout.Split(w.Work, payout.Params{
-		Value: t.CoinbaseValue, FeeBasisPoints: c.cfg.PoolFeeBasisPoints, FeeScript: c.cfg.PoolScript,
-		Dust: c.cfg.PayoutDust, MaxOutputs: w.MaxOuts,
+		Value: t.CoinbaseValue, FeeBasisPoints: cfg.PoolFeeBasisPoints, FeeScript: cfg.PoolScript,
+		Dust: cfg.PayoutDust, MaxOutputs: w.MaxOuts,
 	})
 	if err != nil && !errors.Is(err, payout.ErrNoWork) {
 		return nil, fmt.Errorf("coordinator: PPLNS split for height %d: %w", t.Height, err)
@@ -223,14 +234,8 @@ func (c *Coordinator) window(ctx context.Context, t *work.Template) (*Window, er
 	return w, nil
 }
 
-// txWeight returns the weight of t's transactions, cached for the last
-// template.
-func (c *Coordinator) txWeight(t *work.Template) int64 {
-	c.weightMu.Lock()
-	defer c.weightMu.Unlock()
-	if c.weightOf == t {
-		return c.weight
-	}
+// templateTxWeight is the weight of t's transactions.
+func templateTxWeight(t *work.Template) int64 {
 	var sum int64
 	for _, tx := range t.Txs {
 		var m wire.MsgTx
@@ -241,6 +246,90 @@ func (c *Coordinator) txWeight(t *work.Template) int64 {
 		}
 		sum += 3*int64(m.SerializeSizeStripped()) + int64(m.SerializeSize())
 	}
+	return sum
+}
+
+// PPLNS computes PPLNS payouts from a ledger outside a Coordinator: a
+// cluster leader fixes each published job's coinbase outputs with it,
+// with the same rules, limits and defaults as a single coordinator
+// (docs/payouts.md, "In a cluster").
+type PPLNS struct {
+	cfg      Config
+	led      PayoutLedger
+	scriptOf func(string) ([]byte, error)
+	scripts  payoutScripts
+	log      *slog.Logger
+}
+
+// NewPPLNS checks cfg's payout settings (Payout, PPLNSWindow,
+// PoolFeeBasisPoints, PoolScript, PayoutDust, MaxPayoutOutputs; zero
+// values take the defaults, other fields are ignored) and returns a
+// PPLNS over led; scriptOf maps a payout label (a worker name up to its
+// first '.') to its output script, as work.Source.PayoutScript does.
+func NewPPLNS(cfg Config, led PayoutLedger, scriptOf func(label string) ([]byte, error), log *slog.Logger) (*PPLNS, error) {
+	if led == nil || scriptOf == nil {
+		return nil, errors.New("coordinator: PPLNS needs a ledger and a payout script rule")
+	}
+	// Checked as solo: the ledger check is led's, not cfg.Store's.
+	cfg.Payout, cfg.Store = PayoutSolo, nil
+	if err := cfg.checkPayout(); err != nil {
+		return nil, err
+	}
+	cfg.Payout = PayoutPPLNS
+	if log == nil {
+		log = slog.Default()
+	}
+	return &PPLNS{cfg: cfg, led: led, scriptOf: scriptOf, log: log}, nil
+}
+
+func (p *PPLNS) script(worker string) ([]byte, error) {
+	l := labelOf(worker)
+	p.scripts.mu.Lock()
+	s, ok := p.scripts.m[l]
+	p.scripts.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := p.scriptOf(l)
+	if err != nil {
+		return nil, err
+	}
+	p.scripts.mu.Lock()
+	if p.scripts.m == nil {
+		p.scripts.m = make(map[string][]byte)
+	}
+	if len(p.scripts.m) < 1<<16 {
+		p.scripts.m[l] = s
+	}
+	p.scripts.mu.Unlock()
+	return s, nil
+}
+
+// Job returns the coinbase outputs (in order) a job on t pays and the
+// payout record of a block found on it (Hash unset), from the ledger as
+// it is now; nil outputs and record when the window holds no work yet
+// (the job then pays its finder, as solo).
+func (p *PPLNS) Job(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error) {
+	w, err := computeWindow(ctx, &p.cfg, p.led, t, p.script, templateTxWeight(t), p.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	pj := payoutJob(w, t)
+	if pj == nil {
+		return nil, nil, nil
+	}
+	return pj.outputs, &pj.rec, nil
+}
+
+// txWeight returns the weight of t's transactions, cached for the last
+// template.
+func (c *Coordinator) txWeight(t *work.Template) int64 {
+	c.weightMu.Lock()
+	defer c.weightMu.Unlock()
+	if c.weightOf == t {
+		return c.weight
+	}
+	sum := templateTxWeight(t)
 	c.weightOf, c.weight = t, sum
 	return sum
 }
@@ -254,8 +343,14 @@ func (c *Coordinator) pplnsFor(t *work.Template) (*pplnsJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	return payoutJob(w, t), nil
+}
+
+// payoutJob is the PPLNS payout of window w on t: nil when it holds no
+// work.
+func payoutJob(w *Window, t *work.Template) *pplnsJob {
 	if w.Outputs == nil {
-		return nil, nil
+		return nil
 	}
 	pj := &pplnsJob{rec: store.PayoutRecord{Height: t.Height, Mode: PayoutPPLNS, Cutoff: w.Cutoff, Window: w.Size.String(), Value: t.CoinbaseValue}}
 	for _, o := range w.Outputs {
@@ -269,7 +364,7 @@ func (c *Coordinator) pplnsFor(t *work.Template) (*pplnsJob, error) {
 		}
 		pj.rec.Outputs = append(pj.rec.Outputs, po)
 	}
-	return pj, nil
+	return pj
 }
 
 // recordPayouts stores what the found block blk pays: the PPLNS record of
@@ -280,6 +375,9 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 		return
 	}
 	var rec store.PayoutRecord
+	if fb.pplns != nil && fb.pplns.fixed {
+		return
+	}
 	if fb.pplns != nil {
 		rec = fb.pplns.rec
 	} else {

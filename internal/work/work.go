@@ -43,6 +43,11 @@ type Template struct {
 	WitnessCommitment []byte
 	// Created is when the source produced the template.
 	Created time.Time
+	// CoinbaseOutputs, when set, are the paying outputs (in order) of
+	// every coinbase built on the template, instead of the finder's
+	// payout script: a cluster leader's PPLNS split, carried by the job
+	// (docs/payouts.md, "In a cluster"). They sum to CoinbaseValue.
+	CoinbaseOutputs []*wire.TxOut
 }
 
 // Target returns the block target of the template.

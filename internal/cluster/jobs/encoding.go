@@ -28,8 +28,20 @@
 //	    "created": 1700000000000000000   // unix nanoseconds
 //	  },
 //	  "payout": {"kind": "embedded"}
-//	         or {"kind": "node", "network": "regtest", "fallback": "<base64 script>"}
+//	         or {"kind": "node", "network": "regtest", "fallback": "<base64 script>"},
+//	  "coinbase_outputs": [{"value": 312500000, "script": "<base64>"}], // optional
+//	  "pplns": {"cutoff": 1234, "window": "<decimal work units>"}      // optional
 //	}
+//
+// coinbase_outputs, when present, are the paying outputs of every
+// coinbase built on the job, in order (work.Template.CoinbaseOutputs):
+// the leader's PPLNS split of coinbase_value, fixed from the shared
+// ledger when it published the job (docs/payouts.md, "In a cluster").
+// Every value is positive, every script non-empty, and the values sum to
+// coinbase_value; a front-end then pays no per-worker script. pplns says
+// where that split came from: the ledger cutoff (the id of the newest
+// share in the window) and the window size. Both are absent under solo
+// payouts and while the PPLNS window holds no work.
 //
 // Hashes are hex of the internal byte order (chainmath.Hash as stored, not
 // the reversed display order); byte strings are standard base64. A job
@@ -58,6 +70,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/node"
@@ -156,13 +169,30 @@ func (p Payout) Script(user string) ([]byte, error) {
 	return nil, fmt.Errorf("jobs: payout rule kind %q: want %q or %q", p.Kind, PayoutEmbedded, PayoutNode)
 }
 
-// Job is one decoded job message.
+// Job is one decoded job message. Template.CoinbaseOutputs carries the
+// message's coinbase_outputs.
 type Job struct {
 	Leader    string
 	Term      uint64
 	Published time.Time
 	Template  *work.Template
 	Payout    Payout
+	PPLNS     *JobPPLNS // nil unless the job carries a PPLNS split
+}
+
+// JobPPLNS says which ledger window a job's coinbase outputs split.
+type JobPPLNS struct {
+	Cutoff int64  `json:"cutoff"` // id of the newest ledger share in the window
+	Window string `json:"window"` // window size, work units (decimal)
+}
+
+// MaxCoinbaseOutputs bounds a job's coinbase_outputs (the coordinator's
+// --payout-max-outputs limit).
+const MaxCoinbaseOutputs = 20000
+
+type wireOutput struct {
+	Value  int64  `json:"value"`
+	Script []byte `json:"script"`
 }
 
 type hexHash chainmath.Hash
@@ -208,6 +238,33 @@ type wireJob struct {
 	Published int64        `json:"published"`
 	Template  wireTemplate `json:"template"`
 	Payout    Payout       `json:"payout"`
+	Outputs   []wireOutput `json:"coinbase_outputs,omitempty"`
+	PPLNS     *JobPPLNS    `json:"pplns,omitempty"`
+}
+
+// checkOutputs reports what is wrong with fixed coinbase outputs of a
+// template paying value.
+func checkOutputs(outs []wireOutput, value int64) error {
+	if len(outs) > MaxCoinbaseOutputs {
+		return fmt.Errorf("%d coinbase outputs: at most %d", len(outs), MaxCoinbaseOutputs)
+	}
+	var sum int64
+	for i, o := range outs {
+		if o.Value <= 0 || o.Value > value {
+			return fmt.Errorf("coinbase output %d: value %d out of 1..%d", i, o.Value, value)
+		}
+		if len(o.Script) == 0 || len(o.Script) > 10000 {
+			return fmt.Errorf("coinbase output %d: script of %d bytes, want 1..10000", i, len(o.Script))
+		}
+		sum += o.Value
+		if sum > value {
+			break
+		}
+	}
+	if sum != value {
+		return fmt.Errorf("coinbase outputs sum to %d, the coinbase value is %d", sum, value)
+	}
+	return nil
 }
 
 // EncodeJob returns the job message of j (see the package documentation).
@@ -229,6 +286,15 @@ func EncodeJob(j *Job) ([]byte, error) {
 	}
 	for i, tx := range t.Txs {
 		w.Template.Txs[i] = wireTx{TxID: hexHash(tx.TxID), WTxID: hexHash(tx.WTxID), Raw: tx.Raw}
+	}
+	for _, o := range t.CoinbaseOutputs {
+		w.Outputs = append(w.Outputs, wireOutput{Value: o.Value, Script: o.PkScript})
+	}
+	if len(w.Outputs) > 0 {
+		if err := checkOutputs(w.Outputs, t.CoinbaseValue); err != nil {
+			return nil, fmt.Errorf("jobs: encode: template at height %d: %w", t.Height, err)
+		}
+		w.PPLNS = j.PPLNS
 	}
 	if t.WitnessCommitment != nil {
 		wc := t.WitnessCommitment
@@ -270,7 +336,18 @@ func DecodeJob(data []byte) (*Job, error) {
 	if _, err := t.Target(); err != nil {
 		return nil, fmt.Errorf("jobs: decode job: template at height %d: bits %08x: %w", t.Height, t.Bits, err)
 	}
-	return &Job{Leader: w.Leader, Term: w.Term, Published: fromUnixNano(w.Published), Template: t, Payout: w.Payout}, nil
+	if w.Outputs != nil {
+		if err := checkOutputs(w.Outputs, t.CoinbaseValue); err != nil {
+			return nil, fmt.Errorf("jobs: decode job: template at height %d: %w", t.Height, err)
+		}
+		t.CoinbaseOutputs = make([]*wire.TxOut, len(w.Outputs))
+		for i, o := range w.Outputs {
+			t.CoinbaseOutputs[i] = wire.NewTxOut(o.Value, o.Script)
+		}
+	} else {
+		w.PPLNS = nil
+	}
+	return &Job{Leader: w.Leader, Term: w.Term, Published: fromUnixNano(w.Published), Template: t, Payout: w.Payout, PPLNS: w.PPLNS}, nil
 }
 
 func unixNano(t time.Time) int64 {

@@ -3,15 +3,19 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -34,6 +38,18 @@ type PublisherConfig struct {
 	// RetryDelay is how long a block the source could not be asked about
 	// waits before it is delivered again (1 s).
 	RetryDelay time.Duration
+	// PPLNS, when set, fixes the coinbase outputs of every job as it is
+	// published (the leader's PPLNS split of t, from the shared ledger):
+	// it returns the outputs in order and the payout record of a block
+	// found on them (Hash unset), or nil and nil while the window holds
+	// no work (the job then pays its finder, as solo).
+	PPLNS func(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error)
+	// BeforeSubmit, when set, is called with every found block before it
+	// is submitted to the source, with the payout record of the recently
+	// published job whose coinbase outputs the block pays (Hash set), or
+	// nil when none does (a solo job, or a job of an earlier leader). An
+	// error delivers the block again later, unsubmitted.
+	BeforeSubmit func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
 	// Logger receives the publisher's events (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -45,6 +61,65 @@ type Publisher struct {
 	cfg PublisherConfig
 	js  jetstream.JetStream
 	log *slog.Logger
+
+	mu     sync.Mutex
+	recent map[string]*store.PayoutRecord // outputsKey → payout record of a published job
+	order  []string                       // keys of recent, oldest first
+}
+
+// maxRecentPayouts is how many published jobs' payouts a Publisher keeps
+// to match found blocks with.
+const maxRecentPayouts = 64
+
+// outputsKey names a list of paying outputs (value and script each).
+func outputsKey(outs []*wire.TxOut) string {
+	var b []byte
+	for _, o := range outs {
+		b = binary.LittleEndian.AppendUint64(b, uint64(o.Value))
+		b = binary.AppendUvarint(b, uint64(len(o.PkScript)))
+		b = append(b, o.PkScript...)
+	}
+	return string(b)
+}
+
+func (p *Publisher) remember(outs []*wire.TxOut, rec *store.PayoutRecord) {
+	k := outputsKey(outs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recent == nil {
+		p.recent = make(map[string]*store.PayoutRecord)
+	}
+	if _, ok := p.recent[k]; !ok {
+		p.order = append(p.order, k)
+	}
+	p.recent[k] = rec
+	for len(p.order) > maxRecentPayouts {
+		delete(p.recent, p.order[0])
+		p.order = p.order[1:]
+	}
+}
+
+// payoutOf returns the payout record of the published job whose outputs
+// blk's coinbase pays (its outputs of positive value), with Hash set.
+func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
+	if len(blk.Transactions) == 0 {
+		return nil
+	}
+	var paying []*wire.TxOut
+	for _, o := range blk.Transactions[0].TxOut {
+		if o.Value > 0 {
+			paying = append(paying, o)
+		}
+	}
+	p.mu.Lock()
+	rec := p.recent[outputsKey(paying)]
+	p.mu.Unlock()
+	if rec == nil {
+		return nil
+	}
+	r := *rec
+	r.Hash = chainmath.Hash(blk.BlockHash())
+	return &r
 }
 
 // NewPublisher checks cfg and returns a Publisher; Run starts it.
@@ -168,7 +243,23 @@ func (e *tooLargeError) Error() string {
 // names it (bus.Externalize).
 func (p *Publisher) publish(ctx context.Context) error {
 	t := p.cfg.Source.Current()
-	data, err := EncodeJob(&Job{Leader: p.cfg.Leader, Term: p.cfg.Term, Published: p.cfg.Now(), Template: t, Payout: p.cfg.Payout})
+	job := &Job{Leader: p.cfg.Leader, Term: p.cfg.Term, Published: p.cfg.Now(), Template: t, Payout: p.cfg.Payout}
+	if p.cfg.PPLNS != nil {
+		outs, rec, err := p.cfg.PPLNS(ctx, t)
+		if err != nil {
+			return fmt.Errorf("jobs: PPLNS payout of the template at height %d: %w", t.Height, err)
+		}
+		if len(outs) > 0 {
+			tt := *t
+			tt.CoinbaseOutputs = outs
+			job.Template = &tt
+			if rec != nil {
+				job.PPLNS = &JobPPLNS{Cutoff: rec.Cutoff, Window: rec.Window}
+				p.remember(outs, rec)
+			}
+		}
+	}
+	data, err := EncodeJob(job)
 	if err != nil {
 		return err
 	}
@@ -241,6 +332,13 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	}
 	hash := blk.BlockHash()
 	finder := m.Headers().Get(HeaderFinder)
+	if p.cfg.BeforeSubmit != nil {
+		if err := p.cfg.BeforeSubmit(ctx, &blk, finder, p.payoutOf(&blk)); err != nil {
+			p.log.Warn("found block not submitted: recording its payout failed; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
+			m.NakWithDelay(p.cfg.RetryDelay)
+			return
+		}
+	}
 	err = p.cfg.Source.Submit(ctx, &blk, finder)
 	switch {
 	case err == nil:

@@ -42,6 +42,10 @@ type Config struct {
 	// Open opens the work source for a won term, with its payout rule.
 	// It is closed (Close) when the term ends. Required.
 	Open func(ctx context.Context, js jetstream.JetStream, term uint64) (work.Source, jobs.Payout, error)
+	// Publisher, when set, completes the job publisher's configuration for
+	// a term's source before it starts (PPLNS payouts: PublisherConfig's
+	// PPLNS and BeforeSubmit).
+	Publisher func(src work.Source, pc *jobs.PublisherConfig) error
 	// Logger receives the loop's events (slog.Default()).
 	Logger *slog.Logger
 }
@@ -167,7 +171,14 @@ func (r *Runner) lead(ctx context.Context, js jetstream.JetStream, l *bus.Leader
 		r.mu.Unlock()
 		src.Close()
 	}()
-	p, err := jobs.NewPublisher(jobs.PublisherConfig{Source: src, Conn: r.cfg.Conn, Payout: payout, Leader: r.cfg.ID, Term: term, Logger: r.log})
+	pc := jobs.PublisherConfig{Source: src, Conn: r.cfg.Conn, Payout: payout, Leader: r.cfg.ID, Term: term, Logger: r.log}
+	if r.cfg.Publisher != nil {
+		err = r.cfg.Publisher(src, &pc)
+	}
+	var p *jobs.Publisher
+	if err == nil {
+		p, err = jobs.NewPublisher(pc)
+	}
 	if err != nil {
 		r.log.Error("starting the job publisher", "err", err)
 		r.set("standby", 0, err)

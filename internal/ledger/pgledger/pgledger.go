@@ -11,7 +11,10 @@
 //   - shares: one row per accepted share. The hash column (the share's
 //     header hash, 32 bytes) is unique: it names the work the share proves,
 //     so a share delivered twice (a redelivery after a crash, a front-end
-//     retrying a publish) is stored once. id orders rows by insertion.
+//     retrying a publish) is stored once. id orders rows by commit (Record
+//     holds an advisory lock from its insert to its commit).
+//   - payout_blocks, payouts: what each found block pays (RecordPayouts):
+//     its PPLNS cutoff (a shares id), window and value, and its outputs.
 //   - blocks: the embedded chain's blocks as the cluster stores them, keyed
 //     by (chain, height): two coordinators can never both store a block at
 //     one height of one chain. (chain, hash) is unique too.
@@ -188,7 +191,33 @@ var migrations = []string{
 	);`,
 	// Best shares (BestShares): a worker's highest shares first.
 	`CREATE INDEX shares_worker_achieved ON shares (worker, achieved DESC);`,
+	// PPLNS payouts of found blocks (RecordPayouts; docs/payouts.md).
+	`CREATE TABLE payout_blocks (
+		hash   bytea  PRIMARY KEY CHECK (octet_length(hash) = 32),
+		height bigint NOT NULL,
+		mode   text   NOT NULL,
+		cutoff bigint NOT NULL,
+		window_size text NOT NULL,
+		value  bigint NOT NULL
+	);
+	CREATE TABLE payouts (
+		hash   bytea   NOT NULL REFERENCES payout_blocks (hash),
+		idx    integer NOT NULL,
+		script bytea   NOT NULL,
+		amount bigint  NOT NULL,
+		work   text    NOT NULL,
+		fee    boolean NOT NULL,
+		label  text    NOT NULL,
+		PRIMARY KEY (hash, idx)
+	);
+	CREATE INDEX payouts_script ON payouts (script);`,
 }
+
+// recordLock is the advisory lock key every Record transaction holds
+// from before its insert until it commits: share ids are then assigned
+// in commit order, so the shares with id up to a visible id are all
+// committed and a PPLNS cutoff names one exact set (docs/payouts.md).
+const recordLock = 0x706f77636f6f7273 // "powcoors"
 
 // migrationLock is the advisory lock key that serializes migrations
 // between processes.
@@ -323,9 +352,17 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 		diffs[j], achieved[j] = sh.Difficulty, sh.Achieved
 		blocks[j] = sh.Block
 	}
-	// One statement is one transaction; WITH ORDINALITY keeps the sorted
-	// order through the insert.
-	tag, err := l.pool.Exec(ctx, `INSERT INTO shares
+	// Under recordLock: ids in commit order (see recordLock). WITH
+	// ORDINALITY keeps the sorted order through the insert.
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(recordLock)); err != nil {
+		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO shares
 		(hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block)
 		SELECT h, t, w, e1, j, e2, nt, no, v, d, a, b FROM unnest(
 			$1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -335,6 +372,9 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 		ON CONFLICT (hash) DO NOTHING`,
 		hashes, times, workers, en1s, jobs, en2s, ntimes, nonces, vers, diffs, achieved, blocks)
 	if err != nil {
+		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
 	}
 	return int(tag.RowsAffected()), nil

@@ -1,0 +1,129 @@
+package pgledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/powcoord/powcoord/internal/chainmath"
+)
+
+// PayoutRecord is what a found block pays. Its fields are those of
+// internal/store's PayoutRecord; Cutoff is the shares id of the newest
+// share in the block's PPLNS window (0 for a solo block): the window is
+// the newest work among the shares with id up to Cutoff.
+type PayoutRecord struct {
+	Hash    chainmath.Hash
+	Height  int64
+	Mode    string // "solo" or "pplns"
+	Cutoff  int64
+	Window  string // window size in work units (decimal), "" for solo
+	Value   int64  // the coinbase value paid out
+	Outputs []PayoutOutput
+}
+
+// PayoutOutput is one paying output of a found block's coinbase. Its
+// fields are those of internal/store's PayoutOutput, so either converts
+// to the other with a plain type conversion.
+type PayoutOutput struct {
+	Script []byte
+	Amount int64
+	Work   string // window work it pays for, units (decimal); "" for the fee or solo
+	Fee    bool
+	Label  string
+}
+
+// RecordPayouts stores rec in one transaction; recording a block again
+// changes nothing.
+func (l *Ledger) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
+	if rec.Hash == (chainmath.Hash{}) {
+		return errors.New("pgledger: record payouts: block hash is all zeros")
+	}
+	for _, f := range []struct{ name, v string }{{"mode", rec.Mode}, {"window", rec.Window}} {
+		if err := checkText(f.name, f.v); err != nil {
+			return fmt.Errorf("pgledger: record payouts of %s: %v", rec.Hash, err)
+		}
+	}
+	for i, o := range rec.Outputs {
+		for _, f := range []struct{ name, v string }{{"work", o.Work}, {"label", o.Label}} {
+			if err := checkText(f.name, f.v); err != nil {
+				return fmt.Errorf("pgledger: record payouts of %s: output %d: %v", rec.Hash, i, err)
+			}
+		}
+	}
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, `INSERT INTO payout_blocks (hash, height, mode, cutoff, window_size, value)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING`,
+		rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value)
+	if err != nil {
+		return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // recorded before
+	}
+	for i, o := range rec.Outputs {
+		if _, err := tx.Exec(ctx, `INSERT INTO payouts (hash, idx, script, amount, work, fee, label) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			rec.Hash[:], i, o.Script, o.Amount, o.Work, o.Fee, o.Label); err != nil {
+			return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
+	}
+	return nil
+}
+
+// BlockPayouts returns what the found block hash pays, if recorded.
+func (l *Ledger) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec PayoutRecord, ok bool, err error) {
+	err = l.pool.QueryRow(ctx, `SELECT height, mode, cutoff, window_size, value FROM payout_blocks WHERE hash = $1`, hash[:]).
+		Scan(&rec.Height, &rec.Mode, &rec.Cutoff, &rec.Window, &rec.Value)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("pgledger: read payouts of %s in %s: %w", hash, l.url, err)
+	}
+	rec.Hash = hash
+	rows, err := l.pool.Query(ctx, `SELECT script, amount, work, fee, label FROM payouts WHERE hash = $1 ORDER BY idx`, hash[:])
+	if err != nil {
+		return rec, false, fmt.Errorf("pgledger: read payouts of %s in %s: %w", hash, l.url, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o PayoutOutput
+		if err := rows.Scan(&o.Script, &o.Amount, &o.Work, &o.Fee, &o.Label); err != nil {
+			return rec, false, fmt.Errorf("pgledger: read payouts of %s: %w", hash, err)
+		}
+		rec.Outputs = append(rec.Outputs, o)
+	}
+	if err := rows.Err(); err != nil {
+		return rec, false, fmt.Errorf("pgledger: read payouts of %s in %s: %w", hash, l.url, err)
+	}
+	return rec, true, nil
+}
+
+// PayoutBlocks returns the hashes of every block with recorded payouts,
+// by height.
+func (l *Ledger) PayoutBlocks(ctx context.Context) ([]chainmath.Hash, error) {
+	rows, err := l.pool.Query(ctx, `SELECT hash FROM payout_blocks ORDER BY height, hash`)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: list payout blocks in %s: %w", l.url, err)
+	}
+	defer rows.Close()
+	var out []chainmath.Hash
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("pgledger: list payout blocks: %w", err)
+		}
+		var h chainmath.Hash
+		copy(h[:], b)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
