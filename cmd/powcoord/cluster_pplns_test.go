@@ -44,6 +44,14 @@ func TestClusterPPLNS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--payout pplns with --cluster needs --postgres URL") {
 		t.Fatalf("--payout pplns --cluster without --postgres: %v", err)
 	}
+	err = run(ctx, []string{"coordinator", "--cluster", urls, "--postgres", dbURL}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--postgres is only used with --cluster --payout pplns (the payout is solo)") {
+		t.Fatalf("--postgres with solo payouts: %v", err)
+	}
+	err = run(ctx, []string{"coordinator", "--postgres", dbURL}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--postgres is only used with --cluster --payout pplns") {
+		t.Fatalf("--postgres without --cluster: %v", err)
+	}
 
 	start(io.Discard, "ledger", "--cluster", urls, "--replicas", "1", "--postgres", dbURL)
 	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", "", "--postgres", dbURL,

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +128,45 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			if j.Leader != "l1" || j.Term != 9 || !j.Published.Equal(time.Unix(5, 6)) || !reflect.DeepEqual(j.Payout, p) {
 				t.Errorf("decoded job %+v", j)
 			}
+		}
+	}
+}
+
+func TestEncodeDecodeCoinbaseOutputs(t *testing.T) {
+	tmpl := richTemplate(3)
+	tmpl.CoinbaseOutputs = []*wire.TxOut{wire.NewTxOut(tmpl.CoinbaseValue-1000, []byte{0x51}), wire.NewTxOut(1000, []byte{0x6a, 0x01, 0x07})}
+	pp := &JobPPLNS{Cutoff: 77, Window: "123456"}
+	data, err := EncodeJob(&Job{Leader: "l1", Term: 2, Template: tmpl, Payout: EmbeddedPayout(), PPLNS: pp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"coinbase_outputs":[{"value":`)) || !bytes.Contains(data, []byte(`"pplns":{"cutoff":77,"window":"123456"}`)) {
+		t.Fatalf("encoded job: %s", data)
+	}
+	j, err := DecodeJob(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTemplate(t, "decoded", j.Template, tmpl)
+	if !reflect.DeepEqual(j.PPLNS, pp) {
+		t.Errorf("decoded pplns %+v, want %+v", j.PPLNS, pp)
+	}
+	// Outputs that do not sum to the coinbase value are refused both ways.
+	bad := *tmpl
+	bad.CoinbaseOutputs = []*wire.TxOut{wire.NewTxOut(tmpl.CoinbaseValue-1, []byte{0x51})}
+	if _, err := EncodeJob(&Job{Template: &bad, Payout: EmbeddedPayout()}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("coinbase outputs sum to %d, the coinbase value is %d", tmpl.CoinbaseValue-1, tmpl.CoinbaseValue)) {
+		t.Errorf("EncodeJob of outputs short by 1: %v", err)
+	}
+	base := `{"v":1,"payout":{"kind":"embedded"},"template":{"bits":545259519,"coinbase_value":100},"coinbase_outputs":`
+	for in, want := range map[string]string{
+		`[{"value":60,"script":"UQ=="},{"value":41,"script":"UQ=="}]`: "coinbase outputs sum to 101, the coinbase value is 100",
+		`[{"value":100,"script":""}]`:                                 "coinbase output 0: script of 0 bytes",
+		`[{"value":0,"script":"UQ=="},{"value":100,"script":"UQ=="}]`: "coinbase output 0: value 0 out of 1..100",
+		`[{"value":-5,"script":"UQ=="}]`:                              "coinbase output 0: value -5",
+		`[]`:                                                          "coinbase outputs sum to 0",
+	} {
+		if _, err := DecodeJob([]byte(base + in + "}")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("DecodeJob(outputs %s) = %v, want an error saying %s", in, err, want)
 		}
 	}
 }
