@@ -129,6 +129,7 @@ func newLeader(ctx context.Context, kv jetstream.KeyValue, key, id string, ttl t
 		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go l.renewer()
+	go l.watchdog()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -252,6 +253,32 @@ func (l *Leader) renewer() {
 		default:
 			t.Reset(l.ttl / 10) // transient: try again soon
 		}
+	}
+}
+
+// watchdog ends leadership when the time the last renewal bought runs
+// out, whether or not a renewal is still waiting for its answer: a
+// renewal stuck behind a congested connection must not let a leader act
+// past its lease.
+func (l *Leader) watchdog() {
+	t := time.NewTimer(time.Until(l.ValidUntil()))
+	defer t.Stop()
+	for {
+		select {
+		case <-l.lost:
+			return
+		case <-l.done:
+			return // resigned
+		case <-t.C:
+		}
+		vu := l.ValidUntil()
+		if d := time.Until(vu); d > 0 {
+			t.Reset(d)
+			continue
+		}
+		l.lose(fmt.Errorf("%w: key %q of bucket %s: lease ran out at %s (9/10 of the TTL %v after the last renewal; no renewal came back in time)",
+			ErrNotLeader, l.key, l.kv.Bucket(), vu.Format(time.RFC3339Nano), l.ttl))
+		return
 	}
 }
 
