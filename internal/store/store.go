@@ -352,25 +352,7 @@ func (s *Store) isClosed() bool {
 // commit). If ctx ends first, RecordShare returns ctx's error; the share may
 // still be committed afterwards.
 func (s *Store) RecordShare(ctx context.Context, sh Share) error {
-	req := shareReq{share: sh, done: make(chan error, 1)}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return ErrClosed
-	}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return ctx.Err()
-	}
-	s.mu.RUnlock()
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.submit(ctx, shareReq{share: sh, done: make(chan error, 1)})
 }
 
 // RecordShares makes every share of shares durable in one request: the
@@ -383,7 +365,11 @@ func (s *Store) RecordShares(ctx context.Context, shares []Share) error {
 	if len(shares) == 0 {
 		return nil
 	}
-	req := shareReq{many: shares, done: make(chan error, 1)}
+	return s.submit(ctx, shareReq{many: shares, done: make(chan error, 1)})
+}
+
+// submit hands req to the writer and waits for its commit.
+func (s *Store) submit(ctx context.Context, req shareReq) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
