@@ -307,8 +307,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 // good, or ctx ends: a cluster that is still electing its leaders answers
 // nothing for a while.
 func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	return retryEach(ctx, 5*time.Second, f)
+}
+
+// retryEach is retry with a per-attempt timeout of its own.
+func retryEach[T any](ctx context.Context, each time.Duration, f func(context.Context) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, each)
 		v, err := f(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !transient(err) {

@@ -79,7 +79,7 @@ func Externalize(ctx context.Context, js jetstream.JetStream, bucket string, m *
 	}
 	sum := sha256.Sum256(m.Data)
 	name := hex.EncodeToString(sum[:])
-	_, err := retry(ctx, func(ctx context.Context) (struct{}, error) {
+	_, err := retryEach(ctx, attemptFor(len(m.Data)), func(ctx context.Context) (struct{}, error) {
 		obj, err := js.ObjectStore(ctx, bucket)
 		if err != nil {
 			return struct{}{}, err
@@ -117,7 +117,7 @@ func Body(ctx context.Context, js jetstream.JetStream, bucket string, data []byt
 	if err != nil || len(want) != sha256.Size {
 		return nil, fmt.Errorf("bus: %s header %q: want the 64 hex digits of a SHA-256: %w", HeaderObject, name, ErrObjectGone)
 	}
-	body, err := retry(ctx, func(ctx context.Context) ([]byte, error) {
+	body, err := retryEach(ctx, attemptFor(0), func(ctx context.Context) ([]byte, error) {
 		obj, err := js.ObjectStore(ctx, bucket)
 		if err != nil {
 			return nil, err
@@ -134,6 +134,17 @@ func Body(ctx context.Context, js jetstream.JetStream, bucket string, data []byt
 		return nil, fmt.Errorf("bus: object %s in %s: its %d bytes hash to %x: %w", name, bucket, len(body), got, ErrObjectGone)
 	}
 	return body, nil
+}
+
+// attemptFor is how long one attempt to store or fetch an object of n
+// bytes may take (n 0: unknown, as large as a block may be): 10 s plus 5 s
+// a MiB, so that a loaded machine moving a 4 MB block in 128 KiB chunks
+// is not cut off and retried from the start for ever.
+func attemptFor(n int) time.Duration {
+	if n <= 0 {
+		n = 4 << 20
+	}
+	return 10*time.Second + time.Duration(n>>20)*5*time.Second
 }
 
 // PublishMsg is Publish for a message with headers (such as one

@@ -266,7 +266,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if len(data) > bus.MaxLarge {
 		return &tooLargeError{int64(len(data)), bus.MaxLarge}
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	m := &nats.Msg{Subject: p.cfg.JobSubject, Data: data, Header: nats.Header{}}
 	if err := bus.Externalize(actx, p.js, bus.BucketTemplates, m); err != nil {

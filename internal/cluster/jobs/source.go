@@ -124,7 +124,7 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 func (s *Source) handleJob(m jetstream.Msg) {
 	data := m.Data()
 	if m.Headers().Get(bus.HeaderObject) != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		var err error
 		data, err = bus.Body(ctx, s.js, bus.BucketTemplates, data, m.Headers())
 		cancel()
