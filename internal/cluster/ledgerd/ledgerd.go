@@ -15,8 +15,10 @@
 // messages to be redelivered after AckWait; Record skips a share whose
 // hash is stored already, so each share is stored once.
 //
-// A message that does not decode is terminated (never redelivered) and
-// counted in Stats.Bad; it cannot become a share of the ledger.
+// A message that does not decode, or holds a share the ledger refuses
+// (pgledger.CheckShare), is terminated (never redelivered) and counted in
+// Stats.Bad; it cannot become a share of the ledger, and it cannot stall
+// the batches it would ride in.
 package ledgerd
 
 import (
@@ -266,6 +268,17 @@ func (w *Writer) fetch(ctx context.Context) (batch, error) {
 	}
 	for m := range mb.Messages() {
 		shares, err := sharelog.DecodeShares(m.Data())
+		if err == nil {
+			// A share Record would refuse must not fail every batch it
+			// rides in for ever: its message is terminated like one that
+			// does not decode.
+			for i := range shares {
+				if cerr := pgledger.CheckShare((*pgledger.Share)(&shares[i])); cerr != nil {
+					err = fmt.Errorf("share %d of %d (hash %s): %w", i, len(shares), shares[i].Hash, cerr)
+					break
+				}
+			}
+		}
 		if err != nil {
 			w.bad.Add(1)
 			w.log.Error("undecodable share message terminated", "subject", m.Subject(), "err", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -189,10 +190,17 @@ func TestWriter(t *testing.T) {
 		if _, err := bus.Publish(ctx, js, "powcoord.shares.broken", []byte("not a share"), "broken-1"); err != nil {
 			t.Fatal(err)
 		}
+		// A batch that decodes but holds a share the ledger refuses (NaN
+		// difficulty): terminated too, not retried for ever.
+		poison := testShare(99, 1)
+		poison.Difficulty = math.NaN()
+		if _, err := bus.Publish(ctx, js, "powcoord.shares.broken", sharelog.AppendBatch(nil, [][]byte{sharelog.AppendShare(nil, poison)}), "broken-2"); err != nil {
+			t.Fatal(err)
+		}
 		w := newWriter(t, js, led, Config{Batch: 4})
 		msgs := streamMessages(t, js)
-		if msgs < 2 || msgs > n/50 {
-			t.Fatalf("%d messages on SHARES for %d shares and one bad message: shares are not batched", msgs, n)
+		if msgs < 3 || msgs > n/50 {
+			t.Fatalf("%d messages on SHARES for %d shares and two bad messages: shares are not batched", msgs, n)
 		}
 		if lag := gatherLag(t, w); lag != float64(msgs) {
 			t.Fatalf("lag before the writer runs: %v, want %d", lag, msgs)
@@ -206,8 +214,8 @@ func TestWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkLedger(t, led, want)
-		if s := w.Stats(); s.Messages != msgs-1 || s.Shares != n || s.Stored != n || s.Bad != 1 {
-			t.Fatalf("stats %+v, want %d messages, %d shares stored, 1 bad", s, msgs-1, n)
+		if s := w.Stats(); s.Messages != msgs-2 || s.Shares != n || s.Stored != n || s.Bad != 2 {
+			t.Fatalf("stats %+v, want %d messages, %d shares stored, 2 bad", s, msgs-2, n)
 		}
 		if lag := gatherLag(t, w); lag != 0 {
 			t.Fatalf("lag after the writer ran: %v", lag)

@@ -284,6 +284,10 @@ func checkText(field, s string) error {
 	return nil
 }
 
+// CheckShare reports what makes sh unfit for the ledger (Record refuses a
+// batch holding such a share), nil when nothing does.
+func CheckShare(sh *Share) error { return checkShare(sh) }
+
 func checkShare(sh *Share) error {
 	if sh.Hash == (chainmath.Hash{}) {
 		return errors.New("hash is all zeros")
