@@ -188,6 +188,27 @@ func testDeposedRenewFails(t *testing.T, c *clustertest.NATSCluster) {
 	if err := kvB.Delete(ctx, Key(0)); err != nil {
 		t.Fatal(err)
 	}
+	// Wait until the key list no longer shows it: on three servers a
+	// listing right after the delete may still be served from before it,
+	// and b would lease prefix 1 instead.
+	for {
+		keys, err := kvB.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := false
+		for k := range keys.Keys() {
+			listed = listed || k == Key(0)
+		}
+		if !listed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("key %s still listed after its delete: %v", Key(0), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	b := acquire(t, kvB, "b")
 	if b.Prefix() != 0 {
 		t.Fatalf("b's prefix %d, want 0 (freed)", b.Prefix())
