@@ -275,7 +275,7 @@ func runPublisher(t *testing.T, cfg PublisherConfig) {
 
 func newSource(t *testing.T, cfg SourceConfig) *Source {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	s, err := NewSource(ctx, cfg)
 	if err != nil {
@@ -287,7 +287,13 @@ func newSource(t *testing.T, cfg SourceConfig) *Source {
 
 func waitUpdate(t *testing.T, s *Source, height int64) time.Time {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	return waitUpdateFor(t, s, height, 10*time.Second)
+}
+
+// waitUpdateFor is waitUpdate with a deadline of its own.
+func waitUpdateFor(t *testing.T, s *Source, height int64, within time.Duration) time.Time {
+	t.Helper()
+	deadline := time.After(within)
 	for {
 		select {
 		case <-s.Updates():
@@ -295,7 +301,7 @@ func waitUpdate(t *testing.T, s *Source, height int64) time.Time {
 				return time.Now()
 			}
 		case <-deadline:
-			t.Fatalf("no template at height %d within 10s (at %d)", height, s.Current().Height)
+			t.Fatalf("no template at height %d within %v (at %d)", height, within, s.Current().Height)
 		}
 	}
 }
@@ -550,14 +556,14 @@ func testLargeTemplateAndBlock(t *testing.T, c *clustertest.NATSCluster) {
 	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
 		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t4", Logger: quiet()})
 	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
-	waitUpdate(t, front, 300)
+	waitUpdateFor(t, front, 300, 90*time.Second) // 4 MB through the object store: slow when the suite shares two cores
 	sameTemplate(t, "front-end", front.Current(), big)
 
 	// The next template, as large, replaces it.
 	next := richTemplate(301)
 	next.Txs = append(next.Txs, big.Txs...)
 	src.set(next)
-	waitUpdate(t, front, 301)
+	waitUpdateFor(t, front, 301, 90*time.Second)
 	sameTemplate(t, "front-end", front.Current(), next)
 
 	js, err := bus.New(nc)
