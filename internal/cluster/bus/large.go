@@ -36,6 +36,9 @@ const (
 	// MaxLarge is the largest body Externalize accepts (64 MiB); a
 	// Bitcoin block is at most 4 MB.
 	MaxLarge = 64 << 20
+	// refreshAfter is how old a stored object may be before Externalize
+	// stores it again rather than reusing it (well inside both TTLs).
+	refreshAfter = 5 * time.Minute
 	// Headroom is what a message's subject and headers may take beside
 	// its body when deciding whether the body fits.
 	Headroom = 8 << 10
@@ -84,7 +87,9 @@ func Externalize(ctx context.Context, js jetstream.JetStream, bucket string, m *
 		if err != nil {
 			return struct{}{}, err
 		}
-		if info, err := obj.GetInfo(ctx, name); err == nil && info.Size == uint64(len(m.Data)) && !info.Deleted {
+		// The same bytes stored recently are kept; older ones are stored
+		// again, which restarts their age in the bucket.
+		if info, err := obj.GetInfo(ctx, name); err == nil && info.Size == uint64(len(m.Data)) && !info.Deleted && time.Since(info.ModTime) < refreshAfter {
 			return struct{}{}, nil
 		}
 		_, err = obj.PutBytes(ctx, name, m.Data)

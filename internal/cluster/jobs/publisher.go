@@ -223,10 +223,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue
 		}
 		lastFail = nil
+		// Published again at least every third of the object TTL even
+		// without a new template: a job kept in the powcoord-templates
+		// object store must not expire while it is still the current one.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-updates:
+		case <-time.After(bus.TemplateObjectTTL / 3):
 		}
 	}
 }
