@@ -42,12 +42,26 @@ func Path(name string) (string, error) {
 		}
 		cmd := exec.Command(goBin, "tool", "-n", name)
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-		out, err := cmd.CombinedOutput()
+		// The path is the last line on stdout; on a machine whose module
+		// cache is empty the go command reports its downloads ("go:
+		// downloading ...") on stderr, which must not end up in the path.
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			r.err = fmt.Errorf("go tool -n %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+			r.err = fmt.Errorf("go tool -n %s: %v: %s", name, err, strings.TrimSpace(stderr.String()))
 			return
 		}
-		r.path = strings.TrimSpace(string(out))
+		lines := strings.Fields(strings.TrimSpace(string(out)))
+		if len(lines) == 0 {
+			r.err = fmt.Errorf("go tool -n %s printed no path (stderr: %s)", name, strings.TrimSpace(stderr.String()))
+			return
+		}
+		r.path = lines[len(lines)-1]
+		if _, err := os.Stat(r.path); err != nil {
+			r.err = fmt.Errorf("go tool -n %s: the binary it names is not there: %v", name, err)
+			r.path = ""
+		}
 	})
 	return r.path, r.err
 }

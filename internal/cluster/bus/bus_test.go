@@ -34,6 +34,7 @@ func TestCluster(t *testing.T) {
 		{"ElectRejectsBadArguments", testElectRejectsBadArguments},
 		{"ElectOneLeaderAndTakeover", testElectOneLeaderAndTakeover},
 		{"DeposedLeaderIsFenced", testDeposedLeaderIsFenced},
+		{"LargeReadAfterWrite", testLargeReadAfterWrite},
 		{"PublishSurvivesServerKill", testPublishSurvivesServerKill},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, c) }) {

@@ -106,6 +106,10 @@ func Externalize(ctx context.Context, js jetstream.JetStream, bucket string, m *
 	return nil
 }
 
+// ObjectGoneAfter is how long Body keeps asking for an object that is
+// not found before it reports ErrObjectGone (a variable for tests).
+var ObjectGoneAfter = 10 * time.Second
+
 // ErrObjectGone is wrapped by Body when the object a message names is not
 // in its bucket (expired, or never stored): asking again will not help.
 var ErrObjectGone = errors.New("object not found")
@@ -122,13 +126,32 @@ func Body(ctx context.Context, js jetstream.JetStream, bucket string, data []byt
 	if err != nil || len(want) != sha256.Size {
 		return nil, fmt.Errorf("bus: %s header %q: want the 64 hex digits of a SHA-256: %w", HeaderObject, name, ErrObjectGone)
 	}
-	body, err := retryEach(ctx, attemptFor(0), func(ctx context.Context) ([]byte, error) {
-		obj, err := js.ObjectStore(ctx, bucket)
-		if err != nil {
-			return nil, err
+	var body []byte
+	first := time.Now()
+	for pause := 25 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		body, err = retryEach(ctx, attemptFor(0), func(ctx context.Context) ([]byte, error) {
+			obj, err := js.ObjectStore(ctx, bucket)
+			if err != nil {
+				return nil, err
+			}
+			return obj.GetBytes(ctx, name)
+		})
+		// The message naming an object is published only after the object
+		// store acknowledged the object, so "not found" at first is a
+		// replica that has not caught up: object reads are direct gets,
+		// which any replica answers (seen within 1 ms of the publish on a
+		// 3-server cluster), and a digest mismatch is such a replica's
+		// chunks not yet complete (seen too). Only a name still missing
+		// or wrong after ObjectGoneAfter is gone.
+		stale := errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrDigestMismatch)
+		if !stale || time.Since(first) >= ObjectGoneAfter || ctx.Err() != nil {
+			break
 		}
-		return obj.GetBytes(ctx, name)
-	})
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("bus: object %s in %s: %w", name, bucket, ErrObjectGone)
 	}
