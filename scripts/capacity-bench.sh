@@ -19,7 +19,7 @@ for r in $(seq 1 "$runs"); do
 		dir=$(mktemp -d)
 		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 		"$bin" coordinator --stratum 127.0.0.1:$port --http '' --data "$dir" --share-difficulty 1e-9 \
-			--shares-per-minute 0 --block-difficulty "$blockdiff" --log-level warn > "$dir/coord.log" 2>&1 &
+			--shares-per-minute 0 --block-difficulty "$blockdiff" --log-level warn > "${COORD_LOG:-$dir/coord.log}" 2>&1 &
 		pid=$!
 		for _ in $(seq 1 100); do
 			(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
