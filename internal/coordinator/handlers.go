@@ -230,12 +230,14 @@ func (s *session) sendWork(ep *epoch, force bool) {
 	if s.diffSent != s.diff {
 		buf, _ = stratum.AppendRequest(buf, nil, "mining.set_difficulty", []float64{s.diff})
 		s.diffSent = s.diff
+		// Accounting before the write: a miner that has read the new
+		// difficulty must find it in Status. Only on a change: the
+		// accounting lock is shared by every session, and a broadcast
+		// would otherwise take it once per session.
+		s.c.stats.setDifficulty(s.user, s.diff)
 	}
 	var idHex [16]byte
 	buf = ep.appendNotifyID(buf, j, strconv.AppendUint(idHex[:0], s.jobSeq, 16), clean)
-	// Accounting first: a miner that has read the new difficulty must
-	// find it in Status.
-	s.c.stats.setDifficulty(s.user, s.diff)
 	s.writeLocked(bp, buf)
 	if !force {
 		s.c.metrics.observeNotify(ep.made)

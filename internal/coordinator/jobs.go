@@ -37,7 +37,7 @@ type epoch struct {
 	tag              []byte
 	pplns            *pplnsJob // nil: each session's own payout (solo)
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	byPayout map[string]*coinbaseParts // keyed by output script
 	lines    map[notifyKey][2][]byte   // notify line around the job id
 	jobs     map[jobKey]*job           // V1 jobs, shared by the sessions
@@ -58,16 +58,24 @@ type jobRef struct {
 // job returns the epoch's job for a coinbase and share difficulty, made
 // once and shared by every session that gets it (tgt is diff's target).
 func (ep *epoch) job(cb *coinbaseParts, diff float64, tgt chainmath.Target) *job {
+	k := jobKey{cb, diff}
+	// Read-locked first: a broadcast asks for the same few jobs from
+	// every session at once.
+	ep.mu.RLock()
+	j := ep.jobs[k]
+	ep.mu.RUnlock()
+	if j != nil {
+		return j
+	}
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	k := jobKey{cb, diff}
 	if j := ep.jobs[k]; j != nil {
 		return j
 	}
 	if ep.jobs == nil {
 		ep.jobs = make(map[jobKey]*job)
 	}
-	j := &job{ep: ep, cb: cb, diff: diff, tgt: tgt}
+	j = &job{ep: ep, cb: cb, diff: diff, tgt: tgt}
 	ep.jobs[k] = j
 	return j
 }
@@ -179,9 +187,18 @@ func (b *jobBook) stale(ep *epoch) bool { return ep.gen != b.gen.Load() }
 // coinbase returns the coinbase paying script, built once per epoch;
 // under PPLNS every session gets the epoch's one PPLNS coinbase.
 func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
+	if ep.pplns != nil {
+		script = nil
+	}
+	ep.mu.RLock()
+	cb, ok := ep.byPayout[string(script)]
+	ep.mu.RUnlock()
+	if ok {
+		return cb, nil
+	}
 	outs := []*wire.TxOut{wire.NewTxOut(ep.tmpl.CoinbaseValue, script)}
 	if ep.pplns != nil {
-		script, outs = nil, ep.pplns.outputs
+		outs = ep.pplns.outputs
 	}
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
@@ -198,7 +215,7 @@ func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coinbase for height %d: %w", ep.tmpl.Height, err)
 	}
-	cb := &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
+	cb = &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
 		sj: &stratum.Job{PrevHash: ep.tmpl.PrevHash, Coinb1: c1, Coinb2: c2, Branch: ep.branch, Version: ep.tmpl.Version, Bits: ep.tmpl.Bits, NTime: ep.ntime}}
 	ep.byPayout[string(script)] = cb
 	return cb, nil
@@ -230,26 +247,43 @@ func (ep *epoch) appendNotify(buf []byte, j *job, clean bool) []byte {
 // appendNotifyID is appendNotify with the job id given (hex).
 func (ep *epoch) appendNotifyID(buf []byte, j *job, id []byte, clean bool) []byte {
 	k := notifyKey{j.cb, clean}
-	ep.mu.Lock()
+	ep.mu.RLock()
 	parts, ok := ep.lines[k]
+	ep.mu.RUnlock()
 	if !ok {
+		parts = ep.notifyParts(j, k, clean)
+	}
+	if parts[0] == nil {
+		n := j.notify(clean)
+		n.JobID = string(id)
+		line, _ := stratum.AppendRequest(buf, nil, "mining.notify", n)
+		return line
+	}
+	buf = append(buf, parts[0]...)
+	buf = append(buf, id...) // hex: nothing to escape
+	return append(buf, parts[1]...)
+}
+
+// notifyParts encodes and caches the notify line of k around its job id;
+// nil parts when the line cannot be split (then every session's line is
+// encoded whole).
+func (ep *epoch) notifyParts(j *job, k notifyKey, clean bool) [2][]byte {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if parts, ok := ep.lines[k]; ok {
+		return parts
+	}
+	{
 		n := j.notify(clean)
 		n.JobID = ""
 		line, err := stratum.AppendRequest(nil, nil, "mining.notify", n)
 		i := bytes.Index(line, []byte(`"params":[""`))
 		if err != nil || i < 0 {
-			ep.mu.Unlock()
-			n := j.notify(clean)
-			n.JobID = string(id)
-			line, _ = stratum.AppendRequest(buf, nil, "mining.notify", n)
-			return line
+			return [2][]byte{}
 		}
 		i += len(`"params":["`)
-		parts = [2][]byte{line[:i:i], line[i:]}
+		parts := [2][]byte{line[:i:i], line[i:]}
 		ep.lines[k] = parts
+		return parts
 	}
-	ep.mu.Unlock()
-	buf = append(buf, parts[0]...)
-	buf = append(buf, id...) // hex: nothing to escape
-	return append(buf, parts[1]...)
 }

@@ -267,10 +267,31 @@ func (s *session) writeLocked(bp *[]byte, b []byte) {
 	if s.closed {
 		return
 	}
+	rest := b
+	if ev := s.ev.Load(); ev != nil {
+		// Most writes fit the socket buffer: sent at once, no deadline.
+		n, ok, err := ev.writeNow(rest)
+		if err != nil {
+			s.closed = true
+			s.closeConn()
+			return
+		}
+		if ok {
+			if rest = rest[n:]; len(rest) == 0 {
+				return
+			}
+		}
+	}
 	s.conn.SetWriteDeadline(s.c.cfg.Now().Add(s.c.cfg.WriteTimeout))
-	if _, err := s.conn.Write(b); err != nil {
+	if _, err := s.conn.Write(rest); err != nil {
 		s.closed = true
 		s.closeConn()
+		return
+	}
+	if s.ev.Load() != nil {
+		// Cleared, so that the next direct write does not find a deadline
+		// that passed while the session was idle.
+		s.conn.SetWriteDeadline(time.Time{})
 	}
 }
 
