@@ -305,5 +305,12 @@ func (ev *evState) writeNow(b []byte) (n int, ok bool, err error) {
 	if rerr != nil {
 		return 0, false, nil
 	}
+	if n < len(b) && err == nil {
+		directWritesShort.Add(1)
+	}
 	return n, true, err
 }
+
+// directWritesShort counts direct writes that left a remainder for the
+// ordinary path (a full socket buffer); tests read it.
+var directWritesShort atomic.Int64
