@@ -14,7 +14,8 @@
 # by each loadtest, 5000), DURATION (share phase, 15s), BLOCKS (blocks each
 # loadtest mines for the notify latency, 3), PERF (1: a 10 s `perf record`
 # of front-end 1 during the share phase, if perf is installed), LEASE_TTL
-# (the front-ends' --lease-ttl, 3s).
+# (the front-ends' --lease-ttl, 3s). POWCOORD_CPUPROFILE=/dir/%p.prof gives
+# every powcoord process a Go CPU profile (by pid; $work/pids names them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -112,12 +113,15 @@ for k in $(seq "$FRONTENDS"); do
 		>"$work/fe$k.log" 2>&1 &
 	pids+=($!)
 	fepids+=($!)
+	echo "fe$k $!" >>"$work/pids"
 	fe+=("127.0.0.1:$port")
 done
 "$bin" ledger --cluster "$urls" --replicas 3 \
 	--postgres "postgres://postgres@127.0.0.1:$pgport/powcoord?sslmode=disable" >"$work/ledger.log" 2>&1 &
 pids+=($!)
 ledgerpid=$!
+echo "coordinator $coordpid" >>"$work/pids"
+echo "ledger $ledgerpid" >>"$work/pids"
 for a in "${fe[@]}"; do
 	for _ in $(seq 300); do
 		(exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null && break

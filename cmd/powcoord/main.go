@@ -11,19 +11,49 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := profiled(func() error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "powcoord:", err)
 		os.Exit(2)
 	}
+}
+
+// profiled runs f under a CPU profile when POWCOORD_CPUPROFILE names a
+// file ("%p" in it becomes the process id, for the several processes of a
+// cluster benchmark); the profile is complete once f returns (SIGINT or
+// SIGTERM end every command through its context).
+func profiled(f func() error) error {
+	path := os.Getenv("POWCOORD_CPUPROFILE")
+	if path == "" {
+		return f()
+	}
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("POWCOORD_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return fmt.Errorf("POWCOORD_CPUPROFILE %s: %w", path, err)
+	}
+	err = f()
+	pprof.StopCPUProfile()
+	if cerr := out.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("POWCOORD_CPUPROFILE %s: %w", path, cerr)
+	}
+	return err
 }
 
 const usage = `powcoord — proof-of-work mining coordination

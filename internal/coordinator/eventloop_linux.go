@@ -44,6 +44,68 @@ type eventLoop struct {
 	mu   sync.Mutex
 	byID map[uint64]*session
 	done chan struct{}
+
+	// ready hands a session to an idle reader (unbuffered: a send
+	// succeeds only when one waits); idle counts them.
+	ready chan *session
+	idle  atomic.Int32
+}
+
+// Readers. A session with something to read is served by a reader
+// goroutine that ends when the socket is empty; an idle reader takes the
+// next ready session rather than a new goroutine starting for it, so that
+// the stack a share's parsing and validation grew is kept (a new
+// goroutine's stack growing to that depth was a seventh of a loaded
+// front-end's CPU). At most maxIdleReaders wait; an idle one leaves after
+// readerIdle.
+const (
+	maxIdleReaders = 64
+	readerIdle     = 10 * time.Second
+)
+
+// start has a reader serve s: an idle one, or a new goroutine.
+func (l *eventLoop) start(s *session) {
+	select {
+	case l.ready <- s:
+	default:
+		go l.reader(s)
+	}
+}
+
+func (l *eventLoop) reader(s *session) {
+	var idle *time.Timer
+	for {
+		if ev := s.ev.Load(); ev != nil {
+			ev.serve(s)
+		}
+		if l.idle.Add(1) > maxIdleReaders {
+			l.idle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(readerIdle)
+		} else {
+			idle.Reset(readerIdle)
+		}
+		select {
+		case s = <-l.ready:
+			l.idle.Add(-1)
+			idle.Stop()
+		case <-idle.C:
+			l.idle.Add(-1)
+			// A sender that saw this reader waiting may be handing it a
+			// session right now: take it.
+			select {
+			case s = <-l.ready:
+				continue
+			default:
+			}
+			return
+		case <-l.done:
+			l.idle.Add(-1)
+			return
+		}
+	}
 }
 
 // evState is a session's part of the event loop.
@@ -86,7 +148,7 @@ func newEventLoop(log *slog.Logger) *eventLoop {
 		log.Warn("event loop unavailable: one goroutine per session", "err", err)
 		return nil
 	}
-	l := &eventLoop{log: log, epfd: epfd, wake: efd, byID: make(map[uint64]*session), done: make(chan struct{})}
+	l := &eventLoop{log: log, epfd: epfd, wake: efd, byID: make(map[uint64]*session), done: make(chan struct{}), ready: make(chan *session)}
 	go l.run()
 	return l
 }
@@ -192,7 +254,7 @@ func (l *eventLoop) remove(s *session) {
 // the running one to read once more before it ends.
 func (ev *evState) wake(s *session) {
 	if ev.running.CompareAndSwap(false, true) {
-		go ev.serve(s)
+		ev.loop.start(s)
 		return
 	}
 	ev.again.Store(true)
