@@ -6,13 +6,11 @@
 package loadtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -64,15 +62,23 @@ type Miner struct {
 	OnAnswer func(accepted bool)
 	// OnNotify, if set, is called (from the reader) when a mining.notify
 	// arrives, with its prevhash field (only valid during the call), its
-	// clean flag and the time its line was read. The notify is recognised
-	// by scanning bytes; it is parsed in full only when work is needed.
-	OnNotify func(prevHash []byte, clean bool, at time.Time)
+	// clean flag, when the read that brought the line's first byte
+	// returned, and when the read that completed the line returned (the
+	// same time unless the line was split across reads). The notify is
+	// recognised by scanning bytes; it is parsed in full only when work
+	// is needed.
+	OnNotify func(prevHash []byte, clean bool, first, at time.Time)
 
 	conn    net.Conn
-	r       *bufio.Reader
 	en1     []byte
 	en1Hex  string
 	en2Size int
+
+	// What reads the connection owns (the handshake, then Run or an
+	// event loop; one at a time).
+	lines     stratum.LineSplitter
+	partialAt time.Time // when the unfinished line's first byte was read
+	handshook int       // handshake replies read (2: done)
 
 	mu      sync.Mutex
 	wmu     sync.Mutex // serializes writes
@@ -94,9 +100,16 @@ type pendingShare struct {
 	sh Share
 }
 
+// maxLine is the longest line a Miner accepts from a pool.
+const maxLine = 1 << 20
+
+// readBufSize is the read buffer of one goroutine reader (Run, the
+// handshake).
+const readBufSize = 2048
+
 // Dial connects a Miner to addr from the local IP src ("" for any),
-// subscribes and authorizes, and starts its reader. It returns when the
-// handshake is answered.
+// subscribes and authorizes. It returns when the handshake is answered;
+// Run (or an event loop) reads on from there.
 func Dial(ctx context.Context, addr, src, user string) (*Miner, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if src != "" {
@@ -107,7 +120,7 @@ func Dial(ctx context.Context, addr, src, user string) (*Miner, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Miner{User: user, conn: conn, r: bufio.NewReaderSize(conn, 1024), diff: 1, workCh: make(chan struct{})}
+	m := &Miner{User: user, conn: conn, lines: stratum.NewLineSplitter(maxLine), diff: 1, workCh: make(chan struct{})}
 	if err := m.handshake(); err != nil {
 		conn.Close()
 		return nil, err
@@ -115,7 +128,9 @@ func Dial(ctx context.Context, addr, src, user string) (*Miner, error) {
 	return m, nil
 }
 
-// handshake sends subscribe and authorize and reads the subscribe reply.
+// handshake sends subscribe and authorize and reads until both are
+// answered; whatever follows them in the same read (difficulty, the
+// first job) is handled too.
 func (m *Miner) handshake() error {
 	m.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	defer m.conn.SetDeadline(time.Time{})
@@ -124,75 +139,144 @@ func (m *Miner) handshake() error {
 	if _, err := m.conn.Write(buf); err != nil {
 		return fmt.Errorf("sending the handshake: %w", err)
 	}
-	for got := 0; got < 2; {
-		msg, at, err := m.readMsg()
-		if err != nil {
+	rb := make([]byte, readBufSize)
+	for m.handshook < 2 {
+		n, err := m.conn.Read(rb)
+		at := time.Now()
+		if n > 0 {
+			if ferr := m.feed(rb[:n], at); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil && m.handshook < 2 {
 			return fmt.Errorf("reading the handshake: %w", err)
-		}
-		if msg == nil {
-			continue // a notify
-		}
-		if msg.Method != "" {
-			if err := m.handleNote(msg, at); err != nil {
-				return err
-			}
-			continue
-		}
-		got++
-		if e := msg.ResponseError(); e != nil {
-			return fmt.Errorf("handshake refused: %w", e)
-		}
-		if string(msg.ID) == "1" {
-			var res []json.RawMessage
-			if err := json.Unmarshal(msg.Result, &res); err != nil || len(res) != 3 {
-				return fmt.Errorf("subscribe result %s", msg.Result)
-			}
-			json.Unmarshal(res[1], &m.en1Hex)
-			json.Unmarshal(res[2], &m.en2Size)
-			if m.en1, err = hex.DecodeString(m.en1Hex); err != nil || m.en2Size < 4 || m.en2Size > 8 {
-				return fmt.Errorf("subscribe result %s: bad extranonce", msg.Result)
-			}
-		} else if string(msg.Result) != "true" {
-			return fmt.Errorf("authorize %q answered %s", m.User, msg.Result)
 		}
 	}
 	m.nextID = 3
 	return nil
 }
 
-// readLine reads the next line; at is when it was read, before any
-// parsing (the notify latency should not include ours). The line is only
-// valid until the next read.
-func (m *Miner) readLine() (line []byte, at time.Time, err error) {
-	line, err = m.r.ReadSlice('\n')
-	at = time.Now()
-	if errors.Is(err, bufio.ErrBufferFull) {
-		rest, err2 := m.r.ReadBytes('\n')
-		line, err = append(append([]byte(nil), line...), rest...), err2
+// feed handles the bytes of one read, which returned at at: every line
+// they complete, in order. It returns an error when the stream is
+// unusable (a line too long or not JSON, a refused handshake).
+func (m *Miner) feed(data []byte, at time.Time) error {
+	first := at
+	if m.lines.Pending() > 0 {
+		first = m.partialAt // the line this read completes began earlier
 	}
-	return line, at, err
+	emitted := false
+	var herr error
+	_, err := m.lines.Feed(data, func(line []byte) bool {
+		herr = m.handleLine(line, first, at)
+		first, emitted = at, true
+		return herr == nil
+	})
+	if err == nil {
+		err = herr
+	}
+	if m.lines.Pending() > 0 && (emitted || first == at) {
+		m.partialAt = at // a new unfinished line began in this read
+	}
+	return err
 }
 
-// readMsg reads the next line and handles a mining.notify itself, cheaply
-// (see scanNotify); any other line is parsed and returned. msg is nil
-// after a notify.
-func (m *Miner) readMsg() (msg *stratum.Message, at time.Time, err error) {
-	line, at, err := m.readLine()
-	if err != nil {
-		return nil, at, err
-	}
+// handleLine handles one line from the pool; first and at are when its
+// first byte and its end were read.
+func (m *Miner) handleLine(line []byte, first, at time.Time) error {
 	if prev, clean, ok := scanNotify(line); ok {
-		m.noteWork(line, prev, clean, at)
-		return nil, at, nil
+		m.noteWork(line, prev, clean, first, at)
+		return nil
 	}
-	msg, err = stratum.Parse(line)
-	return msg, at, err
+	if m.handshook >= 2 {
+		if ok, known := scanResult(line); known {
+			m.answer(ok)
+			return nil
+		}
+	}
+	msg, err := stratum.Parse(line)
+	if err != nil {
+		return err
+	}
+	if msg.Method != "" {
+		return m.handleNote(msg, first, at)
+	}
+	if m.handshook < 2 {
+		return m.handshakeReply(msg)
+	}
+	m.answer(string(msg.Result) == "true")
+	return nil
+}
+
+// handshakeReply takes the answer to subscribe (id 1) or authorize.
+func (m *Miner) handshakeReply(msg *stratum.Message) error {
+	m.handshook++
+	if e := msg.ResponseError(); e != nil {
+		return fmt.Errorf("handshake refused: %w", e)
+	}
+	if string(msg.ID) == "1" {
+		var res []json.RawMessage
+		if err := json.Unmarshal(msg.Result, &res); err != nil || len(res) != 3 {
+			return fmt.Errorf("subscribe result %s", msg.Result)
+		}
+		json.Unmarshal(res[1], &m.en1Hex)
+		json.Unmarshal(res[2], &m.en2Size)
+		var err error
+		if m.en1, err = hex.DecodeString(m.en1Hex); err != nil || m.en2Size < 4 || m.en2Size > 8 {
+			return fmt.Errorf("subscribe result %s: bad extranonce", msg.Result)
+		}
+	} else if string(msg.Result) != "true" {
+		return fmt.Errorf("authorize %q answered %s", m.User, msg.Result)
+	}
+	return nil
+}
+
+// answer takes the verdict on the oldest unanswered submit.
+func (m *Miner) answer(ok bool) {
+	m.mu.Lock()
+	if len(m.pending) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	p := m.pending[0]
+	m.pending = m.pending[1:]
+	if ok {
+		m.accepted++
+	} else {
+		m.rejected++
+	}
+	m.mu.Unlock()
+	if ok && m.OnAccepted != nil {
+		m.OnAccepted(p.sh)
+	}
+	if m.OnAnswer != nil {
+		m.OnAnswer(ok)
+	}
 }
 
 var (
 	notifyMethod = []byte(`"method":"mining.notify"`)
 	paramsOpen   = []byte(`"params":["`)
+	resultOpen   = []byte(`{"id":`)
+	resultTrue   = []byte(`,"result":true,"error":null}`)
 )
+
+// scanResult recognises the answer the coordinator writes to an accepted
+// submit ({"id":<n>,"result":true,"error":null}) by its bytes. known is
+// false for any other line, which goes through the full parser.
+func scanResult(line []byte) (ok, known bool) {
+	rest, found := bytes.CutPrefix(line, resultOpen)
+	if !found {
+		return false, false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || !bytes.Equal(bytes.TrimRight(rest[i:], " \r"), resultTrue) {
+		return false, false
+	}
+	return true, true
+}
 
 // scanNotify recognises a mining.notify line as the coordinator writes it
 // ({"id":null,"method":"mining.notify","params":["<job>","<prevhash>",
@@ -227,18 +311,18 @@ func scanNotify(line []byte) (prev []byte, clean, ok bool) {
 
 // noteWork keeps a copy of a notify line for parsing when work is needed
 // and reports the arrival.
-func (m *Miner) noteWork(line, prev []byte, clean bool, at time.Time) {
+func (m *Miner) noteWork(line, prev []byte, clean bool, first, at time.Time) {
 	m.mu.Lock()
 	m.raw = append(m.raw[:0], line...)
 	m.cur = nil
-	first := !m.hasWork
+	wasFirst := !m.hasWork
 	m.hasWork = true
 	m.mu.Unlock()
-	if first {
+	if wasFirst {
 		close(m.workCh)
 	}
 	if m.OnNotify != nil {
-		m.OnNotify(prev, clean, at)
+		m.OnNotify(prev, clean, first, at)
 	}
 }
 
@@ -267,7 +351,7 @@ func (m *Miner) workLocked() (*work, error) {
 	return w, nil
 }
 
-func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
+func (m *Miner) handleNote(msg *stratum.Message, first, at time.Time) error {
 	switch msg.Method {
 	case "mining.set_difficulty":
 		var p []float64
@@ -287,52 +371,31 @@ func (m *Miner) handleNote(msg *stratum.Message, at time.Time) error {
 			return err
 		}
 		line, _ := stratum.AppendRequest(nil, nil, "mining.notify", n)
-		m.noteWork(line, []byte(n.PrevHash), n.Clean, at)
+		m.noteWork(line, []byte(n.PrevHash), n.Clean, first, at)
 	}
 	return nil
 }
 
-// Run reads from the pool until the connection ends or ctx is done; it
-// answers nothing (a Miner only submits). It returns the read error.
+// Run reads from the pool on the calling goroutine until the connection
+// ends or ctx is done; it answers nothing (a Miner only submits). It
+// returns the read error (nil once ctx is done).
 func (m *Miner) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
 	defer stop()
+	buf := make([]byte, readBufSize)
 	for {
-		msg, now, err := m.readMsg()
+		n, err := m.conn.Read(buf)
+		at := time.Now()
+		if n > 0 {
+			if ferr := m.feed(buf[:n], at); ferr != nil {
+				return ferr
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
-		}
-		if msg == nil {
-			continue // a notify
-		}
-		if msg.Method != "" {
-			if err := m.handleNote(msg, now); err != nil {
-				return err
-			}
-			continue
-		}
-		m.mu.Lock()
-		if len(m.pending) == 0 {
-			m.mu.Unlock()
-			continue
-		}
-		p := m.pending[0]
-		m.pending = m.pending[1:]
-		ok := string(msg.Result) == "true"
-		if ok {
-			m.accepted++
-		} else {
-			m.rejected++
-		}
-		m.mu.Unlock()
-		if ok && m.OnAccepted != nil {
-			m.OnAccepted(p.sh)
-		}
-		if m.OnAnswer != nil {
-			m.OnAnswer(ok)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,20 @@ type Config struct {
 	// ephemeral ports). It applies on Linux only; elsewhere every session
 	// connects from the default source address.
 	PerSourceIP int
+	// Readers is how sessions are read: "epoll" (the default on Linux: a
+	// few event loops read every ready socket into a shared buffer) or
+	// "goroutines" (one goroutine and read buffer per session; the only
+	// kind off Linux, where "epoll" falls back to it).
+	Readers string
+	// Procs is how many processes share the sessions (0 or 1: this one).
+	// With more, Run starts Procs children with Command, gives each its
+	// share of Sessions and SharesPerSecond, runs the phases in step and
+	// merges what they measured (see ServeChild).
+	Procs int
+	// Command returns the command that runs one child process, a
+	// process that calls ServeChild on its standard input and output;
+	// Run sets those two. Needed when Procs > 1.
+	Command func(ctx context.Context) *exec.Cmd
 	// PID is the coordinator's process id for RSS and CPU readings (0:
 	// not measured).
 	PID int
@@ -49,28 +64,50 @@ type Config struct {
 
 // Report is what a run measured.
 type Report struct {
-	Sessions       int           // sessions held after the connect phase
-	ConnectErrors  int           // sessions that failed to connect
-	ConnectTime    time.Duration // time to open them all
-	RSSStartBytes  int64         // coordinator RSS before the first session
-	RSSIdleBytes   int64         // coordinator RSS holding the sessions
-	Submitted      int64         // shares sent in the share phase
-	Accepted       int64         // of those, answered true
-	Rejected       int64
-	SharesPerSec   float64 // accepted per second
-	RSSBytes       int64   // coordinator RSS after the share phase
-	CPUPercent     float64 // coordinator CPU during the share phase (100 = one core)
-	NotifyP50      time.Duration
-	NotifyP99      time.Duration
-	NotifyMax      time.Duration
-	NotifySamples  int // session×block latencies measured
-	NotifyMissing  int // sessions that did not get a measured block's notify in time
-	BlocksMeasured int
+	Procs         int           // processes that held the sessions
+	Readers       string        // how sessions were read ("epoll", "goroutines")
+	Sessions      int           // sessions held after the connect phase
+	ConnectErrors int           // sessions that failed to connect
+	ConnectTime   time.Duration // time to open them all
+	RSSStartBytes int64         // coordinator RSS before the first session
+	RSSIdleBytes  int64         // coordinator RSS holding the sessions
+	Submitted     int64         // shares sent in the share phase
+	Accepted      int64         // of those, answered true
+	Rejected      int64
+	SharesPerSec  float64 // accepted per second (summed over processes)
+	RSSBytes      int64   // coordinator RSS after the share phase
+	CPUPercent    float64 // coordinator CPU during the share phase (100 = one core)
+	// From the block's submit to each session's complete clean notify.
+	NotifyP50 time.Duration
+	NotifyP99 time.Duration
+	NotifyMax time.Duration
+	// Per block, from the earliest moment any session read the first
+	// byte of the block's clean notify to each session's complete line:
+	// the fan-out alone, without the block's validation.
+	SpreadP50      time.Duration
+	SpreadP99      time.Duration
+	SpreadMax      time.Duration
+	NotifySamples  int           // session×block latencies measured
+	NotifyMissing  int           // sessions that did not get a measured block's notify in time
+	BlocksMeasured int           //
+	LoadgenCPU     time.Duration // the load generator's own CPU from each block's submit until its notify was in everywhere
+}
+
+// LoadgenCPUPerNotify is the load generator's own CPU per notify
+// received (0 when nothing was measured).
+func (r *Report) LoadgenCPUPerNotify() time.Duration {
+	if r.NotifySamples == 0 {
+		return 0
+	}
+	return r.LoadgenCPU / time.Duration(r.NotifySamples)
 }
 
 func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "sessions held:        %d (%d failed) in %v\n", r.Sessions, r.ConnectErrors, r.ConnectTime.Round(time.Millisecond))
+	if r.Procs > 0 {
+		fmt.Fprintf(&b, "load generator:       %d process(es), %s readers\n", r.Procs, r.Readers)
+	}
 	if r.RSSIdleBytes > 0 {
 		fmt.Fprintf(&b, "coordinator RSS idle: %.1f MiB (%.1f KiB per session)\n", float64(r.RSSIdleBytes)/(1<<20), float64(r.RSSIdleBytes)/1024/float64(max(r.Sessions, 1)))
 		if r.RSSStartBytes > 0 {
@@ -84,8 +121,14 @@ func (r *Report) String() string {
 		}
 	}
 	if r.BlocksMeasured > 0 {
-		fmt.Fprintf(&b, "new-block notify:     p50 %v p99 %v max %v (%d samples over %d blocks, %d missing)\n",
-			r.NotifyP50.Round(time.Microsecond), r.NotifyP99.Round(time.Microsecond), r.NotifyMax.Round(time.Microsecond), r.NotifySamples, r.BlocksMeasured, r.NotifyMissing)
+		us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+		fmt.Fprintf(&b, "new-block notify:     p50 %v p99 %v max %v from the block's submit (%d samples over %d blocks, %d missing)\n",
+			us(r.NotifyP50), us(r.NotifyP99), us(r.NotifyMax), r.NotifySamples, r.BlocksMeasured, r.NotifyMissing)
+		fmt.Fprintf(&b, "notify spread:        p50 %v p99 %v max %v from the first byte any session read to each complete line\n",
+			us(r.SpreadP50), us(r.SpreadP99), us(r.SpreadMax))
+		if r.LoadgenCPU > 0 {
+			fmt.Fprintf(&b, "load generator CPU:   %v per notify received (%v over the notify waits)\n", r.LoadgenCPUPerNotify().Round(10*time.Nanosecond), us(r.LoadgenCPU))
+		}
 	}
 	return b.String()
 }
@@ -104,29 +147,292 @@ type arrivals struct {
 
 // round is the record of one block's notify.
 type round struct {
-	prev string
-	at   []atomic.Int64 // per session: arrival, Unix ns; 0 if none
-	n    atomic.Int64   // sessions with an arrival
-	want int64          // sessions held
-	done chan struct{}  // closed when every session has one
+	prev  string
+	first []atomic.Int64 // per session: when the line's first byte was read, Unix ns; 0 if none
+	at    []atomic.Int64 // per session: when the line was complete, Unix ns; 0 if none
+	n     atomic.Int64   // sessions with an arrival
+	want  int64          // sessions held
+	done  chan struct{}  // closed when every session has one
 }
 
-// expect starts awaiting prev's clean notify at held of slots sessions
-// (slots counts the failed ones too).
-func (a *arrivals) expect(prev string, slots, held int) *round {
-	r := &round{prev: prev, at: make([]atomic.Int64, slots), want: int64(held), done: make(chan struct{})}
+// expect starts awaiting prev's clean notify at n sessions.
+func (a *arrivals) expect(prev string, n int) *round {
+	r := &round{prev: prev, first: make([]atomic.Int64, n), at: make([]atomic.Int64, n), want: int64(n), done: make(chan struct{})}
 	a.cur.Store(r)
 	return r
 }
 
 // note records session i's notify if it is the awaited one.
-func (a *arrivals) note(i int, prev []byte, clean bool, at time.Time) {
+func (a *arrivals) note(i int, prev []byte, clean bool, first, at time.Time) {
 	r := a.cur.Load()
 	if !clean || r == nil || r.prev != string(prev) || i >= len(r.at) {
 		return
 	}
-	if r.at[i].CompareAndSwap(0, at.UnixNano()) && r.n.Add(1) == r.want {
-		close(r.done)
+	if r.at[i].CompareAndSwap(0, at.UnixNano()) {
+		r.first[i].Store(first.UnixNano())
+		if r.n.Add(1) == r.want {
+			close(r.done)
+		}
+	}
+}
+
+// roundResult is what one process saw of one block's notify: for every
+// session that got it, when its first byte and its end were read (Unix
+// ns, the wall clock every process on the machine shares).
+type roundResult struct {
+	First   []int64 `json:"first"`
+	At      []int64 `json:"at"`
+	Missing int     `json:"missing"`
+	CPU     int64   `json:"cpu_ns"` // the process's own CPU from expect to the end of the wait
+}
+
+// notifyStats gathers the notify samples of every block.
+type notifyStats struct {
+	fromSubmit, spread []time.Duration
+	blocks, missing    int
+	cpu                time.Duration
+}
+
+// add merges one block's results from every process; t0 is when its
+// block was submitted (Unix ns). It returns the sessions that got it and
+// the first and last arrival from the submit.
+func (s *notifyStats) add(t0 int64, parts []roundResult) (got int, first, last, spread time.Duration) {
+	earliest := int64(0)
+	for _, p := range parts {
+		for _, f := range p.First {
+			if earliest == 0 || f < earliest {
+				earliest = f
+			}
+		}
+		s.cpu += time.Duration(p.CPU)
+	}
+	for _, p := range parts {
+		for _, at := range p.At {
+			d := time.Duration(at - t0)
+			s.fromSubmit = append(s.fromSubmit, d)
+			sp := time.Duration(at - earliest)
+			s.spread = append(s.spread, sp)
+			if got == 0 || d < first {
+				first = d
+			}
+			last, spread = max(last, d), max(spread, sp)
+			got++
+		}
+	}
+	missing := 0
+	for _, p := range parts {
+		missing += p.Missing
+	}
+	if got > 0 {
+		s.blocks++
+		s.missing += missing
+	}
+	return got, first, last, spread
+}
+
+// fill puts the percentiles into rep.
+func (s *notifyStats) fill(rep *Report) {
+	rep.BlocksMeasured, rep.NotifyMissing, rep.LoadgenCPU = s.blocks, s.missing, s.cpu
+	if len(s.fromSubmit) == 0 {
+		return
+	}
+	rep.NotifySamples = len(s.fromSubmit)
+	rep.NotifyP50, rep.NotifyP99, rep.NotifyMax = percentiles(s.fromSubmit)
+	rep.SpreadP50, rep.SpreadP99, rep.SpreadMax = percentiles(s.spread)
+}
+
+// percentiles sorts d and returns its p50, p99 and max.
+func percentiles(d []time.Duration) (p50, p99, top time.Duration) {
+	slices.Sort(d)
+	return d[len(d)/2], d[min(len(d)-1, len(d)*99/100)], d[len(d)-1]
+}
+
+// group is the sessions one process holds.
+type group struct {
+	cfg    Config
+	log    *slog.Logger
+	miners []*Miner
+	arr    arrivals
+	stop   func() // stops the readers and closes every session
+	mined  int    // blocks mined so far (picks the next miner)
+}
+
+// connectResult is a group's connect phase.
+type connectResult struct {
+	Sessions int           `json:"sessions"`
+	Errors   int           `json:"errors"`
+	Time     time.Duration `json:"time_ns"`
+	FirstErr string        `json:"first_err,omitempty"`
+}
+
+// openGroup opens n sessions, numbered from offset (for their source
+// address and user name), starts their readers and waits for every
+// session's first job. On an error the group holds nothing.
+func openGroup(ctx context.Context, cfg Config, log *slog.Logger, offset, n int) (*group, connectResult, error) {
+	var cr connectResult
+	miners := make([]*Miner, n)
+	var wg sync.WaitGroup
+	var fails atomic.Int64
+	// The first connect error, whatever its type (an atomic.Value would
+	// panic on a second error of another concrete type).
+	var firstErr atomic.Pointer[error]
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	for i := range miners {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			src := ""
+			if manySources {
+				src = sourceIP(offset+i, cfg.PerSourceIP)
+			}
+			m, err := Dial(ctx, cfg.Addr, src, "load"+strconv.Itoa((offset+i)%1000))
+			if err != nil {
+				fails.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+				return
+			}
+			miners[i] = m
+		}()
+	}
+	wg.Wait()
+	cr.Time = time.Since(start)
+	cr.Errors = int(fails.Load())
+	if e := firstConnectErr(&firstErr); e != nil {
+		cr.FirstErr = e.Error()
+	}
+	g := &group{cfg: cfg, log: log}
+	for _, m := range miners {
+		if m != nil {
+			i := len(g.miners)
+			m.OnNotify = func(prev []byte, clean bool, first, at time.Time) { g.arr.note(i, prev, clean, first, at) }
+			g.miners = append(g.miners, m)
+		}
+	}
+	cr.Sessions = len(g.miners)
+	if len(g.miners) == 0 {
+		return nil, cr, fmt.Errorf("no session connected: %v", firstConnectErr(&firstErr))
+	}
+	if ctx.Err() != nil {
+		for _, m := range g.miners {
+			m.Close()
+		}
+		return nil, cr, ctx.Err()
+	}
+	if cr.Errors > 0 {
+		log.Warn("some sessions failed to connect", "failed", cr.Errors, "first_err", cr.FirstErr)
+	}
+	var mode string
+	g.stop, mode = startReaders(ctx, g.miners, cfg.Readers, log)
+	g.cfg.Readers = mode
+	for _, m := range g.miners {
+		if err := m.WaitWork(ctx); err != nil {
+			g.stop()
+			return nil, cr, err
+		}
+	}
+	return g, cr, nil
+}
+
+// shareResult is a group's share phase.
+type shareResult struct {
+	Submitted int64         `json:"submitted"`
+	Accepted  int64         `json:"accepted"`
+	Rejected  int64         `json:"rejected"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+}
+
+// shares runs the share phase at rate shares a second: a few pacers,
+// each submitting to its own slice of the sessions in turn; then it waits
+// (up to 10 s) for the answers in flight.
+func (g *group) shares(ctx context.Context, rate int) shareResult {
+	miners := g.miners
+	before, rej0 := counts(miners)
+	var sent atomic.Int64
+	pacers := min(8, len(miners), max(rate, 1))
+	per := max(1, rate/pacers)
+	phase, stop := context.WithTimeout(ctx, g.cfg.Duration)
+	t0 := time.Now()
+	var pw sync.WaitGroup
+	for p := range pacers {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			pace(phase, miners, p, pacers, per, g.cfg.Window, &sent)
+		}()
+	}
+	pw.Wait()
+	stop()
+	elapsed := time.Since(t0)
+	deadline := time.Now().Add(10 * time.Second)
+	var acc, rej int64
+	for {
+		a, r := counts(miners)
+		acc, rej = a-before, r-rej0
+		if acc+rej >= sent.Load() || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	return shareResult{Submitted: sent.Load(), Accepted: acc, Rejected: rej, Elapsed: elapsed}
+}
+
+// solve finds a block on the next session's current job.
+func (g *group) solve() (*Miner, Share, error) {
+	m := g.miners[g.mined%len(g.miners)]
+	g.mined++
+	sh, ok := m.Solve(true, 1<<31)
+	if !ok {
+		return nil, Share{}, errors.New("no block found in 2^31 nonces")
+	}
+	return m, sh, nil
+}
+
+// expect starts recording the clean notify of prev at every session.
+func (g *group) expect(prev string) *round { return g.arr.expect(prev, len(g.miners)) }
+
+// submit sends a block and returns when it was sent (Unix ns).
+func submitBlock(m *Miner, sh Share) (int64, error) {
+	t0 := time.Now().UnixNano()
+	if err := m.Submit(sh); err != nil {
+		return 0, fmt.Errorf("submitting block: %w", err)
+	}
+	return t0, nil
+}
+
+// await waits until every session has r's notify, 10 s or ctx, and
+// returns what arrived; cpu0 is the process's CPU when r began.
+func (g *group) await(ctx context.Context, r *round, cpu0 time.Duration) roundResult {
+	timer := time.NewTimer(10 * time.Second)
+	select {
+	case <-r.done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	timer.Stop()
+	g.arr.cur.CompareAndSwap(r, nil)
+	res := roundResult{CPU: int64(selfCPU() - cpu0)}
+	for i := range r.at {
+		if at := r.at[i].Load(); at != 0 {
+			res.At = append(res.At, at)
+			res.First = append(res.First, r.first[i].Load())
+		}
+	}
+	res.Missing = len(r.at) - len(res.At)
+	return res
+}
+
+// waitAnswered waits (up to 10 s) until m has the answers to all it
+// submitted, so that a block's share is in the ledger when a run ends.
+func waitAnswered(ctx context.Context, m *Miner) {
+	deadline := time.Now().Add(10 * time.Second)
+	for m.inFlight() > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling with a deadline
 	}
 }
 
@@ -149,186 +455,88 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.PerSourceIP <= 0 {
 		cfg.PerSourceIP = 20000
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	switch cfg.Readers {
+	case "", "epoll", "goroutines":
+	default:
+		return nil, fmt.Errorf("readers %q: want epoll or goroutines", cfg.Readers)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rep := &Report{}
-	arr := &arrivals{}
-
+	if cfg.Procs > 1 {
+		return runProcs(ctx, cfg)
+	}
+	log := cfg.Logger
+	rep := &Report{Procs: 1}
 	if cfg.PID > 0 {
 		rep.RSSStartBytes, _ = rss(cfg.PID)
 	}
-	// Connect phase.
-	miners := make([]*Miner, cfg.Sessions)
-	var wg sync.WaitGroup
-	var fails atomic.Int64
-	// The first connect error, whatever its type (an atomic.Value would
-	// panic on a second error of another concrete type).
-	var firstErr atomic.Pointer[error]
-	start := time.Now()
-	sem := make(chan struct{}, 64)
-	for i := range miners {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			src := ""
-			if manySources {
-				src = sourceIP(i, cfg.PerSourceIP)
-			}
-			m, err := Dial(ctx, cfg.Addr, src, "load"+strconv.Itoa(i%1000))
-			if err != nil {
-				fails.Add(1)
-				firstErr.CompareAndSwap(nil, &err)
-				return
-			}
-			m.OnNotify = func(prev []byte, clean bool, at time.Time) { arr.note(i, prev, clean, at) }
-			miners[i] = m
-		}()
+	g, cr, err := openGroup(ctx, cfg, log, 0, cfg.Sessions)
+	rep.Sessions, rep.ConnectErrors, rep.ConnectTime = cr.Sessions, cr.Errors, cr.Time
+	if err != nil {
+		return rep, err
 	}
-	wg.Wait()
-	rep.ConnectTime = time.Since(start)
-	rep.ConnectErrors = int(fails.Load())
-	live := miners[:0]
-	for _, m := range miners {
-		if m != nil {
-			live = append(live, m)
-		}
-	}
-	miners = live
-	rep.Sessions = len(miners)
-	if len(miners) == 0 {
-		return rep, fmt.Errorf("no session connected: %v", firstConnectErr(&firstErr))
-	}
-	if rep.ConnectErrors > 0 {
-		log.Warn("some sessions failed to connect", "failed", rep.ConnectErrors, "first_err", firstConnectErr(&firstErr))
-	}
-	var readers sync.WaitGroup
-	for _, m := range miners {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			m.Run(ctx)
-		}()
-	}
-	defer func() {
-		cancel()
-		for _, m := range miners {
-			m.Close()
-		}
-		readers.Wait()
-	}()
-	for _, m := range miners {
-		if err := m.WaitWork(ctx); err != nil {
-			return rep, err
-		}
-	}
-	log.Info("sessions connected", "sessions", len(miners), "took", rep.ConnectTime)
+	defer g.stop()
+	rep.Readers = g.cfg.Readers
+	log.Info("sessions connected", "sessions", rep.Sessions, "took", rep.ConnectTime, "readers", rep.Readers)
 	if cfg.PID > 0 {
 		rep.RSSIdleBytes, _ = rss(cfg.PID)
 	}
 
-	// Share phase: a few pacers, each submitting to its own slice of
-	// the sessions in turn.
 	if cfg.SharesPerSecond > 0 && cfg.Duration > 0 {
 		cpu0, _ := cpuTicks(cfg.PID)
-		before, rej0 := counts(miners)
-		var sent atomic.Int64
-		pacers := min(8, len(miners))
-		per := max(1, cfg.SharesPerSecond/pacers)
-		phase, stop := context.WithTimeout(ctx, cfg.Duration)
-		t0 := time.Now()
-		var pw sync.WaitGroup
-		for p := range pacers {
-			pw.Add(1)
-			go func() {
-				defer pw.Done()
-				pace(phase, miners, p, pacers, per, cfg.Window, &sent)
-			}()
-		}
-		pw.Wait()
-		stop()
-		elapsed := time.Since(t0)
-		// Let the answers in flight arrive.
-		deadline := time.Now().Add(10 * time.Second)
-		var acc, rej int64
-		for time.Now().Before(deadline) {
-			a, r := counts(miners)
-			acc, rej = a-before, r-rej0
-			if acc+rej >= sent.Load() {
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // polling with a deadline
-		}
+		sr := g.shares(ctx, cfg.SharesPerSecond)
 		cpu1, _ := cpuTicks(cfg.PID)
-		rep.Submitted, rep.Accepted, rep.Rejected = sent.Load(), acc, rej
-		rep.SharesPerSec = float64(acc) / elapsed.Seconds()
+		rep.addShares(sr)
 		if cfg.PID > 0 {
 			rep.RSSBytes, _ = rss(cfg.PID)
-			rep.CPUPercent = float64(cpu1-cpu0) / clockTicks / elapsed.Seconds() * 100
+			rep.CPUPercent = float64(cpu1-cpu0) / clockTicks / sr.Elapsed.Seconds() * 100
 		}
-		log.Info("share phase done", "sent", rep.Submitted, "accepted", acc, "per_second", rep.SharesPerSec)
+		log.Info("share phase done", "sent", rep.Submitted, "accepted", rep.Accepted, "per_second", rep.SharesPerSec)
 	}
 
 	// Notify phase: mine a block on one session and time the clean
 	// notify of that block's hash at every session.
-	var lat []time.Duration
+	var stats notifyStats
 	for b := 0; b < cfg.Blocks && ctx.Err() == nil; b++ {
-		m := miners[b%len(miners)]
-		sh, ok := m.Solve(true, 1<<31)
-		if !ok {
-			return rep, errors.New("no block found in 2^31 nonces")
+		m, sh, err := g.solve()
+		if err != nil {
+			return rep, err
 		}
-		prev := chainmath.StratumPrevHash(sh.Hash)
-		rd := arr.expect(prev, cfg.Sessions, len(miners))
-		t0 := time.Now()
-		if err := m.Submit(sh); err != nil {
-			return rep, fmt.Errorf("submitting block: %w", err)
+		r := g.expect(chainmath.StratumPrevHash(sh.Hash))
+		cpu0 := selfCPU()
+		t0, err := submitBlock(m, sh)
+		if err != nil {
+			return rep, err
 		}
-		timer := time.NewTimer(10 * time.Second)
-		select {
-		case <-rd.done:
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
-		arr.cur.Store(nil)
-		got := 0
-		var first, last time.Duration
-		for i := range rd.at {
-			if at := rd.at[i].Load(); at != 0 {
-				d := time.Unix(0, at).Sub(t0)
-				lat = append(lat, d)
-				if got == 0 || d < first {
-					first = d
-				}
-				last = max(last, d)
-				got++
-			}
-		}
-		if got == 0 {
-			log.Warn("block not announced (stale or rejected)", "hash", sh.Hash.String())
-			continue
-		}
-		rep.BlocksMeasured++
-		rep.NotifyMissing += len(miners) - got
-		log.Info("block notify measured", "hash", sh.Hash.String(), "sessions", got, "first", first, "last", last)
+		res := g.await(ctx, r, cpu0)
+		waitAnswered(ctx, m)
+		stats.logBlock(log, sh.Hash.String(), t0, []roundResult{res})
 	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		rep.NotifySamples = len(lat)
-		rep.NotifyP50 = lat[len(lat)/2]
-		rep.NotifyP99 = lat[min(len(lat)-1, len(lat)*99/100)]
-		rep.NotifyMax = lat[len(lat)-1]
-	}
+	stats.fill(rep)
 	return rep, nil
+}
+
+// addShares adds one process's share phase.
+func (r *Report) addShares(sr shareResult) {
+	r.Submitted += sr.Submitted
+	r.Accepted += sr.Accepted
+	r.Rejected += sr.Rejected
+	if sr.Elapsed > 0 {
+		r.SharesPerSec += float64(sr.Accepted) / sr.Elapsed.Seconds()
+	}
+}
+
+// logBlock merges one block's results and logs them.
+func (s *notifyStats) logBlock(log *slog.Logger, hash string, t0 int64, parts []roundResult) {
+	got, first, last, spread := s.add(t0, parts)
+	if got == 0 {
+		log.Warn("block not announced (stale or rejected)", "hash", hash)
+		return
+	}
+	log.Info("block notify measured", "hash", hash, "sessions", got, "first", first, "last", last, "spread", spread)
 }
 
 // pace submits per shares per second to miners p, p+n, p+2n, ... in turn,
@@ -354,7 +562,9 @@ func pace(ctx context.Context, miners []*Miner, p, n, per, window int, sent *ato
 		}
 		skipped = 0
 		sh, ok := m.Solve(false, 1<<16)
-		if !ok {
+		if !ok || sh.Block {
+			// A share that is also a block would move the chain and make
+			// every share in flight stale: the share phase keeps it.
 			continue
 		}
 		if m.Submit(sh) == nil {

@@ -22,7 +22,7 @@ func BenchmarkSolve(b *testing.B) {
 	}
 	m := &Miner{User: "bench", en1: []byte{1, 2, 3, 4}, en1Hex: "01020304", en2Size: 4, diff: 1e-12, workCh: make(chan struct{})}
 	prev, clean, _ := scanNotify(line)
-	m.noteWork(line, prev, clean, time.Now())
+	m.noteWork(line, prev, clean, time.Now(), time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := m.Solve(false, 1<<10); !ok {
