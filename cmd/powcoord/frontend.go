@@ -193,6 +193,10 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		led = frontLedger{Log: sl, spool: spool}
 	}
 	counted := &countingLedger{Ledger: led}
+	var ledger coordinator.Ledger = counted
+	if b, ok := led.(coordinator.BatchLedger); ok {
+		ledger = countingBatchLedger{counted, b}
+	}
 
 	ln, err := net.Listen("tcp", *stratum)
 	if err != nil {
@@ -280,7 +284,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fe.leases.Add(1)
 		reg := prometheus.NewRegistry()
 		coord, err := coordinator.New(coordinator.Config{
-			Source: src, Store: counted, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
+			Source: src, Store: ledger, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
 			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
 		})
 		if err != nil {
@@ -433,6 +437,21 @@ func (c *countingLedger) RecordShare(ctx context.Context, sh store.Share) error 
 	err := c.Ledger.RecordShare(ctx, sh)
 	if err == nil {
 		c.n.Add(1)
+	}
+	return err
+}
+
+// countingBatchLedger is a countingLedger whose ledger takes shares in
+// batches (the share log): the coordinator feeds it batches.
+type countingBatchLedger struct {
+	*countingLedger
+	batch coordinator.BatchLedger
+}
+
+func (c countingBatchLedger) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+	err := c.batch.RecordShareBatch(ctx, shares)
+	if err == nil {
+		c.n.Add(uint64(len(shares)))
 	}
 	return err
 }

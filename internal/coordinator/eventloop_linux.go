@@ -45,66 +45,79 @@ type eventLoop struct {
 	byID map[uint64]*session
 	done chan struct{}
 
-	// ready hands a session to an idle reader (unbuffered: a send
-	// succeeds only when one waits); idle counts them.
-	ready chan *session
-	idle  atomic.Int32
+	// Ready sessions wait in rq for a reader goroutine; readers counts
+	// the readers (busy or waiting), idle those waiting on rqCond.
+	rqMu     sync.Mutex
+	rqCond   sync.Cond
+	rq       []*session
+	readers  int
+	idle     int
+	blocked  int // readers waiting for their session's ledger answers
+	stopping bool
 }
 
-// Readers. A session with something to read is served by a reader
-// goroutine that ends when the socket is empty; an idle reader takes the
-// next ready session rather than a new goroutine starting for it, so that
-// the stack a share's parsing and validation grew is kept (a new
-// goroutine's stack growing to that depth was a seventh of a loaded
-// front-end's CPU). At most maxIdleReaders wait; an idle one leaves after
-// readerIdle.
-const (
-	maxIdleReaders = 64
-	readerIdle     = 10 * time.Second
-)
+// Readers. A session with something to read is queued for one of at most
+// maxReaders reader goroutines, which live as long as the loop: a new
+// goroutine per wake grew its stack to the depth of a share's parsing and
+// validation every time (copystack was 14-18% of a loaded front-end's
+// CPU, and a third of wakes still found no reader free when idle readers
+// were only reused). A reader is started only when none waits and fewer
+// than maxReaders are reading (readers waiting for their session's ledger
+// answers do not count: see blocking); otherwise the session waits its
+// turn. Readers past maxReaders end once the queue is empty.
+const maxReaders = 128
 
-// start has a reader serve s: an idle one, or a new goroutine.
+// start has a reader serve s.
 func (l *eventLoop) start(s *session) {
-	select {
-	case l.ready <- s:
-	default:
-		go l.reader(s)
+	l.rqMu.Lock()
+
+	l.rq = append(l.rq, s)
+	switch {
+	case l.idle > 0:
+		l.rqCond.Signal()
+	case l.readers-l.blocked < maxReaders:
+		l.readers++
+		go l.reader()
 	}
+	l.rqMu.Unlock()
 }
 
-func (l *eventLoop) reader(s *session) {
-	var idle *time.Timer
+// blocking is told when a reader starts (+1) and stops (-1) waiting for
+// its session's ledger answers (session.waitSettled): while it waits,
+// another reader takes the queue, so that a ledger that stalls does not
+// stop every other session's reading with it.
+func (ev *evState) blocking(delta int) {
+	l := ev.loop
+	l.rqMu.Lock()
+	l.blocked += delta
+	if delta > 0 && l.idle == 0 && len(l.rq) > 0 && !l.stopping {
+		l.readers++
+		go l.reader()
+	}
+	l.rqMu.Unlock()
+}
+
+func (l *eventLoop) reader() {
+	l.rqMu.Lock()
 	for {
+		for len(l.rq) == 0 {
+			if l.stopping || l.readers-l.blocked > maxReaders {
+				l.readers--
+				l.rqMu.Unlock()
+				return
+			}
+			l.idle++
+			l.rqCond.Wait()
+			l.idle--
+		}
+		s := l.rq[0]
+		l.rq[0] = nil
+		l.rq = l.rq[1:]
+		l.rqMu.Unlock()
 		if ev := s.ev.Load(); ev != nil {
 			ev.serve(s)
 		}
-		if l.idle.Add(1) > maxIdleReaders {
-			l.idle.Add(-1)
-			return
-		}
-		if idle == nil {
-			idle = time.NewTimer(readerIdle)
-		} else {
-			idle.Reset(readerIdle)
-		}
-		select {
-		case s = <-l.ready:
-			l.idle.Add(-1)
-			idle.Stop()
-		case <-idle.C:
-			l.idle.Add(-1)
-			// A sender that saw this reader waiting may be handing it a
-			// session right now: take it.
-			select {
-			case s = <-l.ready:
-				continue
-			default:
-			}
-			return
-		case <-l.done:
-			l.idle.Add(-1)
-			return
-		}
+		l.rqMu.Lock()
 	}
 }
 
@@ -148,7 +161,8 @@ func newEventLoop(log *slog.Logger) *eventLoop {
 		log.Warn("event loop unavailable: one goroutine per session", "err", err)
 		return nil
 	}
-	l := &eventLoop{log: log, epfd: epfd, wake: efd, byID: make(map[uint64]*session), done: make(chan struct{}), ready: make(chan *session)}
+	l := &eventLoop{log: log, epfd: epfd, wake: efd, byID: make(map[uint64]*session), done: make(chan struct{})}
+	l.rqCond.L = &l.rqMu
 	go l.run()
 	return l
 }
@@ -195,6 +209,10 @@ func (l *eventLoop) close() {
 	binary.NativeEndian.PutUint64(one[:], 1)
 	unix.Write(l.wake, one[:])
 	<-l.done
+	l.rqMu.Lock()
+	l.stopping = true
+	l.rqCond.Broadcast()
+	l.rqMu.Unlock()
 	unix.Close(l.wake)
 	unix.Close(l.epfd)
 }

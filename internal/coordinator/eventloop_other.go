@@ -24,3 +24,6 @@ func (ev *evState) wake(*session) {}
 
 // writeNow is the Linux event loop's direct write; never reached here.
 func (ev *evState) writeNow([]byte) (int, bool, error) { return 0, false, nil }
+
+// blocking is the Linux event loop's reader accounting; never reached here.
+func (ev *evState) blocking(int) {}

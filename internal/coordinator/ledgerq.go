@@ -13,10 +13,11 @@ import (
 // queued, commits it with one RecordShares call and passes the batch to a
 // goroutine that answers its shares (settleBatch) while the next batch
 // commits. So a share costs an append, not a channel hop and a goroutine
-// of its own. A ledger without RecordShares gets one RecordShare call per
-// share, each on its own goroutine. Only a *store.Store itself is fed in
-// batches: a wrapper that embeds one and overrides RecordShare (to count
-// or to fail shares) must see every share.
+// of its own. A *store.Store (RecordShares) and a BatchLedger are fed in
+// batches; any other ledger gets one RecordShare call per share, each on
+// its own goroutine. Only a *store.Store itself is fed through
+// RecordShares: a wrapper that embeds one and overrides RecordShare (to
+// count or to fail shares) must see every share.
 type ledgerQueue struct {
 	c       *Coordinator
 	mu      sync.Mutex
@@ -25,9 +26,26 @@ type ledgerQueue struct {
 	running bool // a feeder is running
 }
 
+// BatchLedger is a Ledger that records many shares in one call: it
+// returns nil once every one of them is durable, and an error when none of
+// them may be taken as durable. A cluster front-end's share log is one
+// (one SHARES message a call); the coordinator then feeds it the way it
+// feeds its own SQLite store, in batches from one queue, instead of one
+// call and one goroutine per share. The method has its own name so that a
+// wrapper embedding a *store.Store does not offer it by accident.
+type BatchLedger interface {
+	Ledger
+	RecordShareBatch(ctx context.Context, shares []store.Share) error
+}
+
 func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share) {
-	bl, ok := q.c.cfg.Store.(*store.Store)
-	if !ok {
+	var record func(context.Context, []store.Share) error
+	switch l := q.c.cfg.Store.(type) {
+	case *store.Store:
+		record = l.RecordShares
+	case BatchLedger:
+		record = l.RecordShareBatch
+	default:
 		go func() {
 			err := q.c.cfg.Store.RecordShare(ctx, sh)
 			ps.s.settle(ps, err, ctx.Err() != nil)
@@ -41,7 +59,7 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share)
 	q.running = true
 	q.mu.Unlock()
 	if start {
-		go q.feed(bl)
+		go q.feed(record)
 	}
 }
 
@@ -49,7 +67,7 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share)
 // a session's context: the shares were valid when taken, the ledger
 // finishes what it accepted, and a session waits for its answers before
 // it ends (session.drain), so shutdown still waits for every commit.
-func (q *ledgerQueue) feed(bl *store.Store) {
+func (q *ledgerQueue) feed(record func(context.Context, []store.Share) error) {
 	var spare []store.Share
 	for {
 		q.mu.Lock()
@@ -61,7 +79,7 @@ func (q *ledgerQueue) feed(bl *store.Store) {
 		shares, owners := q.shares, q.owners
 		q.shares, q.owners = spare[:0], make([]*pendingShare, 0, len(owners))
 		q.mu.Unlock()
-		err := bl.RecordShares(context.Background(), shares)
+		err := record(context.Background(), shares)
 		go settleBatch(owners, err)
 		clear(shares) // the ledger is done with them: reuse the array
 		spare = shares

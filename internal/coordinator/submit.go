@@ -91,7 +91,7 @@ func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh s
 	ps := &pendingShare{s: s, id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, achieved: sh.Achieved, user: user, now: sh.Time, start: start}
 	s.mu.Lock()
 	for len(s.pend) >= maxPipelined {
-		s.settled.Wait()
+		s.waitSettled()
 	}
 	s.pend = append(s.pend, ps)
 	s.mu.Unlock()
@@ -191,13 +191,27 @@ func (s *session) flushSettled() {
 
 var errNotRecorded = &stratum.Error{Code: stratum.CodeOther, Message: "share could not be recorded; send it again"}
 
+// waitSettled waits for some of the session's shares to be answered
+// (s.mu held, as for s.settled.Wait). A session read by the event loop
+// tells the loop that its reader is blocked meanwhile.
+func (s *session) waitSettled() {
+	ev := s.ev.Load()
+	if ev == nil {
+		s.settled.Wait()
+		return
+	}
+	ev.blocking(1)
+	s.settled.Wait()
+	ev.blocking(-1)
+}
+
 // drain waits until every share the session handed to the ledger has
 // been answered: an answer that is not a pipelined share's (another
 // method, a rejection) must not overtake theirs.
 func (s *session) drain() {
 	s.mu.Lock()
 	for len(s.pend) > 0 {
-		s.settled.Wait()
+		s.waitSettled()
 	}
 	s.mu.Unlock()
 }
@@ -232,7 +246,7 @@ func (s *session) isDuplicate(j *job, v *verdict) bool {
 	// The same work still with the ledger: judge it once that settles
 	// (durable: a duplicate; failed: not one).
 	for s.pendingHash(v.hash) {
-		s.settled.Wait()
+		s.waitSettled()
 	}
 	if j.ep.gen != s.dupGen {
 		return false // a newer generation: the job is stale, judged so already

@@ -245,6 +245,85 @@ func (l *Log) RecordShare(ctx context.Context, sh store.Share) error {
 	}
 }
 
+// RecordShareBatch returns nil once every share of shares is stored on
+// the SHARES stream: they go out at once as one batch message (several
+// when they pass MaxBatch or the servers' max_payload, published
+// together), without RecordShare's wait for a batch to fill. An error
+// means none of them may be taken as stored (some may be: the ledger
+// writer keys shares by their work, so a share sent again is stored
+// once). A coordinator's share queue calls it with what its sessions
+// handed over meanwhile (coordinator.BatchLedger).
+func (l *Log) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+	if len(shares) == 0 {
+		return nil
+	}
+	l.mu.RLock() // Close waits for batches in flight
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	buf := make([]byte, 0, len(shares)*112)
+	ends := make([]int, len(shares))
+	for i, sh := range shares {
+		if sh.Hash == (chainmath.Hash{}) {
+			return fmt.Errorf("sharelog: share %d of %d has an all-zero hash", i, len(shares))
+		}
+		buf = AppendShare(buf, sh)
+		ends[i] = len(buf)
+	}
+	recs := make([][]byte, len(shares))
+	for i, start := 0, 0; i < len(shares); i++ {
+		recs[i], start = buf[start:ends[i]:ends[i]], ends[i]
+	}
+	// Cut into messages.
+	var chunks [][][]byte
+	for first, size, i := 0, 0, 0; i <= len(recs); i++ {
+		if i == len(recs) {
+			chunks = append(chunks, recs[first:])
+			break
+		}
+		if i > first && (i-first >= l.cfg.MaxBatch || BatchSize(i-first+1, size+len(recs[i])) > l.maxBytes) {
+			chunks = append(chunks, recs[first:i])
+			first, size = i, 0
+		}
+		size += len(recs[i])
+	}
+	if len(chunks) == 1 {
+		return l.publishBatch(ctx, chunks[0])
+	}
+	errs := make([]error, len(chunks))
+	var wg sync.WaitGroup
+	for i, c := range chunks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.publishBatch(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// publishBatch publishes one batch message of recs and waits for its
+// acknowledgement (retries included, within PublishTimeout).
+func (l *Log) publishBatch(ctx context.Context, recs [][]byte) error {
+	body := AppendBatch(nil, recs)
+	id := l.idPrefix + strconv.FormatUint(l.seq.Add(1), 10)
+	m := &nats.Msg{Subject: l.sharesSubject, Data: body}
+	pctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	_, err := bus.PublishMsg(pctx, l.js, m, id)
+	cancel()
+	if err != nil {
+		l.failed.Add(uint64(len(recs)))
+		err = fmt.Errorf("sharelog: batch %s of %d shares on %s via %s not acknowledged: %w", id, len(recs), l.sharesSubject, l.server(), err)
+		l.log.Warn("share batch not acknowledged", "shares", len(recs), "subject", l.sharesSubject, "err", err)
+		return err
+	}
+	l.shares.Add(uint64(len(recs)))
+	l.batchCount.Add(1)
+	return nil
+}
+
 // batcher cuts the incoming shares into batches.
 func (l *Log) batcher() {
 	defer close(l.batcherDone)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,7 @@ func TestCluster(t *testing.T) {
 	s := ensure(t, c, js)
 	t.Run("ConcurrentSharesAckedAndDeduplicated", func(t *testing.T) { testConcurrentShares(t, js, s) })
 	t.Run("BatchFitsMaxPayload", func(t *testing.T) { testBatchFitsMaxPayload(t, js, s) })
+	t.Run("RecordShareBatch", func(t *testing.T) { testRecordShareBatch(t, js, s) })
 	t.Run("FoundBlock", func(t *testing.T) { testFoundBlock(t, js, s) })
 	t.Run("ErrorWhenAllServersGone", func(t *testing.T) { testAllServersGone(t, c, js) })
 }
@@ -334,6 +336,99 @@ func testBatchFitsMaxPayload(t *testing.T, js jetstream.JetStream, s *bus.Stream
 	}
 	if total != n {
 		t.Fatalf("%d shares in %d messages, want %d", total, msgs, n)
+	}
+}
+
+// RecordShareBatch publishes what it is given at once: 1,100 shares with
+// MaxBatch 500 are 3 messages (500, 500, 100), every share once, 1.1 KB
+// shares are cut under max_payload, a share with a zero hash fails the
+// call before anything is published, and a closed log refuses.
+func testRecordShareBatch(t *testing.T, js jetstream.JetStream, s *bus.Streams) {
+	if err := s.Shares.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(js, Config{Frontend: "fe-batch", MaxBatch: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1100
+	shares := make([]store.Share, n)
+	for i := range shares {
+		shares[i] = testShare(i)
+	}
+	bad := append(append([]store.Share{}, shares[:3]...), store.Share{Worker: "w"})
+	if err := l.RecordShareBatch(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "share 3 of 4 has an all-zero hash") {
+		t.Fatalf("a batch with a zero hash: %v", err)
+	}
+	if got := streamMsgs(t, s.Shares); got != 0 {
+		t.Fatalf("the refused batch left %d messages", got)
+	}
+	if err := l.RecordShareBatch(t.Context(), shares); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.Shares != n || st.Batches != 3 || st.FailedShares != 0 {
+		t.Fatalf("stats %+v, want %d shares in 3 batches", st, n)
+	}
+	info, err := s.Shares.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	seen := map[chainmath.Hash]int{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.Shares.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeShares(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(got))
+		for _, sh := range got {
+			if i := int(sh.NTime - 0x65000000); !reflect.DeepEqual(sh, testShare(i)) {
+				t.Fatalf("message %d: share %+v, want %+v", seq, sh, testShare(i))
+			}
+			seen[sh.Hash]++
+		}
+	}
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{100, 500, 500}) || len(seen) != n {
+		t.Fatalf("messages of %v shares holding %d distinct, want [100 500 500] and %d", sizes, len(seen), n)
+	}
+	// Large shares: cut by max_payload, not only by MaxBatch.
+	long := strings.Repeat("w", 1000)
+	for i := range shares[:1000] {
+		shares[i].Worker = long
+	}
+	before := info.State.LastSeq
+	if err := l.RecordShareBatch(t.Context(), shares[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	if info, err = s.Shares.Info(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	limit := js.Conn().MaxPayload()
+	total := 0
+	for seq := before + 1; seq <= info.State.LastSeq; seq++ {
+		m, err := s.Shares.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(m.Data)) > limit {
+			t.Fatalf("message %d: %d bytes, over max_payload %d", seq, len(m.Data), limit)
+		}
+		got, _ := DecodeShares(m.Data)
+		total += len(got)
+	}
+	if total != 1000 || info.State.LastSeq-before < 2 {
+		t.Fatalf("1000 shares of 1.1 KB: %d stored in %d messages", total, info.State.LastSeq-before)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RecordShareBatch(t.Context(), shares[:1]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
 	}
 }
 
