@@ -16,6 +16,8 @@
 # of front-end 1 during the share phase, if perf is installed), LEASE_TTL
 # (the front-ends' --lease-ttl, 3s). POWCOORD_CPUPROFILE=/dir/%p.prof gives
 # every powcoord process a Go CPU profile (by pid; $work/pids names them).
+# POWCOORD_BIN runs a binary built elsewhere (an older commit, side by side);
+# LOADGEN the load generator binary (default: the same binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -51,7 +53,11 @@ cputicks() { # utime+stime of a pid, in clock ticks (0 if gone)
 }
 rsskib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-go build -o "$bin" ./cmd/powcoord
+if [ -n "${POWCOORD_BIN:-}" ]; then
+	cp "$POWCOORD_BIN" "$bin"
+else
+	go build -o "$bin" ./cmd/powcoord
+fi
 nats=$(go tool -n nats-server)
 
 # NATS: three servers routed into one cluster.
@@ -137,7 +143,7 @@ pids+=($!)
 echo "cluster-bench: $FRONTENDS front-ends x $SESSIONS_PER_FE sessions, $RATE_PER_FE shares/s offered each for $DURATION, $BLOCKS blocks each"
 ltpids=()
 for k in $(seq "$FRONTENDS"); do
-	"$bin" loadtest --url "${fe[$((k - 1))]}" --sessions "$SESSIONS_PER_FE" --rate "$RATE_PER_FE" \
+	"${LOADGEN:-$bin}" loadtest --url "${fe[$((k - 1))]}" --sessions "$SESSIONS_PER_FE" --rate "$RATE_PER_FE" \
 		--duration "$DURATION" --blocks "$BLOCKS" --pid "${fepids[$((k - 1))]}" \
 		>"$work/lt$k.out" 2>"$work/lt$k.log" &
 	ltpids+=($!)

@@ -64,6 +64,13 @@ func startCoord(t *testing.T, bin, addr, dir string) *coordProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails before kill must not leave it running.
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
 	// Poll until it accepts connections.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
