@@ -123,7 +123,7 @@ for k in $(seq "$FRONTENDS"); do
 	fe+=("127.0.0.1:$port")
 done
 "$bin" ledger --cluster "$urls" --replicas 3 \
-	--postgres "postgres://postgres@127.0.0.1:$pgport/powcoord?sslmode=disable" >"$work/ledger.log" 2>&1 &
+	--postgres "postgres://postgres@127.0.0.1:$pgport/powcoord?sslmode=disable" ${LEDGER_FLAGS:-} >"$work/ledger.log" 2>&1 &
 pids+=($!)
 ledgerpid=$!
 echo "coordinator $coordpid" >>"$work/pids"
