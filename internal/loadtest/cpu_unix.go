@@ -8,11 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// selfCPU is the user+system CPU this process has used (0 if unknown).
-func selfCPU() time.Duration {
+// selfCPU is the CPU this process has used, in all and in the kernel
+// (0 if unknown).
+func selfCPU() cpuTime {
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return 0
+		return cpuTime{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	sys := time.Duration(ru.Stime.Nano())
+	return cpuTime{total: time.Duration(ru.Utime.Nano()) + sys, sys: sys}
 }

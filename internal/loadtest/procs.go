@@ -110,7 +110,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logg
 		block    Share
 		answered *Miner // the block submitted, whose answer collect awaits
 		r        *round
-		cpu0     time.Duration
+		cpu0     cpuTime
 	)
 	for {
 		o = order{}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +49,8 @@ type readLoop struct {
 	wake   int // eventfd that stops the loop; epoll data 0
 	miners []*Miner
 	conns  []*fdConn
+	ep     *os.File        // epfd, for the runtime's poller; nil if not
+	rc     syscall.RawConn // ep's
 	buf    []byte
 	done   chan struct{}
 	// started is set when run is started; close waits for it then.
@@ -105,7 +109,15 @@ func newReadLoop() (*readLoop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &readLoop{epfd: epfd, wake: efd, buf: make([]byte, loopBufSize), done: make(chan struct{})}, nil
+	l := &readLoop{epfd: epfd, wake: efd, buf: make([]byte, loopBufSize), done: make(chan struct{})}
+	// Let the runtime poll the epoll descriptor (see run).
+	if unix.SetNonblock(epfd, true) == nil {
+		l.ep = os.NewFile(uintptr(epfd), "epoll")
+		if rc, err := l.ep.SyscallConn(); err == nil {
+			l.rc = rc
+		}
+	}
+	return l, nil
 }
 
 // add registers m (before the loop runs). The kernel reports a socket
@@ -132,10 +144,42 @@ func (l *readLoop) add(m *Miner) error {
 	return nil
 }
 
+// run waits for ready sessions and reads them until told to stop. The
+// wait itself is the runtime's: the epoll descriptor is registered with
+// Go's poller, which parks the goroutine until the descriptor is
+// readable (some session is), so an idle loop holds no thread in a
+// blocking epoll_wait (whose P the scheduler would hand off and take
+// back on every wake). Where the runtime cannot poll it, the loop
+// blocks in epoll_wait instead.
 func (l *readLoop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, 256)
-	for {
+	stopped := false
+	if l.rc != nil {
+		var werr error
+		err := l.rc.Read(func(fd uintptr) bool {
+			for {
+				n, err := unix.EpollWait(int(fd), events, 0)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil {
+					werr = err
+					return true
+				}
+				if stopped = l.handle(events[:n]); stopped {
+					return true
+				}
+				if n < len(events) {
+					return false // nothing more ready: wait for the next edge
+				}
+			}
+		})
+		if stopped || (err == nil && werr != nil) {
+			return
+		}
+	}
+	for !stopped {
 		n, err := unix.EpollWait(l.epfd, events, -1)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
@@ -143,13 +187,20 @@ func (l *readLoop) run() {
 			}
 			return
 		}
-		for _, ev := range events[:n] {
-			if ev.Fd == 0 {
-				return // stop
-			}
-			l.read(int(ev.Fd) - 1)
-		}
+		stopped = l.handle(events[:n])
 	}
+}
+
+// handle reads every session in events; it returns true at the stop
+// signal.
+func (l *readLoop) handle(events []unix.EpollEvent) bool {
+	for _, ev := range events {
+		if ev.Fd == 0 {
+			return true
+		}
+		l.read(int(ev.Fd) - 1)
+	}
+	return false
 }
 
 // read reads session i until its socket is empty and handles what came.
@@ -201,5 +252,9 @@ func (l *readLoop) close() {
 		<-l.done
 	}
 	unix.Close(l.wake)
-	unix.Close(l.epfd)
+	if l.ep != nil {
+		l.ep.Close() // closes epfd
+	} else {
+		unix.Close(l.epfd)
+	}
 }

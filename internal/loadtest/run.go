@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,7 +92,13 @@ type Report struct {
 	NotifyMissing  int           // sessions that did not get a measured block's notify in time
 	BlocksMeasured int           //
 	LoadgenCPU     time.Duration // the load generator's own CPU from each block's submit until its notify was in everywhere
+	LoadgenSysCPU  time.Duration // of that, in the kernel
 }
+
+// cpuTime is a process's CPU use.
+type cpuTime struct{ total, sys time.Duration }
+
+func (c cpuTime) sub(d cpuTime) cpuTime { return cpuTime{c.total - d.total, c.sys - d.sys} }
 
 // LoadgenCPUPerNotify is the load generator's own CPU per notify
 // received (0 when nothing was measured).
@@ -127,7 +134,8 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "notify spread:        p50 %v p99 %v max %v from the first byte any session read to each complete line\n",
 			us(r.SpreadP50), us(r.SpreadP99), us(r.SpreadMax))
 		if r.LoadgenCPU > 0 {
-			fmt.Fprintf(&b, "load generator CPU:   %v per notify received (%v over the notify waits)\n", r.LoadgenCPUPerNotify().Round(10*time.Nanosecond), us(r.LoadgenCPU))
+			fmt.Fprintf(&b, "load generator CPU:   %v per notify received (%v over the notify waits, %.0f%% of it in the kernel)\n",
+				r.LoadgenCPUPerNotify().Round(10*time.Nanosecond), us(r.LoadgenCPU), float64(r.LoadgenSysCPU)/float64(r.LoadgenCPU)*100)
 		}
 	}
 	return b.String()
@@ -183,14 +191,15 @@ type roundResult struct {
 	First   []int64 `json:"first"`
 	At      []int64 `json:"at"`
 	Missing int     `json:"missing"`
-	CPU     int64   `json:"cpu_ns"` // the process's own CPU from expect to the end of the wait
+	CPU     int64   `json:"cpu_ns"`     // the process's own CPU from expect to the end of the wait
+	SysCPU  int64   `json:"sys_cpu_ns"` // of that, in the kernel
 }
 
 // notifyStats gathers the notify samples of every block.
 type notifyStats struct {
 	fromSubmit, spread []time.Duration
 	blocks, missing    int
-	cpu                time.Duration
+	cpu, sysCPU        time.Duration
 }
 
 // add merges one block's results from every process; t0 is when its
@@ -205,6 +214,7 @@ func (s *notifyStats) add(t0 int64, parts []roundResult) (got int, first, last, 
 			}
 		}
 		s.cpu += time.Duration(p.CPU)
+		s.sysCPU += time.Duration(p.SysCPU)
 	}
 	for _, p := range parts {
 		for _, at := range p.At {
@@ -232,7 +242,7 @@ func (s *notifyStats) add(t0 int64, parts []roundResult) (got int, first, last, 
 
 // fill puts the percentiles into rep.
 func (s *notifyStats) fill(rep *Report) {
-	rep.BlocksMeasured, rep.NotifyMissing, rep.LoadgenCPU = s.blocks, s.missing, s.cpu
+	rep.BlocksMeasured, rep.NotifyMissing, rep.LoadgenCPU, rep.LoadgenSysCPU = s.blocks, s.missing, s.cpu, s.sysCPU
 	if len(s.fromSubmit) == 0 {
 		return
 	}
@@ -394,7 +404,13 @@ func (g *group) solve() (*Miner, Share, error) {
 }
 
 // expect starts recording the clean notify of prev at every session.
-func (g *group) expect(prev string) *round { return g.arr.expect(prev, len(g.miners)) }
+// It collects the garbage of what came before first (the connect and
+// share phases), so that no collection the notify did not cause runs
+// while it is timed.
+func (g *group) expect(prev string) *round {
+	runtime.GC()
+	return g.arr.expect(prev, len(g.miners))
+}
 
 // submit sends a block and returns when it was sent (Unix ns).
 func submitBlock(m *Miner, sh Share) (int64, error) {
@@ -407,7 +423,7 @@ func submitBlock(m *Miner, sh Share) (int64, error) {
 
 // await waits until every session has r's notify, 10 s or ctx, and
 // returns what arrived; cpu0 is the process's CPU when r began.
-func (g *group) await(ctx context.Context, r *round, cpu0 time.Duration) roundResult {
+func (g *group) await(ctx context.Context, r *round, cpu0 cpuTime) roundResult {
 	timer := time.NewTimer(10 * time.Second)
 	select {
 	case <-r.done:
@@ -416,7 +432,8 @@ func (g *group) await(ctx context.Context, r *round, cpu0 time.Duration) roundRe
 	}
 	timer.Stop()
 	g.arr.cur.CompareAndSwap(r, nil)
-	res := roundResult{CPU: int64(selfCPU() - cpu0)}
+	used := selfCPU().sub(cpu0)
+	res := roundResult{CPU: int64(used.total), SysCPU: int64(used.sys)}
 	for i := range r.at {
 		if at := r.at[i].Load(); at != 0 {
 			res.At = append(res.At, at)

@@ -170,7 +170,7 @@ func TestNotifyStats(t *testing.T) {
 	const ms = int64(time.Millisecond)
 	// Block 1, submitted at 1000 ms: process A's first byte at 1010 ms.
 	got, first, last, spread := s.add(1000*ms, []roundResult{
-		{First: []int64{1010 * ms, 1012 * ms}, At: []int64{1011 * ms, 1015 * ms}, CPU: 3000},
+		{First: []int64{1010 * ms, 1012 * ms}, At: []int64{1011 * ms, 1015 * ms}, CPU: 3000, SysCPU: 2000},
 		{First: []int64{1020 * ms}, At: []int64{1030 * ms}, Missing: 1, CPU: 1000},
 	})
 	if got != 3 || first != 11*time.Millisecond || last != 30*time.Millisecond || spread != 20*time.Millisecond {
@@ -181,8 +181,8 @@ func TestNotifyStats(t *testing.T) {
 	var rep Report
 	s.fill(&rep)
 	// From submit: 4 9 11 15 30 ms; spread: 1 2 5 7 20 ms.
-	if rep.NotifySamples != 5 || rep.BlocksMeasured != 2 || rep.NotifyMissing != 1 || rep.LoadgenCPU != 4000 {
-		t.Fatalf("samples %d blocks %d missing %d cpu %v; want 5 2 1 4µs", rep.NotifySamples, rep.BlocksMeasured, rep.NotifyMissing, rep.LoadgenCPU)
+	if rep.NotifySamples != 5 || rep.BlocksMeasured != 2 || rep.NotifyMissing != 1 || rep.LoadgenCPU != 4000 || rep.LoadgenSysCPU != 2000 {
+		t.Fatalf("samples %d blocks %d missing %d cpu %v (kernel %v); want 5 2 1 4µs (2µs)", rep.NotifySamples, rep.BlocksMeasured, rep.NotifyMissing, rep.LoadgenCPU, rep.LoadgenSysCPU)
 	}
 	if rep.NotifyP50 != 11*time.Millisecond || rep.NotifyP99 != 30*time.Millisecond || rep.NotifyMax != 30*time.Millisecond {
 		t.Fatalf("from submit p50 %v p99 %v max %v; want 11ms 30ms 30ms", rep.NotifyP50, rep.NotifyP99, rep.NotifyMax)
