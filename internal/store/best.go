@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
+	"math/bits"
 	"sort"
 	"strings"
 	"time"
@@ -91,12 +93,31 @@ func (s *Store) loadBest() error {
 }
 
 // newBests returns the records that the shares of batch raise above the
-// ones held in memory, at most one per key (the highest).
+// ones held in memory, at most one per key (the highest; the first of
+// equals). Most shares raise nothing: a share is looked at only when its
+// achieved difficulty is above the lowest of its worker's four records
+// (held per worker for the batch), so a share costs one map lookup.
 func (s *Store) newBests(batch []shareReq) []BestShare {
 	s.bestMu.Lock()
 	defer s.bestMu.Unlock()
 	var out []BestShare
-	idx := map[bestKey]int{}
+	var idx map[bestKey]int
+	if s.bestFloor == nil {
+		s.bestFloor = make(map[string]float64)
+	}
+	floors := s.bestFloor
+	clear(floors)
+	// level is what a share must exceed to change key k's record.
+	level := func(k bestKey) float64 {
+		l := math.Inf(-1)
+		if cur, ok := s.best[k]; ok {
+			l = cur.Difficulty
+		}
+		if i, ok := idx[k]; ok {
+			l = max(l, out[i].Difficulty)
+		}
+		return l
+	}
 	consider := func(k bestKey, sh *Share) {
 		if cur, ok := s.best[k]; ok && cur.Difficulty >= sh.Achieved {
 			return
@@ -108,17 +129,34 @@ func (s *Store) newBests(batch []shareReq) []BestShare {
 			}
 			return
 		}
+		if idx == nil {
+			idx = map[bestKey]int{}
+		}
 		idx[k] = len(out)
 		out = append(out, b)
 	}
 	one := func(sh *Share) {
-		acct := AccountOf(sh.Worker)
-		consider(bestKey{BestWorker, sh.Worker, BestAllTime}, sh)
-		consider(bestKey{BestAccount, acct, BestAllTime}, sh)
-		if !sh.Block {
-			consider(bestKey{BestWorker, sh.Worker, BestSinceBlock}, sh)
-			consider(bestKey{BestAccount, acct, BestSinceBlock}, sh)
+		if f, ok := floors[sh.Worker]; ok && sh.Achieved <= f {
+			return // below every record of its worker and account
 		}
+		acct := AccountOf(sh.Worker)
+		keys := [4]bestKey{
+			{BestWorker, sh.Worker, BestAllTime},
+			{BestAccount, acct, BestAllTime},
+			{BestWorker, sh.Worker, BestSinceBlock},
+			{BestAccount, acct, BestSinceBlock},
+		}
+		consider(keys[0], sh)
+		consider(keys[1], sh)
+		if !sh.Block {
+			consider(keys[2], sh)
+			consider(keys[3], sh)
+		}
+		f := level(keys[0])
+		for _, k := range keys[1:] {
+			f = min(f, level(k))
+		}
+		floors[sh.Worker] = f
 	}
 	for i := range batch {
 		if batch[i].many != nil {
@@ -132,16 +170,53 @@ func (s *Store) newBests(batch []shareReq) []BestShare {
 	return out
 }
 
-// upsertBest writes records inside tx; a stored record is replaced only by
-// a higher one.
-func upsertBest(tx *sql.Tx, bests []BestShare) error {
-	for _, b := range bests {
-		if _, err := tx.Exec(`INSERT INTO best_shares (kind, name, scope, difficulty, hash, time) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT(kind, name, scope) DO UPDATE SET difficulty = excluded.difficulty, hash = excluded.hash, time = excluded.time
-			WHERE excluded.difficulty > best_shares.difficulty`,
-			b.Kind, b.Name, b.Scope, b.Difficulty, b.Hash[:], b.Time.UnixNano()); err != nil {
-			return fmt.Errorf("store: best share of %s %q: %w", b.Kind, b.Name, err)
+// bestRowsPerStatement is the most records one upsert statement writes;
+// the store prepares one statement for each power of two up to it.
+const bestRowsPerStatement = 64
+
+// upsertBest writes records inside tx, in as few prepared statements as
+// the powers of two up to bestRowsPerStatement allow; a stored record is
+// replaced only by a higher one. It runs on the writer goroutine only
+// (it owns the argument scratch).
+func (s *Store) upsertBest(tx *sql.Tx, bests []BestShare) error {
+	for len(bests) > 0 {
+		i := min(bits.Len(uint(len(bests))), len(s.upserts)) - 1
+		n := 1 << i
+		args := s.bestArgs[:0]
+		for _, b := range bests[:n] {
+			args = append(args, b.Kind, b.Name, b.Scope, b.Difficulty, b.Hash[:], b.Time.UnixNano())
 		}
+		s.bestArgs = args
+		_, err := tx.Stmt(s.upserts[i]).Exec(args...)
+		clear(args)
+		if err != nil {
+			return fmt.Errorf("store: best shares of %s %q and %d more: %w", bests[0].Kind, bests[0].Name, n-1, err)
+		}
+		bests = bests[n:]
+	}
+	return nil
+}
+
+// prepareUpserts prepares the upsert of 1, 2, 4 ... bestRowsPerStatement
+// records (at Open: the writer's connection is the only one, so nothing
+// can be prepared on it while a transaction holds it).
+func (s *Store) prepareUpserts() error {
+	for n := 1; n <= bestRowsPerStatement; n *= 2 {
+		var q strings.Builder
+		q.WriteString(`INSERT INTO best_shares (kind, name, scope, difficulty, hash, time) VALUES `)
+		for i := range n {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(?, ?, ?, ?, ?, ?)`)
+		}
+		q.WriteString(` ON CONFLICT(kind, name, scope) DO UPDATE SET difficulty = excluded.difficulty, hash = excluded.hash, time = excluded.time
+			WHERE excluded.difficulty > best_shares.difficulty`)
+		st, err := s.w.Prepare(q.String())
+		if err != nil {
+			return fmt.Errorf("prepare the upsert of %d best shares: %w", n, err)
+		}
+		s.upserts = append(s.upserts, st)
 	}
 	return nil
 }

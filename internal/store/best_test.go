@@ -158,3 +158,82 @@ worker w.b since_block 8 2
 		t.Fatalf("hook told %q, want %q", got, want)
 	}
 }
+
+// refNewBests is newBests as first written (four lookups a share), the
+// reference the filtered one must agree with record for record, in order.
+func refNewBests(best map[bestKey]BestShare, shares []Share) []BestShare {
+	var out []BestShare
+	idx := map[bestKey]int{}
+	consider := func(k bestKey, sh *Share) {
+		if cur, ok := best[k]; ok && cur.Difficulty >= sh.Achieved {
+			return
+		}
+		b := BestShare{Kind: k.kind, Name: k.name, Scope: k.scope, Difficulty: sh.Achieved, Hash: sh.Hash, Time: sh.Time}
+		if i, ok := idx[k]; ok {
+			if out[i].Difficulty < sh.Achieved {
+				out[i] = b
+			}
+			return
+		}
+		idx[k] = len(out)
+		out = append(out, b)
+	}
+	for i := range shares {
+		sh := &shares[i]
+		acct := AccountOf(sh.Worker)
+		consider(bestKey{BestWorker, sh.Worker, BestAllTime}, sh)
+		consider(bestKey{BestAccount, acct, BestAllTime}, sh)
+		if !sh.Block {
+			consider(bestKey{BestWorker, sh.Worker, BestSinceBlock}, sh)
+			consider(bestKey{BestAccount, acct, BestSinceBlock}, sh)
+		}
+	}
+	return out
+}
+
+// TestNewBestsMatchesReference runs random batches (workers sharing
+// accounts, ties, blocks, records held from earlier batches, a reset of
+// the since-block scope) through newBests and the reference, applying
+// each batch's records as a commit would.
+func TestNewBestsMatchesReference(t *testing.T) {
+	s := &Store{best: map[bestKey]BestShare{}}
+	workers := []string{"alice.rig1", "alice.rig2", "alice", "bob", "bob.x", "carol.a.b"}
+	seed := uint64(1)
+	next := func(n int) int {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return int(seed>>33) % n
+	}
+	changed := 0
+	for round := range 200 {
+		if round == 120 {
+			for k := range s.best {
+				if k.scope == BestSinceBlock {
+					delete(s.best, k)
+				}
+			}
+		}
+		shares := make([]Share, 1+next(40))
+		for i := range shares {
+			shares[i] = bestShare(workers[next(len(workers))], float64(next(round+8)), next(10) == 0, round*100+i)
+		}
+		want := refNewBests(s.best, shares)
+		var got []BestShare
+		if next(2) == 0 {
+			got = s.newBests([]shareReq{{many: shares}})
+		} else {
+			reqs := make([]shareReq, len(shares))
+			for i := range shares {
+				reqs[i].share = shares[i]
+			}
+			got = s.newBests(reqs)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d: newBests\n%v\nwant\n%v", round, got, want)
+		}
+		changed += len(got)
+		s.applyBest(got)
+	}
+	if changed < 50 {
+		t.Fatalf("only %d records changed in 200 rounds: the batches test too little", changed)
+	}
+}

@@ -43,6 +43,9 @@ import (
 // MaxBatch caps how many shares the writer commits in one transaction.
 const MaxBatch = 4096
 
+// insertSegment stores one committed batch of shares (segment.go).
+const insertSegment = `INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`
+
 // ErrClosed is returned by operations on a closed Store.
 var ErrClosed = errors.New("store: closed")
 
@@ -130,9 +133,15 @@ type Store struct {
 	wdone  chan struct{}
 	total  int64 // shares in the ledger; only the writer changes it after Open
 
-	bestMu   sync.Mutex // guards best; never held across a share commit
-	best     map[bestKey]BestShare
-	bestHook func(BestShare, float64)
+	bestMu    sync.Mutex // guards best and bestFloor; never held across a share commit
+	best      map[bestKey]BestShare
+	bestFloor map[string]float64 // newBests' scratch: per worker, the least record to beat
+	bestHook  func(BestShare, float64)
+
+	// The writer goroutine's prepared statements and scratch.
+	insSegment *sql.Stmt
+	upserts    []*sql.Stmt // [i]: the upsert of 1<<i best-share records
+	bestArgs   []any
 }
 
 // Open opens (creating if needed) the database file at path and its schema,
@@ -190,6 +199,14 @@ func Open(path string) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("store: %q: %w", path, err)
 	}
+	if s.insSegment, err = w.Prepare(insertSegment); err == nil {
+		err = s.prepareUpserts()
+	}
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store: %q: prepare statements: %w", path, err)
+	}
 	go s.writer()
 	return s, nil
 }
@@ -209,7 +226,11 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.wdone
-	return errors.Join(s.r.Close(), s.w.Close())
+	errs := []error{s.insSegment.Close()}
+	for _, st := range s.upserts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }
 
 // AddBlock stores b durably: when it returns nil the block is on disk. A
@@ -443,8 +464,7 @@ func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	bests := s.newBests(batch)
 	seqEnd := s.total + int64(enc.n)
 	if len(bests) == 0 {
-		if _, err := s.w.ExecContext(context.Background(),
-			`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), seqEnd); err != nil {
+		if _, err := s.insSegment.ExecContext(context.Background(), enc.n, enc.bytes(), seqEnd); err != nil {
 			return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 		}
 		s.total = seqEnd
@@ -456,11 +476,11 @@ func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	if err != nil {
 		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 	}
-	if _, err := tx.Exec(`INSERT INTO share_segments (count, data, seq_end) VALUES (?, ?, ?)`, enc.n, enc.bytes(), seqEnd); err != nil {
+	if _, err := tx.Stmt(s.insSegment).Exec(enc.n, enc.bytes(), seqEnd); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
 	}
-	if err := upsertBest(tx, bests); err != nil {
+	if err := s.upsertBest(tx, bests); err != nil {
 		tx.Rollback()
 		return err
 	}
