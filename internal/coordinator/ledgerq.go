@@ -49,10 +49,17 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share)
 		go func() {
 			err := q.c.cfg.Store.RecordShare(ctx, sh)
 			ps.s.settle(ps, err, ctx.Err() != nil)
+			ps.release()
 		}()
 		return
 	}
 	q.mu.Lock()
+	if q.shares == nil {
+		// Room for a full batch from the start: growing the queue
+		// share by share copied it again and again.
+		q.shares = make([]store.Share, 0, store.MaxBatch)
+		q.owners = ownerArray()
+	}
 	q.shares = append(q.shares, sh)
 	q.owners = append(q.owners, ps)
 	start := !q.running
@@ -77,7 +84,10 @@ func (q *ledgerQueue) feed(record func(context.Context, []store.Share) error) {
 			return
 		}
 		shares, owners := q.shares, q.owners
-		q.shares, q.owners = spare[:0], make([]*pendingShare, 0, len(owners))
+		if cap(spare) < store.MaxBatch {
+			spare = make([]store.Share, 0, store.MaxBatch)
+		}
+		q.shares, q.owners = spare[:0], ownerArray()
 		q.mu.Unlock()
 		err := record(context.Background(), shares)
 		go settleBatch(owners, err)
@@ -85,6 +95,11 @@ func (q *ledgerQueue) feed(record func(context.Context, []store.Share) error) {
 		spare = shares
 	}
 }
+
+// ownerPool holds the owner arrays of settled batches.
+var ownerPool = sync.Pool{New: func() any { return make([]*pendingShare, 0, store.MaxBatch) }}
+
+func ownerArray() []*pendingShare { return ownerPool.Get().([]*pendingShare)[:0] }
 
 // settleBatch answers the shares of one committed (or failed) batch:
 // first every outcome is marked, then each session writes all its
@@ -98,5 +113,12 @@ func settleBatch(owners []*pendingShare, err error) {
 			continue
 		}
 		ps.s.flushSettled()
+	}
+	for _, ps := range owners {
+		ps.release()
+	}
+	clear(owners)
+	if cap(owners) <= 4*store.MaxBatch {
+		ownerPool.Put(owners[:0])
 	}
 }

@@ -129,8 +129,9 @@ func (s *session) serve(ctx context.Context) {
 	// idle session keeps only this much.
 	lr := stratum.NewLineReader(s.conn, s.c.cfg.MaxLineBytes, 256)
 	var sub stratum.Submit
+	var deadline time.Time // the read deadline set on conn
 	for {
-		s.conn.SetReadDeadline(s.c.cfg.Now().Add(s.readTimeout()))
+		deadline = s.nextReadDeadline(deadline)
 		line, err := lr.ReadLine()
 		if err != nil {
 			s.logClose(err)
@@ -140,6 +141,34 @@ func (s *session) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// nextReadDeadline sets the read deadline for the next line and returns
+// it; set is what it returned for the line before (zero for none). During the handshake the deadline is set
+// as readTimeout says. After it, a session may stay silent IdleTimeout
+// from its last line, or up to a sixteenth longer: a deadline still at
+// least IdleTimeout away is kept, and a new one is set IdleTimeout plus
+// a sixteenth ahead, so that a session sending many lines moves it once
+// in every IdleTimeout/16 instead of once a line (a deadline is a timer
+// to stop and start again; on net.Pipe a new timer).
+func (s *session) nextReadDeadline(set time.Time) time.Time {
+	now := s.c.cfg.Now()
+	s.mu.Lock()
+	handshake := !s.subscribed || s.user == ""
+	s.mu.Unlock()
+	if handshake {
+		// Set every line, and not kept past the handshake: its deadline
+		// may be later than the idle one.
+		s.conn.SetReadDeadline(now.Add(s.readTimeout()))
+		return time.Time{}
+	}
+	idle := s.c.cfg.IdleTimeout
+	if !set.Before(now.Add(idle)) {
+		return set
+	}
+	d := now.Add(idle + idle/16)
+	s.conn.SetReadDeadline(d)
+	return d
 }
 
 // readTimeout is how long the session may stay silent from now: the rest

@@ -3,6 +3,8 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -64,10 +66,12 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 const maxPipelined = 32
 
 // pendingShare is a valid share handed to the ledger, waiting to be
-// answered in its turn.
+// answered in its turn. It is held twice, by the session's queue until
+// answered and by the ledger's batch until settled, and goes back to
+// pendingPool once both are done with it (release).
 type pendingShare struct {
 	s        *session
-	id       []byte // the request id, copied
+	id       []byte // the request id, copied (into idBuf when it fits)
 	j        *job
 	hash     chainmath.Hash
 	worker   string
@@ -78,7 +82,20 @@ type pendingShare struct {
 	start    time.Time
 	done     bool
 	err      error
-	shutdown bool // err came from the coordinator stopping
+	shutdown bool         // err came from the coordinator stopping
+	refs     atomic.Int32 // holders left: the session's queue and the ledger's batch
+	idBuf    [8]byte
+}
+
+var pendingPool = sync.Pool{New: func() any { return new(pendingShare) }}
+
+// release drops one holder of ps; the last one returns it to the pool.
+func (ps *pendingShare) release() {
+	if ps.refs.Add(-1) != 0 {
+		return
+	}
+	*ps = pendingShare{id: ps.idBuf[:0]}
+	pendingPool.Put(ps)
 }
 
 // pipeline hands a valid share to the ledger and returns without waiting
@@ -88,7 +105,14 @@ type pendingShare struct {
 // out in the order of the requests: settle writes every settled answer at
 // the head of the queue in one write.
 func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh store.Share, user string, start time.Time) {
-	ps := &pendingShare{s: s, id: append([]byte(nil), id...), j: j, hash: sh.Hash, worker: sh.Worker, diff: sh.Difficulty, achieved: sh.Achieved, user: user, now: sh.Time, start: start}
+	ps := pendingPool.Get().(*pendingShare)
+	ps.s, ps.j, ps.hash, ps.worker, ps.diff, ps.achieved, ps.user, ps.now, ps.start = s, j, sh.Hash, sh.Worker, sh.Difficulty, sh.Achieved, user, sh.Time, start
+	if len(id) <= len(ps.idBuf) {
+		ps.id = append(ps.idBuf[:0], id...)
+	} else {
+		ps.id = append([]byte(nil), id...)
+	}
+	ps.refs.Store(2)
 	s.mu.Lock()
 	for len(s.pend) >= maxPipelined {
 		s.waitSettled()
@@ -124,8 +148,8 @@ func (s *session) flushSettled() {
 		s.mu.Unlock()
 		return
 	}
-	heads := make([]*pendingShare, n)
-	copy(heads, s.pend[:n])
+	var headArr [maxPipelined]*pendingShare
+	heads := headArr[:copy(headArr[:n], s.pend[:n])]
 	rest := copy(s.pend, s.pend[n:])
 	clear(s.pend[rest:])
 	s.pend = s.pend[:rest]
@@ -178,8 +202,12 @@ func (s *session) flushSettled() {
 			}
 		}
 	}
+	now := heads[0].now
+	for _, h := range heads {
+		h.release()
+	}
 	if banned {
-		s.c.ban(s.ip, heads[0].now)
+		s.c.ban(s.ip, now)
 		s.c.metrics.bans.Inc()
 		s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
 		s.closeConn()
