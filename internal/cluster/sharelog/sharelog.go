@@ -376,26 +376,12 @@ func (l *Log) batcher() {
 func (l *Log) publisher() {
 	defer l.publishersDone.Done()
 	recs := make([][]byte, 0, l.cfg.MaxBatch)
-	var body []byte
 	for batch := range l.batches {
 		recs = recs[:0]
 		for _, r := range batch {
 			recs = append(recs, r.rec)
 		}
-		body = AppendBatch(body[:0], recs)
-		id := l.idPrefix + strconv.FormatUint(l.seq.Add(1), 10)
-		m := &nats.Msg{Subject: l.sharesSubject, Data: body}
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.PublishTimeout)
-		_, err := bus.PublishMsg(ctx, l.js, m, id)
-		cancel()
-		if err != nil {
-			err = fmt.Errorf("sharelog: batch %s of %d shares on %s via %s not acknowledged: %w", id, len(batch), l.sharesSubject, l.server(), err)
-			l.failed.Add(uint64(len(batch)))
-			l.log.Warn("share batch not acknowledged", "shares", len(batch), "subject", l.sharesSubject, "err", err)
-		} else {
-			l.shares.Add(uint64(len(batch)))
-			l.batchCount.Add(1)
-		}
+		err := l.publishBatch(context.Background(), recs)
 		for _, r := range batch {
 			r.done <- err
 		}
