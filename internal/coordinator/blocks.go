@@ -86,12 +86,17 @@ func (b *blockBook) found(ctx context.Context, fb foundBlock) {
 	blk.Serialize(&raw)
 	now := c.cfg.Now()
 	rec := store.Block{Height: fb.tmpl.Height, Hash: fb.hash, Header: fb.header, Raw: raw.Bytes(), Finder: fb.finder, Time: uint32(blk.Header.Timestamp.Unix()), FoundAt: now}
+	// What it pays first: a found-block record is resubmitted after a
+	// crash, so a crash between the two writes must not leave a pending
+	// block whose payouts were never recorded (TestPPLNSWindowSurvivesSIGKILL
+	// found one). A payout record whose block was never recorded as found
+	// lists with no state and pays nothing.
+	c.recordPayouts(ctx, &fb, blk)
 	if err := c.cfg.Store.AddFoundBlock(ctx, rec); err != nil {
 		// Submit it all the same: a block not recorded is better than a
 		// block not sent.
 		c.log.Error("recording found block before submitting it", "height", rec.Height, "hash", fb.hash.String(), "err", err)
 	}
-	c.recordPayouts(ctx, &fb, blk)
 	c.log.Info("block found", "height", rec.Height, "hash", fb.hash.String(), "finder", fb.finder)
 	p := &pendingBlock{rec: rec, block: blk, user: fb.user}
 	b.attempt(ctx, p)
