@@ -53,7 +53,6 @@ func TestSlowAndStalledReaders(t *testing.T) {
 	fast, fastR := dial("fast")
 	slow, slowR := dial("slow")
 	stalled, _ := dial("stalled")
-	_ = stalled
 	for c.SessionCount() != 3 || c.evCount() != 3 {
 		time.Sleep(time.Millisecond) // the sessions move onto the event loop
 	}
