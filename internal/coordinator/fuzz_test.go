@@ -144,7 +144,6 @@ func FuzzShare(f *testing.F) {
 		}()
 		script, _ := c.cfg.Source.PayoutScript("alice")
 		s.subscribed, s.user, s.payout, s.mask = true, "alice", script, c.cfg.VersionMask
-		s.workers["alice"] = true
 		s.sendWork(c.jobs.current(), false)
 		j := s.findJob("1")
 		if j == nil {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -63,11 +64,18 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 		return
 	}
 	s.mu.Lock()
-	s.workers[user] = true
 	first := s.user == ""
-	if first {
+	switch {
+	case first:
 		s.user = user
-		s.payout = script
+		// A copy of exact size: txscript's builder hands back a
+		// script in a 500-byte array, kept as long as the session.
+		s.payout = bytes.Clone(script)
+	case user != s.user:
+		if s.moreWorkers == nil {
+			s.moreWorkers = make(map[string]bool, 1)
+		}
+		s.moreWorkers[user] = true
 	}
 	ready := s.subscribed
 	refix := false
@@ -242,4 +250,9 @@ func (s *session) sendWork(ep *epoch, force bool) {
 	if !force {
 		s.c.metrics.observeNotify(ep.made)
 	}
+}
+
+// isWorker reports whether name was authorized on the session; s.mu held.
+func (s *session) isWorker(name string) bool {
+	return (name == s.user && name != "") || s.moreWorkers[name]
 }

@@ -460,6 +460,22 @@ func TestSubmitRules(t *testing.T) {
 	s = valid(3)
 	s.worker = "mallory"
 	codeOf("unauthorized worker", s, stratum.CodeUnauthorized)
+	s.worker = ""
+	codeOf("empty worker", s, stratum.CodeUnauthorized)
+	// A second worker on the same connection (a proxy's): its shares
+	// count; a third, never authorized, still does not.
+	c.authorize("bob")
+	s.worker = "bob"
+	if ok, code := c.submit(s); !ok {
+		t.Fatalf("second worker's share rejected with %d", code)
+	}
+	s = valid(30)
+	s.worker = "mallory"
+	codeOf("unauthorized worker after a second authorize", s, stratum.CodeUnauthorized)
+	s.worker = "alice"
+	if ok, code := c.submit(s); !ok {
+		t.Fatalf("first worker's share after a second authorize rejected with %d", code)
+	}
 
 	s = valid(4)
 	s.en2 = s.en2 + "00"
@@ -519,10 +535,12 @@ func TestSubmitRules(t *testing.T) {
 			alice = w
 		}
 	}
-	if alice.Accepted != 3 {
-		t.Errorf("alice accepted %d, want 3", alice.Accepted)
+	// The session's account is its first worker's: bob's share counts
+	// there too (the ledger keeps it under bob).
+	if alice.Accepted != 5 {
+		t.Errorf("alice accepted %d, want 5", alice.Accepted)
 	}
-	want := map[string]uint64{"duplicate": 1, "job-not-found": 1, "unauthorized": 1, "bad-extranonce2": 1, "bad-ntime": 2, "bad-version": 1, "low-difficulty": 1, "malformed": 1}
+	want := map[string]uint64{"duplicate": 1, "job-not-found": 1, "unauthorized": 3, "bad-extranonce2": 1, "bad-ntime": 2, "bad-version": 1, "low-difficulty": 1, "malformed": 1}
 	for k, v := range want {
 		if alice.Rejected[k] != v {
 			t.Errorf("alice rejected[%s] = %d, want %d (all: %v)", k, alice.Rejected[k], v, alice.Rejected)
@@ -530,8 +548,11 @@ func TestSubmitRules(t *testing.T) {
 	}
 	// Every accepted share is in the ledger.
 	shares, err := h.store.Shares(context.Background(), "alice")
-	if err != nil || len(shares) != 3 {
-		t.Fatalf("ledger has %d shares for alice (%v), want 3", len(shares), err)
+	if err != nil || len(shares) != 4 {
+		t.Fatalf("ledger has %d shares for alice (%v), want 4", len(shares), err)
+	}
+	if shares, err := h.store.Shares(context.Background(), "bob"); err != nil || len(shares) != 1 {
+		t.Fatalf("ledger has %d shares for bob (%v), want 1", len(shares), err)
 	}
 }
 

@@ -61,18 +61,21 @@ type session struct {
 	mu         sync.Mutex
 	closed     bool
 	subscribed bool
-	workers    map[string]bool
-	user       string // first authorized name: payout and accounting
-	payout     []byte
-	mask       uint32
-	diff       float64 // difficulty for the next job
-	fixedDiff  bool    // set by a d= password field: vardiff and suggestions leave it
-	diffSent   float64 // last mining.set_difficulty sent
-	diffTgt    chainmath.Target
-	diffTgtFor float64
-	jobs       []jobRef // the jobs a share may name, oldest first
-	jobSeq     uint64
-	lastEpoch  *epoch
+	// user (below) is the first worker authorized; moreWorkers holds any
+	// other, allocated only for a session that authorizes a second one
+	// (a Go map costs ≈ 450 bytes, a tenth of an idle session).
+	moreWorkers map[string]bool
+	user        string // first authorized name: payout and accounting
+	payout      []byte
+	mask        uint32
+	diff        float64 // difficulty for the next job
+	fixedDiff   bool    // set by a d= password field: vardiff and suggestions leave it
+	diffSent    float64 // last mining.set_difficulty sent
+	diffTgt     chainmath.Target
+	diffTgtFor  float64
+	jobs        []jobRef // the jobs a share may name, oldest first
+	jobSeq      uint64
+	lastEpoch   *epoch
 	// dups holds the header hash of every share of the current
 	// generation that the ledger has made durable: the same work sent
 	// again, under any job id of any epoch of this generation, is a
@@ -105,7 +108,6 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		en1:         en1,
 		remote:      conn.RemoteAddr().String(),
 		connectedAt: c.cfg.Now(),
-		workers:     make(map[string]bool, 1),
 		diff:        c.cfg.ShareDifficulty,
 		vd:          newVardiff(&c.cfg),
 	}

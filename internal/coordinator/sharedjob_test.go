@@ -23,7 +23,6 @@ func TestSharedJobs(t *testing.T) {
 			t.Fatal(reason)
 		}
 		s.subscribed, s.user, s.payout = true, "alice", script
-		s.workers["alice"] = true
 		sessions = append(sessions, s)
 	}
 	for _, s := range sessions {

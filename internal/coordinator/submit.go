@@ -251,7 +251,7 @@ func (s *session) shareFacts(p *stratum.Submit, now time.Time) (*job, shareFacts
 	j := s.findJob(p.JobID)
 	f := shareFacts{
 		subscribed:  s.subscribed,
-		authorized:  s.workers[p.Worker],
+		authorized:  s.isWorker(p.Worker),
 		en1:         s.en1Bytes,
 		en2Size:     s.c.cfg.Extranonce2Size,
 		mask:        s.mask,
