@@ -55,8 +55,17 @@ const shareWindow = 16
 
 // BenchmarkShares measures valid shares validated and durably recorded
 // per second over loopback TCP: 512 sessions, each keeping up to
-// shareWindow shares unanswered.
+// shareWindow shares unanswered. The sessions' answers are read as
+// `powcoord loadtest` reads them: by its epoll loops (readers=epoll, the
+// load generator's default on Linux, where it costs least), or one
+// goroutine per session (readers=goroutines, every other system).
 func BenchmarkShares(b *testing.B) {
+	for _, mode := range []string{"epoll", "goroutines"} {
+		b.Run("readers="+mode, func(b *testing.B) { benchShares(b, mode) })
+	}
+}
+
+func benchShares(b *testing.B, readers string) {
 	const sessions = 512
 	addr, st, _ := startPool(b, 1e-9, 1e3)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,11 +85,17 @@ func BenchmarkShares(b *testing.B) {
 			}
 			<-windows[i]
 		}
-		go m.Run(ctx)
+		miners[i] = m
+	}
+	stop, used := startReaders(ctx, miners, readers, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer stop()
+	if used != readers {
+		b.Skipf("readers %s unavailable here (%s used)", readers, used)
+	}
+	for _, m := range miners {
 		if err := m.WaitWork(ctx); err != nil {
 			b.Fatal(err)
 		}
-		miners[i] = m
 	}
 	var left atomic.Int64
 	left.Store(int64(b.N))
