@@ -96,3 +96,37 @@ func TestEventLoopHandshakeTimeout(t *testing.T) {
 	}
 	waitSessions(t, h, 0)
 }
+
+// TestEventLoopIdleTimeout: every line a TCP session on the event loop
+// sends moves its read deadline (the loop's sweeper closes a session
+// only once its deadline passed, never before); silent for IdleTimeout,
+// it is closed.
+func TestEventLoopIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	h := newHarness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.IdleTimeout = idle }})
+	c := h.dial()
+	c.ready("alice")
+	// Five lines 100 ms apart: 500 ms in all, past one IdleTimeout, and
+	// each answered.
+	for range 5 {
+		time.Sleep(idle / 3)
+		if m := c.call("mining.extranonce.subscribe", []any{}); string(m.Result) != "true" {
+			t.Fatalf("session closed or refused while it was talking: %s %s", m.Result, m.Error)
+		}
+	}
+	last := time.Now()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c.conn)
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("want the coordinator to close, got %v", err)
+			}
+			break
+		}
+	}
+	if d := time.Since(last); d < idle || d > 2*time.Second {
+		t.Fatalf("closed %v after the last line, want from %v to about %v", d, idle, idle+idle/16)
+	}
+	waitSessions(t, h, 0)
+}
