@@ -12,7 +12,14 @@
 //     header hash, 32 bytes) is unique: it names the work the share proves,
 //     so a share delivered twice (a redelivery after a crash, a front-end
 //     retrying a publish) is stored once. id orders rows by commit (Record
-//     holds an advisory lock from its insert to its commit).
+//     holds an advisory lock from its insert to its commit). Besides the
+//     primary key and the hash, shares has two cheap indexes (schema
+//     version 4): BRIN on time (WorkSince, BestShares since a block) and
+//     hash on worker (Shares of one worker). Every index costs each
+//     stored share; see docs/ledger.md for which query uses which.
+//   - best_shares: each worker's best share of all time (highest achieved
+//     difficulty, of equal ones the earliest, then the lowest hash),
+//     raised by Record in the transaction of the shares.
 //   - payout_blocks, payouts: what each found block pays (RecordPayouts):
 //     its PPLNS cutoff (a shares id), window and value, and its outputs.
 //   - blocks: the embedded chain's blocks as the cluster stores them, keyed
@@ -38,6 +45,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/powcoord/powcoord/internal/chainmath"
 )
@@ -84,6 +93,7 @@ var ErrHeightTaken = errors.New("pgledger: height already taken")
 type Ledger struct {
 	pool *pgxpool.Pool
 	url  string // redacted, for errors
+	best bestCache
 }
 
 // Open connects to the PostgreSQL database at dbURL (a postgres:// URL or
@@ -211,6 +221,27 @@ var migrations = []string{
 		PRIMARY KEY (hash, idx)
 	);
 	CREATE INDEX payouts_script ON payouts (script);`,
+	// Cheaper share inserts (every index costs each stored share a
+	// descent and a WAL record): each worker's best share of all time in
+	// best_shares, raised by Record, instead of an index on every share
+	// row; time ranges (WorkSince, BestShares since a block) through a
+	// BRIN index (shares are appended in about time order, so a range of
+	// pages summarizes a span of time); shares of one worker (Shares)
+	// through a hash index, one small entry per share.
+	`DROP INDEX shares_worker_achieved;
+	DROP INDEX shares_time;
+	DROP INDEX shares_worker_time;
+	CREATE INDEX shares_time_brin ON shares USING brin (time) WITH (autosummarize = on);
+	CREATE INDEX shares_worker_hash ON shares USING hash (worker);
+	CREATE TABLE best_shares (
+		worker   text             PRIMARY KEY,
+		achieved double precision NOT NULL,
+		time     timestamptz      NOT NULL,
+		hash     bytea            NOT NULL CHECK (octet_length(hash) = 32)
+	);
+	INSERT INTO best_shares (worker, achieved, time, hash)
+		SELECT DISTINCT ON (worker) worker, achieved, time, hash FROM shares
+		ORDER BY worker, achieved DESC, time, hash;`,
 }
 
 // recordLock is the advisory lock key every Record transaction holds
@@ -224,16 +255,17 @@ const recordLock = 0x706f77636f6f7273 // "powcoors"
 const migrationLock = 0x706f77636f6f7264 // "powcoord"
 
 func (l *Ledger) migrate(ctx context.Context) error {
-	if err := l.applyMigrations(ctx); err != nil {
+	if err := l.applyMigrations(ctx, len(migrations)); err != nil {
 		return fmt.Errorf("pgledger: schema migration in %s: %w", l.url, err)
 	}
 	return nil
 }
 
-// applyMigrations brings the schema up to date in one transaction, under
-// an advisory lock that another process migrating the same database waits
-// for (and then finds nothing left to do).
-func (l *Ledger) applyMigrations(ctx context.Context) error {
+// applyMigrations brings the schema up to version upto (tests migrate
+// to older versions) in one transaction, under an advisory lock that
+// another process migrating the same database waits for (and then finds
+// nothing left to do).
+func (l *Ledger) applyMigrations(ctx context.Context, upto int) error {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -254,7 +286,7 @@ func (l *Ledger) applyMigrations(ctx context.Context) error {
 	if have > len(migrations) {
 		return fmt.Errorf("the database is at schema version %d, newer than this program's %d", have, len(migrations))
 	}
-	for v := have + 1; v <= len(migrations); v++ {
+	for v := have + 1; v <= upto; v++ {
 		if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
 			return fmt.Errorf("version %d: %w", v, err)
 		}
@@ -330,14 +362,15 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 			return 0, fmt.Errorf("pgledger: share %d of %d (hash %s): %v", i, len(shares), shares[i].Hash, err)
 		}
 	}
-	// Insert in hash order: concurrent writers of overlapping batches then
-	// take their row locks in one order and cannot deadlock.
+	// Insert in hash order (a batch's duplicates are then adjacent, and
+	// only the first of each is sent).
 	order := make([]int, len(shares))
 	for i := range order {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(shares[a].Hash[:], shares[b].Hash[:]) })
-	n := len(shares)
+	order = slices.CompactFunc(order, func(a, b int) bool { return shares[a].Hash == shares[b].Hash })
+	n := len(order)
 	var (
 		hashes               = make([][]byte, n)
 		times                = make([]time.Time, n)
@@ -356,31 +389,36 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 		diffs[j], achieved[j] = sh.Difficulty, sh.Achieved
 		blocks[j] = sh.Block
 	}
-	// Under recordLock: ids in commit order (see recordLock). WITH
-	// ORDINALITY keeps the sorted order through the insert.
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(recordLock)); err != nil {
-		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
-	}
-	tag, err := tx.Exec(ctx, `INSERT INTO shares
+	bests := l.best.candidates(shares, order)
+	// One round trip, one implicit transaction (the statements of a batch
+	// run in one and it commits at its end): the advisory lock first, held
+	// to the commit (see recordLock), then the shares, then best_shares.
+	// Under the lock no other Record inserts, and the insert's snapshot,
+	// taken after the lock was granted, sees every share committed before:
+	// NOT EXISTS skips exactly the stored ones, without the speculative
+	// insertion ON CONFLICT costs per row (the unique index still refuses
+	// a duplicate should anything insert without the lock). WITH
+	// ORDINALITY keeps the hash order through the insert.
+	var b pgx.Batch
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(recordLock))
+	ins := b.Queue(`INSERT INTO shares
 		(hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block)
 		SELECT h, t, w, e1, j, e2, nt, no, v, d, a, b FROM unnest(
 			$1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
 			$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::float8[], $12::bool[])
 			WITH ORDINALITY AS u(h, t, w, e1, j, e2, nt, no, v, d, a, b, ord)
-		ORDER BY ord
-		ON CONFLICT (hash) DO NOTHING`,
+		WHERE NOT EXISTS (SELECT 1 FROM shares s WHERE s.hash = u.h)
+		ORDER BY ord`,
 		hashes, times, workers, en1s, jobs, en2s, ntimes, nonces, vers, diffs, achieved, blocks)
-	if err != nil {
-		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	var tag pgconn.CommandTag
+	ins.Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	if len(bests.workers) > 0 {
+		b.Queue(upsertBest, bests.workers, bests.achieved, bests.times, bests.hashes)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", n, l.url, err)
+	if err := l.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", len(shares), l.url, err)
 	}
+	l.best.committed(bests)
 	return int(tag.RowsAffected()), nil
 }
 
@@ -396,11 +434,18 @@ func (l *Ledger) ShareCount(ctx context.Context) (int64, error) {
 // Shares returns the stored shares of worker ("" for every worker) in the
 // order they were stored, at most limit of them (limit <= 0: all).
 func (l *Ledger) Shares(ctx context.Context, worker string, limit int) ([]Share, error) {
+	// Two queries, not one with "$1 = '' OR worker = $1": a cached
+	// generic plan of that could not use the index on worker.
 	q := `SELECT hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block
-		FROM shares WHERE ($1 = '' OR worker = $1) ORDER BY id`
-	args := []any{worker}
+		FROM shares`
+	var args []any
+	if worker != "" {
+		q += ` WHERE worker = $1`
+		args = append(args, worker)
+	}
+	q += ` ORDER BY id`
 	if limit > 0 {
-		q += ` LIMIT $2`
+		q += fmt.Sprintf(` LIMIT $%d`, len(args)+1)
 		args = append(args, limit)
 	}
 	rows, err := l.pool.Query(ctx, q, args...)
