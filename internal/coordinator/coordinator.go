@@ -411,24 +411,8 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	c.closeSV2(ln, graceful)
 	mine := c.sessionsWhere(func(s *session) bool { return s.ln == ln })
 	if graceful {
-		// Tell the miners to come back (client.reconnect), then close:
-		// once they have closed, or after reconnectLinger.
-		if lingering := c.closeForShutdown(mine); len(lingering) > 0 {
-			ended := make(chan struct{})
-			go func() {
-				wg.Wait()
-				close(ended)
-			}()
-			t := time.NewTimer(reconnectLinger)
-			select {
-			case <-ended:
-			case <-t.C:
-			}
-			t.Stop()
-			for _, s := range lingering {
-				s.abort()
-			}
-		}
+		// Tell the miners to come back (client.reconnect), then close.
+		c.closeForShutdown(mine)
 	} else {
 		for _, s := range mine {
 			s.abort()

@@ -105,6 +105,11 @@ func Open(ctx context.Context, dbURL string) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgledger: database URL %s: %s", safe, redactErr(err, dbURL))
 	}
+	// A batch of thousands of shares is costed above jit_above_cost, and
+	// compiling its expressions took more CPU than running them.
+	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgledger: connecting to %s: %s", safe, redactErr(err, dbURL))
@@ -398,7 +403,10 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 	// NOT EXISTS skips exactly the stored ones, without the speculative
 	// insertion ON CONFLICT costs per row (the unique index still refuses
 	// a duplicate should anything insert without the lock). WITH
-	// ORDINALITY keeps the hash order through the insert.
+	// ORDINALITY keeps the hash order through the insert. OFFSET 0 keeps
+	// the NOT EXISTS a probe of the hash index per share: as a join, a
+	// batch of thousands of shares gets a hash anti join over a
+	// sequential scan of the whole table.
 	var b pgx.Batch
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(recordLock))
 	ins := b.Queue(`INSERT INTO shares
@@ -407,7 +415,7 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 			$1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
 			$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::float8[], $12::bool[])
 			WITH ORDINALITY AS u(h, t, w, e1, j, e2, nt, no, v, d, a, b, ord)
-		WHERE NOT EXISTS (SELECT 1 FROM shares s WHERE s.hash = u.h)
+		WHERE NOT EXISTS (SELECT 1 FROM shares s WHERE s.hash = u.h OFFSET 0)
 		ORDER BY ord`,
 		hashes, times, workers, en1s, jobs, en2s, ntimes, nonces, vers, diffs, achieved, blocks)
 	var tag pgconn.CommandTag

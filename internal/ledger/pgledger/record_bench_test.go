@@ -53,13 +53,21 @@ func benchShares(n int) []Share {
 	return out
 }
 
-// BenchmarkRecord stores b.N shares in batches of 300 from 4 writers at
+// BenchmarkRecord stores b.N shares in batches of 300 or 5,000 from 4 writers at
 // once (a ledger writer commits 2 batches at a time by default, and a
 // cluster may run more than one writer) into the test PostgreSQL, and
 // reports shares/s and the CPU PostgreSQL's processes and this process
 // spent per stored share.
 func BenchmarkRecord(b *testing.B) {
-	const batch, writers = 300, 4
+	// 300 shares is a front-end's batch or two; the ledger writer's
+	// batches under load hold several thousand (up to 64 messages).
+	for _, batch := range []int{300, 5000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchRecord(b, batch) })
+	}
+}
+
+func benchRecord(b *testing.B, batch int) {
+	const writers = 4
 	pg := clustertest.StartPostgres(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
