@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,14 +31,14 @@ import (
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // runClusterCoordinator is `powcoord coordinator --cluster URLS`: it
 // campaigns for leadership; while active it opens the work source (the
 // embedded chain in the CHAIN stream, or the --node), publishes jobs to
 // the front-ends and submits the blocks they find; while standby it waits.
-// --http serves GET /api/cluster (this coordinator's role) and /metrics.
+// --http serves the cluster's GET /api/status, /api/cluster, /api/blocks,
+// /metrics and a dashboard at / (clusterHTTP).
 func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, stdout io.Writer) error {
 	urls, err := bus.ParseURLs(f.cluster)
 	if err != nil {
@@ -143,39 +142,11 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		if err != nil {
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, req *http.Request) {
-			st := clusterStatus{Coordinator: r.State()}
-			if src := r.Source(); src != nil {
-				s := src.Status()
-				st.Source = &s
-			}
-			lctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
-			all, err := members.List(lctx, membersKV)
-			cancel()
-			if err != nil {
-				st.MembersError = err.Error()
-			}
-			st.Coordinators, st.Frontends, st.Ledgers = []members.Member{}, []members.Member{}, []members.Member{}
-			for _, m := range all {
-				switch m.Role {
-				case members.RoleFrontend:
-					st.Frontends = append(st.Frontends, m)
-				case members.RoleLedger:
-					st.Ledgers = append(st.Ledgers, m)
-				case members.RoleCoordinator:
-					st.Coordinators = append(st.Coordinators, m)
-				}
-			}
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(st)
-		})
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Write(clusterPage)
-		})
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, started: time.Now(), log: log}
+		if nodeSrc == nil {
+			h.chain = chainstore.NewView(js)
+		}
+		srv = &http.Server{Handler: h.handler(reg), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -201,23 +172,12 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 	return nil
 }
 
-// clusterPage is the cluster dashboard at GET /: every coordinator,
-// front-end and ledger writer from GET /api/cluster, refreshed each second.
+// clusterPage is the cluster dashboard at GET /: the tip and totals,
+// every coordinator, front-end and ledger writer from GET /api/status and
+// the newest blocks from GET /api/blocks, refreshed each second.
 //
 //go:embed cluster.html
 var clusterPage []byte
-
-// clusterStatus is GET /api/cluster of a cluster coordinator.
-type clusterStatus struct {
-	Coordinator leader.State `json:"coordinator"`
-	Source      *work.Status `json:"source,omitempty"` // while active
-	// The live members of the cluster, from their heartbeats: every
-	// coordinator (state active or standby), front-end and ledger writer.
-	Coordinators []members.Member `json:"coordinators"`
-	Frontends    []members.Member `json:"frontends"`
-	Ledgers      []members.Member `json:"ledgers"`
-	MembersError string           `json:"members_error,omitempty"`
-}
 
 // pgPayouts is the cluster's PostgreSQL ledger as a PPLNS ledger
 // (coordinator.PayoutLedger).

@@ -478,7 +478,8 @@ Examples:
   powcoord coordinator --node http://127.0.0.1:18443 --node-cookie ~/.bitcoin/regtest/.cookie \
       --network regtest --payout-address bcrt1q...
   powcoord coordinator --cluster nats://h1:4222,nats://h2:4222,nats://h3:4222 --http :8080
-      (cluster mode: run two or more; miners connect to powcoord frontend)
+      (cluster mode: run two or more; miners connect to powcoord frontend;
+      --http serves the whole cluster's /api/status, /api/blocks, /api/cluster)
 
 Flags:
 `

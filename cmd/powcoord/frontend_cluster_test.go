@@ -153,7 +153,7 @@ func TestClusterFrontends(t *testing.T) {
 	} else {
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<h2>Front-ends</h2>")) || !bytes.Contains(page, []byte("fetch('api/cluster')")) {
+		if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<h2>Front-ends</h2>")) || !bytes.Contains(page, []byte("fetch('api/status')")) {
 			t.Errorf("cluster dashboard: %d, %d bytes", resp.StatusCode, len(page))
 		}
 	}

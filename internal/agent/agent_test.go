@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -621,5 +622,92 @@ func TestEveryKernel(t *testing.T) {
 				p.nextSubmit(t)
 			}
 		})
+	}
+}
+
+// TestReconnectReadAfterFailedWrite: the pool sends client.reconnect and
+// closes; a share written after that fails (the pool's end is gone)
+// while the client.reconnect line still waits unread in the agent's
+// socket. The reader must still read it and follow it: a failed write
+// must not close the connection under the reader (it did, and about one
+// run in ten of TestAgentFollowsReconnectOverIPv6 in cmd/powcoord lost
+// the redirect to a share found in that window).
+func TestReconnectReadAfterFailedWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestAgent(t, 1, "stratum+tcp://"+ln.Addr().String())
+	s := &session{a: a, pool: a.pools[0], addr: ln.Addr().String(), conn: conn, diff: 1}
+	// A share the pool never reads, so that its close is a reset.
+	if err := s.send("mining.submit", []string{"tester", "1", "00000000", "00000000", "00000000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Write([]byte(`{"id":null,"method":"client.reconnect","params":["127.0.0.1",4444,0]}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
+	// Shares go on being found: send until one fails.
+	waitFor(t, "a write to the closed pool to fail", func() bool {
+		return s.send("mining.submit", []string{"tester", "1", "00000000", "00000000", "00000000"}) != nil
+	})
+	r := s.readLoop()
+	if r.redirect != "127.0.0.1:4444" {
+		t.Fatalf("session ended with redirect %q, err %v; want redirect to 127.0.0.1:4444", r.redirect, r.err)
+	}
+}
+
+// TestFailedWriteEndsSession: after a write has failed, a pool that goes
+// on sending (but reads nothing) cannot keep the session alive: the
+// reader ends within writeFailedDrain and reports the write's error.
+func TestFailedWriteEndsSession(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond): // a pool chatting on
+			}
+			if _, err := pc.Write([]byte(`{"id":null,"method":"client.show_message","params":["hello"]}` + "\n")); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	a := newTestAgent(t, 1, "stratum+tcp://"+ln.Addr().String())
+	s := &session{a: a, pool: a.pools[0], addr: ln.Addr().String(), conn: conn, diff: 1}
+	werr := errors.New("sending mining.submit: write timed out")
+	s.writeFailed(werr)
+	r := s.readLoop()
+	if !errors.Is(r.err, werr) {
+		t.Fatalf("session ended with %v, want the write's error %v", r.err, werr)
 	}
 }

@@ -26,6 +26,11 @@ const (
 	idleTimeout = 180 * time.Second
 	maxLine     = 64 << 10
 	maxPending  = 1024
+	// writeFailedDrain is how long the reader may go on after a write
+	// failed: what the pool sent before it went away (client.reconnect
+	// in particular) is still read, and a pool that stopped reading but
+	// goes on sending cannot keep a session alive that can send nothing.
+	writeFailedDrain = time.Second
 )
 
 // versionRollingMask is the BIP 320 mask offered in mining.configure.
@@ -69,6 +74,11 @@ type session struct {
 	// job re-sent with the same content (a new difficulty, say) never
 	// has its nonces hashed twice.
 	units atomic.Uint64
+
+	// endBy is, once a write has failed, the read deadline (Unix
+	// nanoseconds) by which the reader ends; werr is that write's error.
+	endBy atomic.Int64
+	werr  atomic.Pointer[error]
 
 	// Owned by the reading goroutine.
 	en1        []byte
@@ -188,10 +198,25 @@ func (s *session) send(method string, params any) error {
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.conn.Write(s.wbuf); err != nil {
-		s.conn.Close() // the reader sees it and ends the session
-		return fmt.Errorf("sending %s: %w", method, err)
+		err = fmt.Errorf("sending %s: %w", method, err)
+		s.writeFailed(err)
+		return err
 	}
 	return nil
+}
+
+// writeFailed ends the session after a failed write, without closing the
+// connection under its reader: a pool that sends client.reconnect and
+// closes makes the next write fail, while the client.reconnect line may
+// still wait unread in the socket (docs/stratum-v1.md, "Conventions").
+// The reader reads what is there and ends at the pool's end of stream,
+// or writeFailedDrain from now at the latest.
+func (s *session) writeFailed(err error) {
+	s.werr.CompareAndSwap(nil, &err)
+	s.endBy.CompareAndSwap(0, time.Now().Add(writeFailedDrain).UnixNano())
+	// After the store: a reader that set its own deadline before it
+	// either sees endBy or has this deadline set after its own.
+	s.conn.SetReadDeadline(time.Unix(0, s.endBy.Load()))
 }
 
 // reply answers a request from the pool.
@@ -201,7 +226,7 @@ func (s *session) reply(id json.RawMessage, result any, e *stratum.Error) {
 	s.wbuf, _ = stratum.AppendResponse(s.wbuf[:0], id, result, e)
 	s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.conn.Write(s.wbuf); err != nil {
-		s.conn.Close()
+		s.writeFailed(fmt.Errorf("sending a response: %w", err))
 	}
 }
 
@@ -236,7 +261,15 @@ func (s *session) submit(j *job, en2 []byte, nonce uint32) {
 
 // run performs the handshake and then handles messages until the
 // connection ends.
-func (s *session) run() (r sessionResult) {
+func (s *session) run() sessionResult {
+	if err := s.sendHandshake(); err != nil {
+		return sessionResult{err: err}
+	}
+	return s.readLoop()
+}
+
+// sendHandshake sends the requests that open a session.
+func (s *session) sendHandshake() error {
 	a := s.a
 	configure := []any{[]string{"version-rolling"}, map[string]any{
 		"version-rolling.mask": versionRollingMask, "version-rolling.min-bit-count": 2}}
@@ -250,10 +283,17 @@ func (s *session) run() (r sessionResult) {
 		{"mining.extranonce.subscribe", []string{}},
 	} {
 		if err := s.send(req.method, req.params); err != nil {
-			r.err = err
-			return r
+			return err
 		}
 	}
+	return nil
+}
+
+// readLoop handles the pool's messages until the connection ends, a
+// write has failed and the pool's messages are read, or the pool asks
+// to reconnect.
+func (s *session) readLoop() (r sessionResult) {
+	a := s.a
 	handshakeEnd := time.Now().Add(handshakeTimeout)
 	lr := stratum.NewLineReader(s.conn, maxLine, 4096)
 	for {
@@ -262,8 +302,14 @@ func (s *session) run() (r sessionResult) {
 		} else {
 			s.conn.SetReadDeadline(handshakeEnd)
 		}
+		if end := s.endBy.Load(); end != 0 {
+			s.conn.SetReadDeadline(time.Unix(0, end))
+		}
 		line, err := lr.ReadLine()
 		if err != nil {
+			if werr := s.werr.Load(); werr != nil {
+				err = fmt.Errorf("%w (then reading: %v)", *werr, err)
+			}
 			r.err = err
 			return r
 		}

@@ -111,50 +111,83 @@ func (s *session) reconnectParams() []any {
 	return []any{host, port, int64(r.Wait / time.Second)}
 }
 
+// reconnectLinger is how long a session sent client.reconnect on a
+// graceful shutdown is still read, its sending side shut, before it is
+// closed: time for the miner to read the line and close, while what it
+// sends meanwhile is read rather than answered by a reset.
+const reconnectLinger = time.Second
+
 // sendReconnect writes client.reconnect to a session that has been given
 // work, as its last line, bounded by a one-second write deadline (a miner
-// that does not read cannot hold up the shutdown). The session is marked
-// closed first, so nothing else writes after it, and the write happens
-// without the session lock (its reader must not wait on a stuck write).
-func (s *session) sendReconnect() {
+// that does not read cannot hold up the shutdown), and reports whether
+// it was written. The session is marked closed first, so nothing else
+// writes after it, and the write happens without the session lock (its
+// reader must not wait on a stuck write).
+func (s *session) sendReconnect() bool {
 	s.mu.Lock()
 	if s.closed || s.lastEpoch == nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.closed = true
 	s.mu.Unlock()
 	b, err := stratum.AppendRequest(nil, nil, "client.reconnect", s.reconnectParams())
 	if err != nil {
-		return
+		return false
 	}
 	s.conn.SetWriteDeadline(s.c.cfg.Now().Add(time.Second))
-	if _, err := s.conn.Write(b); err == nil {
-		s.c.metrics.reconnects.Inc()
+	if _, err := s.conn.Write(b); err != nil {
+		return false
 	}
+	s.c.metrics.reconnects.Inc()
+	return true
+}
+
+// shutWrite ends the sending side of a plain TCP session, after what was
+// written (a FIN, not a reset), and reports whether it did. Its reader
+// goes on until the miner closes or the session is aborted.
+func (s *session) shutWrite() bool {
+	tc, ok := s.conn.(*net.TCPConn)
+	return ok && tc.CloseWrite() == nil
 }
 
 // closeForShutdown ends the sessions of a listener being shut down: with
 // client.reconnect first when that is on (several at once, so that slow
-// miners do not add up), then closing each connection.
-func (c *Coordinator) closeForShutdown(list []*session) {
-	if !c.cfg.Reconnect.Disabled {
-		var wg sync.WaitGroup
-		ch := make(chan *session)
-		for range min(broadcastWorkers, len(list)) {
-			wg.Go(func() {
-				for s := range ch {
-					s.sendReconnect()
-				}
-			})
-		}
+// miners do not add up). A plain TCP session that was sent it has its
+// sending side shut and is returned, to be read until the miner closes
+// or reconnectLinger passes and then aborted by the caller; every other
+// session is closed. Closing at once after the line made the kernel
+// answer the miner's next write (a share found meanwhile) with a reset,
+// or reset the connection at once when the miner's input was still
+// unread, and a miner that gives up its connection when a write fails
+// never read the client.reconnect line waiting in its socket.
+func (c *Coordinator) closeForShutdown(list []*session) (lingering []*session) {
+	if c.cfg.Reconnect.Disabled {
 		for _, s := range list {
-			ch <- s
+			s.abort()
 		}
-		close(ch)
-		wg.Wait()
+		return nil
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	ch := make(chan *session)
+	for range min(broadcastWorkers, len(list)) {
+		wg.Go(func() {
+			for s := range ch {
+				if !s.sendReconnect() || !s.shutWrite() {
+					s.abort()
+					continue
+				}
+				mu.Lock()
+				lingering = append(lingering, s)
+				mu.Unlock()
+			}
+		})
 	}
 	for _, s := range list {
-		s.abort()
+		ch <- s
 	}
+	close(ch)
+	wg.Wait()
+	return lingering
 }

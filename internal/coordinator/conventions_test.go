@@ -2,6 +2,8 @@ package coordinator_test
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -332,4 +334,40 @@ func equalAny(a, b []any) bool {
 		}
 	}
 	return true
+}
+
+// TestReconnectThenLingers: after client.reconnect on a graceful shutdown
+// the coordinator shuts only its sending side (the miner reads the end
+// of the stream) and goes on reading what the miner still sends until
+// the miner closes: a share the miner found before it read the
+// client.reconnect line is not answered by a reset, and a miner that
+// gives up its connection on a failed write still gets to read the
+// client.reconnect line. Closing the connection at once made the
+// miner's next write fail (the kernel resets a closed socket that
+// receives data, and closing one with unread input resets it at once).
+func TestReconnectThenLingers(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.dial()
+	c.ready("alice")
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	for {
+		m := c.next()
+		if m.Method == "client.reconnect" {
+			break
+		}
+	}
+	if _, err := c.readMsg(); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after client.reconnect: %v, want io.EOF", err)
+	}
+	// The miner has not seen the reconnect yet and goes on submitting.
+	line := `{"id":9,"method":"mining.extranonce.subscribe","params":[]}` + "\n"
+	for i := range 10 {
+		if _, err := c.conn.Write([]byte(line)); err != nil {
+			t.Fatalf("write %d after client.reconnect: %v, want the coordinator still reading", i, err)
+		}
+		<-time.After(2 * time.Millisecond) // time for a reset to come back
+	}
+	c.conn.Close()
+	<-stopped
 }

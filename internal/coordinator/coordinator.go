@@ -411,8 +411,24 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	c.closeSV2(ln, graceful)
 	mine := c.sessionsWhere(func(s *session) bool { return s.ln == ln })
 	if graceful {
-		// Tell the miners to come back (client.reconnect), then close.
-		c.closeForShutdown(mine)
+		// Tell the miners to come back (client.reconnect), then close:
+		// once they have closed, or after reconnectLinger.
+		if lingering := c.closeForShutdown(mine); len(lingering) > 0 {
+			ended := make(chan struct{})
+			go func() {
+				wg.Wait()
+				close(ended)
+			}()
+			t := time.NewTimer(reconnectLinger)
+			select {
+			case <-ended:
+			case <-t.C:
+			}
+			t.Stop()
+			for _, s := range lingering {
+				s.abort()
+			}
+		}
 	} else {
 		for _, s := range mine {
 			s.abort()

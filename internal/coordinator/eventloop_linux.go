@@ -140,6 +140,7 @@ type evState struct {
 	done     func() // called once the session has ended
 	running  atomic.Bool
 	again    atomic.Bool
+	hup      atomic.Bool // the peer has shut its side: its end of stream waits
 	timedOut atomic.Bool
 	deadline atomic.Int64 // read deadline, ns since loop.epoch
 	lines    stratum.LineSplitter
@@ -249,6 +250,9 @@ func (l *eventLoop) run() {
 			l.mu.Unlock()
 			if s != nil {
 				if ev := s.ev.Load(); ev != nil {
+					if events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+						ev.hup.Store(true) // before the wake, which reads it
+					}
 					ev.wake(s)
 				}
 			}
@@ -403,9 +407,13 @@ func (ev *evState) readReady(s *session) bool {
 			if !ok {
 				return false
 			}
-			if n < len(buf) {
+			if n < len(buf) && !ev.hup.Load() {
 				// A short read emptied the socket; what arrives next
-				// is a new edge, so a new wake.
+				// is a new edge, so a new wake. Not so the end of the
+				// stream of a peer that has hung up: its edge may have
+				// come with the data just read (or while the lines
+				// before were handled), and none follows, so the
+				// session reads on to it.
 				ev.setDeadline(s.readTimeout())
 				return true
 			}

@@ -6,12 +6,14 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/stratum"
 )
 
 // TestEventLoopIdleSessions: on Linux, idle TCP sessions wait on the event
@@ -129,4 +131,56 @@ func TestEventLoopIdleTimeout(t *testing.T) {
 		t.Fatalf("closed %v after the last line, want from %v to about %v", d, idle, idle+idle/16)
 	}
 	waitSessions(t, h, 0)
+}
+
+// gatedListener accepts nothing until open is closed: the connections
+// made before wait in the kernel with what their clients sent.
+type gatedListener struct {
+	net.Listener
+	open chan struct{}
+}
+
+func (g gatedListener) Accept() (net.Conn, error) {
+	<-g.open
+	return g.Listener.Accept()
+}
+
+// TestEventLoopLastLineThenClose: a miner that sends a line and shuts
+// its side ends its session then, not at a timeout. When the line and the
+// end of the stream wait in the socket together (here: sent before the
+// coordinator accepted), the read that takes the line is short and no
+// edge follows it, so the loop must read on to the end of the stream of a
+// peer that has hung up. It did not: such sessions stayed open until
+// their read deadline, and a graceful shutdown waited its whole linger on
+// a miner that had closed at once.
+func TestEventLoopLastLineThenClose(t *testing.T) {
+	gate := make(chan struct{})
+	h := newHarness(t, harnessOpts{listen: func(ln net.Listener) net.Listener { return gatedListener{ln, gate} }})
+	const n = 400
+	var clients []*client
+	for range n {
+		c := h.dial()
+		b, _ := stratum.AppendRequest(nil, 1, "mining.subscribe", []string{"last-line"})
+		if _, err := c.conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	close(gate)
+	for i, c := range clients {
+		m, err := c.readMsg()
+		if err != nil {
+			t.Fatalf("client %d: no answer to mining.subscribe: %v", i, err)
+		}
+		if string(m.ID) != "1" {
+			t.Fatalf("client %d: answer %s, want the answer to mining.subscribe", i, m.ID)
+		}
+		// readMsg waits 10 s; the handshake timeout is 30 s.
+		if _, err := c.readMsg(); !errors.Is(err, io.EOF) {
+			t.Fatalf("client %d: after the answer: %v, want the coordinator to close (io.EOF)", i, err)
+		}
+	}
 }

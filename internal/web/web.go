@@ -6,6 +6,7 @@
 package web
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -37,7 +38,7 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s := &Server{coord: coord, store: st, log: logger, mux: http.NewServeMux()}
 	s.live = live{interval: time.Second, blockTime: 10 * time.Minute, subs: map[chan []byte]struct{}{}, lastHeight: -1}
 	s.mux.HandleFunc("GET /api/status", s.handleStatus)
-	s.mux.HandleFunc("GET /api/blocks", s.handleBlocks)
+	s.mux.Handle("GET /api/blocks", BlocksHandler(st, logger))
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
@@ -104,37 +105,52 @@ func BlockJSON(blocks []store.Block) []Block {
 	return out
 }
 
-// handleBlocks serves blocks oldest first. ?from=H starts at height H;
-// ?last=N returns only the newest N; ?limit=N caps the count.
-func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	from, err := intParam(q.Get("from"), 0)
-	if err != nil {
-		http.Error(w, "from: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	limit, err := intParam(q.Get("limit"), 0)
-	if err != nil {
-		http.Error(w, "limit: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	last, err := intParam(q.Get("last"), 0)
-	if err != nil {
-		http.Error(w, "last: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	var blocks []store.Block
-	if last > 0 {
-		blocks, err = s.store.LastBlocks(r.Context(), int(last))
-	} else {
-		blocks, err = s.store.Blocks(r.Context(), from, int(limit))
-	}
-	if err != nil {
-		s.log.Error("reading blocks", "err", err)
-		http.Error(w, "reading blocks failed", http.StatusInternalServerError)
-		return
-	}
-	writeJSON(w, BlockJSON(blocks))
+// BlockReader is where GET /api/blocks reads blocks: the coordinator's
+// SQLite store, or a cluster's chain (chainstore.View).
+type BlockReader interface {
+	// Blocks returns the blocks with height >= fromHeight, oldest first,
+	// at most limit (<= 0: all).
+	Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error)
+	// LastBlocks returns the newest n blocks, oldest first.
+	LastBlocks(ctx context.Context, n int) ([]store.Block, error)
+}
+
+// BlocksHandler serves GET /api/blocks from br: blocks oldest first
+// (BlockJSON). ?from=H starts at height H; ?last=N returns only the
+// newest N; ?limit=N caps the count. A parameter that is not a
+// non-negative integer is a 400 naming it; a failed read a 500 (logged
+// to log).
+func BlocksHandler(br BlockReader, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		from, err := intParam(q.Get("from"), 0)
+		if err != nil {
+			http.Error(w, "from: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		limit, err := intParam(q.Get("limit"), 0)
+		if err != nil {
+			http.Error(w, "limit: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		last, err := intParam(q.Get("last"), 0)
+		if err != nil {
+			http.Error(w, "last: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		var blocks []store.Block
+		if last > 0 {
+			blocks, err = br.LastBlocks(r.Context(), int(last))
+		} else {
+			blocks, err = br.Blocks(r.Context(), from, int(limit))
+		}
+		if err != nil {
+			log.Error("reading blocks", "err", err)
+			http.Error(w, "reading blocks failed", http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, BlockJSON(blocks))
+	})
 }
 
 func intParam(s string, def int64) (int64, error) {

@@ -137,34 +137,50 @@ func (s *Store) contents(ctx context.Context) ([]store.Block, map[string]string,
 		if err != nil {
 			return nil, nil, fmt.Errorf("chainstore: stream %s message %d: %w", s.stream, seq, err)
 		}
-		switch m.Header.Get(bus.HeaderKind) {
-		case "term":
-			continue
+		kind, b, err := decode(s.stream, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch kind {
+		case kindBlock:
+			blocks = append(blocks, b)
 		case kindMeta:
 			meta[m.Header.Get(HeaderMetaKey)] = string(m.Data)
-			continue
 		}
-		var w wireBlock
-		if err := json.Unmarshal(m.Data, &w); err != nil {
-			return nil, nil, fmt.Errorf("chainstore: stream %s message %d: not a block: %w", s.stream, seq, err)
-		}
-		b := store.Block{Height: w.Height, Raw: w.Raw, Finder: w.Finder, Time: w.Time}
-		if len(w.Header) != len(b.Header) {
-			return nil, nil, fmt.Errorf("chainstore: stream %s message %d: header is %d bytes", s.stream, seq, len(w.Header))
-		}
-		copy(b.Header[:], w.Header)
-		hb, err := hex.DecodeString(w.Hash)
-		if err != nil || len(hb) != len(b.Hash) {
-			return nil, nil, fmt.Errorf("chainstore: stream %s message %d: hash %q", s.stream, seq, w.Hash)
-		}
-		for i := range hb { // display order to internal order
-			b.Hash[i] = hb[len(hb)-1-i]
-		}
-		b.FoundAt = timeFromNanos(w.FoundAt)
-		blocks = append(blocks, b)
 	}
 	sort.SliceStable(blocks, func(i, j int) bool { return blocks[i].Height < blocks[j].Height })
 	return blocks, meta, nil
+}
+
+// kindBlock is what decode calls a block message (which has no
+// Powcoord-Kind header).
+const kindBlock = "block"
+
+// decode reads message m of stream: its kind ("term", kindMeta or
+// kindBlock) and, for a block, the block.
+func decode(stream string, m *jetstream.RawStreamMsg) (string, store.Block, error) {
+	switch k := m.Header.Get(bus.HeaderKind); k {
+	case "term", kindMeta:
+		return k, store.Block{}, nil
+	}
+	var w wireBlock
+	if err := json.Unmarshal(m.Data, &w); err != nil {
+		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: not a block: %w", stream, m.Sequence, err)
+	}
+	b := store.Block{Height: w.Height, Raw: w.Raw, Finder: w.Finder, Time: w.Time}
+	if len(w.Header) != len(b.Header) {
+		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: header is %d bytes", stream, m.Sequence, len(w.Header))
+	}
+	copy(b.Header[:], w.Header)
+	hb, err := hex.DecodeString(w.Hash)
+	if err != nil || len(hb) != len(b.Hash) {
+		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: hash %q", stream, m.Sequence, w.Hash)
+	}
+	for i := range hb { // display order to internal order
+		b.Hash[i] = hb[len(hb)-1-i]
+	}
+	b.FoundAt = timeFromNanos(w.FoundAt)
+	return kindBlock, b, nil
 }
 
 // Blocks returns the stored blocks with height >= fromHeight, oldest
