@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -114,13 +113,4 @@ func benchRecord(b *testing.B, batch int) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "shares/s")
 	b.ReportMetric(float64((pg1-pg0).Microseconds())/float64(b.N), "pg-µs/share")
 	b.ReportMetric(float64((self1-self0).Microseconds())/float64(b.N), "client-µs/share")
-}
-
-// selfCPU is this process's user and system CPU time so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
