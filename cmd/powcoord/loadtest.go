@@ -37,7 +37,10 @@ submitted it, and every child records when each of its sessions read the
 first byte of that block's clean notify and when the line was complete,
 by the wall clock all processes on the machine share. The parent computes
 the percentiles over all the raw samples. POWCOORD_CPUPROFILE, with its
-process-id placeholder, profiles every process.
+process-id placeholder, profiles every process. A cluster's front-ends
+are measured by one run: --url a,b,c with --procs at least the number of
+addresses puts process k on address k mod n, so one block's notify is
+timed over the sessions of every front-end.
 
 Notify numbers, per block, over every session:
   new-block notify  from the block's submit to each session's complete line
@@ -60,7 +63,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), loadtestUsage); fs.PrintDefaults() }
 	var cfg loadtest.Config
-	fs.StringVar(&cfg.Addr, "url", "127.0.0.1:3333", "coordinator Stratum `address` (loopback only; a stratum+tcp:// prefix is accepted)")
+	fs.StringVar(&cfg.Addr, "url", "127.0.0.1:3333", "coordinator Stratum `address` (loopback only; a stratum+tcp:// prefix is accepted); a comma-separated list spreads the processes of --procs over several servers, process k on address k mod n")
 	fs.IntVar(&cfg.Sessions, "sessions", 1000, "`number` of Stratum sessions to open and hold")
 	fs.IntVar(&cfg.Window, "window", 1, "shares a session may have `unanswered` in the share phase (1: wait for each answer)")
 	fs.IntVar(&cfg.SharesPerSecond, "rate", 10000, "total valid `shares per second` across all sessions; 0 skips the share phase")
@@ -78,7 +81,10 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg.Addr = strings.TrimPrefix(cfg.Addr, "stratum+tcp://")
+	for _, a := range strings.Split(cfg.Addr, ",") {
+		cfg.Addrs = append(cfg.Addrs, strings.TrimPrefix(strings.TrimSpace(a), "stratum+tcp://"))
+	}
+	cfg.Addr = cfg.Addrs[0]
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err

@@ -264,7 +264,11 @@ func runProcs(ctx context.Context, cfg Config) (rep *Report, err error) {
 		c := &child{n: k, cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(bufio.NewReader(out)), done: make(chan error, 1)}
 		go func() { c.done <- cmd.Wait() }()
 		kids = append(kids, c)
-		cc := &childConfig{Addr: cfg.Addr, Offset: offset, Sessions: split(cfg.Sessions, n, k), SharesPerSecond: split(cfg.SharesPerSecond, n, k),
+		addr := cfg.Addr
+		if len(cfg.Addrs) > 1 {
+			addr = cfg.Addrs[k%len(cfg.Addrs)]
+		}
+		cc := &childConfig{Addr: addr, Offset: offset, Sessions: split(cfg.Sessions, n, k), SharesPerSecond: split(cfg.SharesPerSecond, n, k),
 			Window: cfg.Window, Duration: cfg.Duration, PerSourceIP: cfg.PerSourceIP, Readers: cfg.Readers}
 		offset += cc.Sessions
 		if err := c.tell(order{Op: "start", Cfg: cc}); err != nil {

@@ -23,6 +23,12 @@ import (
 type Config struct {
 	// Addr is the coordinator's Stratum address; it must be on loopback.
 	Addr string
+	// Addrs, when it holds more than one address, spreads a run over
+	// several Stratum servers (a cluster's front-ends): child process k of
+	// a several-process run connects to Addrs[k mod len(Addrs)], so Procs
+	// must be at least len(Addrs). Addr is then ignored. Each must be on
+	// loopback.
+	Addrs []string
 	// Sessions is how many Stratum sessions to open and hold.
 	Sessions int
 	// SharesPerSecond is the total rate of valid shares submitted across
@@ -453,15 +459,35 @@ func waitAnswered(ctx context.Context, m *Miner) {
 	}
 }
 
+// loopbackAddr checks that addr is host:port on loopback.
+func loopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("address %q: load stays on loopback", addr)
+	}
+	return nil
+}
+
 // Run opens the sessions, runs the share phase and the notify phase, and
 // closes everything. It stops by itself.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	host, _, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", cfg.Addr, err)
+	if len(cfg.Addrs) == 1 {
+		cfg.Addr, cfg.Addrs = cfg.Addrs[0], nil
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("address %q: load stays on loopback", cfg.Addr)
+	if len(cfg.Addrs) > 1 {
+		if cfg.Procs < len(cfg.Addrs) {
+			return nil, fmt.Errorf("%d addresses with procs %d: want a process per address at least", len(cfg.Addrs), cfg.Procs)
+		}
+		for _, a := range cfg.Addrs {
+			if err := loopbackAddr(a); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := loopbackAddr(cfg.Addr); err != nil {
+		return nil, err
 	}
 	if cfg.Sessions < 1 {
 		return nil, fmt.Errorf("sessions %d: want at least 1", cfg.Sessions)

@@ -115,6 +115,52 @@ func TestRunProcs(t *testing.T) {
 	waitNoSessions(t, coord.SessionCount)
 }
 
+// TestRunProcsAddrs spreads three children over two pools, as over a
+// cluster's front-ends: children 0 and 2 on the first, child 1 on the
+// second. Each pool's ledger holds exactly the shares its children had
+// accepted, so no child went to the wrong address and none was left out.
+func TestRunProcsAddrs(t *testing.T) {
+	addrA, stA, coordA := startPool(t, 1e-9, 1e-5)
+	addrB, stB, coordB := startPool(t, 1e-9, 1e-5)
+	rep, err := Run(context.Background(), Config{Addrs: []string{addrA, addrB}, Sessions: 30, PerSourceIP: 25, SharesPerSecond: 600,
+		Duration: 300 * time.Millisecond, Procs: 3, Command: childCommand})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Sessions != 30 || rep.Accepted != rep.Submitted || rep.Rejected != 0 {
+		t.Fatalf("sessions %d, shares %d sent %d accepted %d rejected", rep.Sessions, rep.Submitted, rep.Accepted, rep.Rejected)
+	}
+	nA, err := stA.ShareCount(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nB, err := stB.ShareCount(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nA == 0 || nB == 0 || nA+nB != rep.Accepted {
+		t.Fatalf("pool A stored %d, pool B %d; want both above 0 and %d in all", nA, nB, rep.Accepted)
+	}
+	waitNoSessions(t, coordA.SessionCount)
+	waitNoSessions(t, coordB.SessionCount)
+}
+
+func TestRunAddrsChecked(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}, Sessions: 4, Procs: 1, Command: childCommand}, "2 addresses with procs 1"},
+		{Config{Addrs: []string{"127.0.0.1:1", "192.0.2.1:3333"}, Sessions: 4, Procs: 2, Command: childCommand}, "192.0.2.1:3333"},
+		{Config{Addrs: []string{"127.0.0.1:1", "127.0.0.1"}, Sessions: 4, Procs: 2, Command: childCommand}, `address "127.0.0.1"`},
+	} {
+		_, err := Run(context.Background(), c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one with %q", c.cfg.Addrs, err, c.want)
+		}
+	}
+}
+
 func TestRunProcsNeedsCommand(t *testing.T) {
 	_, err := Run(context.Background(), Config{Addr: "127.0.0.1:1", Sessions: 4, Procs: 2})
 	if err == nil || !strings.Contains(err.Error(), "command") {
