@@ -3,6 +3,8 @@ package coordinator
 import (
 	"fmt"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,4 +63,168 @@ func BenchmarkLoopbackWriteFloor(b *testing.B) {
 			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*n), "ns/session")
 		})
 	}
+}
+
+// BenchmarkRoundTripFloor is the kernel's part of a share alone: n
+// loopback TCP sessions, each sending a mining.submit-sized line and
+// waiting for an answer-sized line before its next (the load generator's
+// window of 1), served by a peer that does nothing but answer each line.
+// Each side is one thread with its own epoll set and non-blocking
+// sockets, so a share costs exactly what it must with one share a packet:
+// the miner's write and read, the server's read and write, and a share
+// of two epoll_wait calls. No parsing, validation, ledger or cluster. The
+// shares/s it reports (both sides in one process, on however many cores
+// the machine has) is the ceiling for any Stratum server on this machine
+// with its miners on the same cores; cpu-µs/share is the CPU both ends
+// spend on one share (getrusage of the process).
+func BenchmarkRoundTripFloor(b *testing.B) {
+	for _, n := range []int{1000, 4000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			clients := make([]int, 0, n)
+			servers := make([]int, 0, n)
+			for range n {
+				c, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer syscall.Close(c)
+				if err := syscall.Connect(c, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+					b.Fatal(err)
+				}
+				syscall.SetsockoptInt(c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+				s, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				f, err := s.(*net.TCPConn).File() // a duplicate outside Go's poller
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				fd := int(f.Fd())
+				syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+				for _, x := range []int{c, fd} {
+					if err := syscall.SetNonblock(x, true); err != nil {
+						b.Fatal(err)
+					}
+				}
+				clients = append(clients, c)
+				servers = append(servers, fd)
+			}
+			submit := []byte(`{"id":12345,"method":"mining.submit","params":["bc1qexampleworkeraddress.rig01","1a2b3c","00000000000001f4","6760a1c2","1d2e3f40"]}` + "\n")
+			answer := []byte(`{"id":12345,"result":true,"error":null}` + "\n")
+			total := int64(b.N)
+			var sent, done atomic.Int64
+			loop := func(fds []int, onRead func(fd int) bool, errc chan<- error) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+				if err != nil {
+					errc <- err
+					return
+				}
+				defer syscall.Close(ep)
+				for _, fd := range fds {
+					ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+					if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+						errc <- err
+						return
+					}
+				}
+				events := make([]syscall.EpollEvent, 256)
+				for done.Load() < total {
+					k, err := syscall.EpollWait(ep, events, 10)
+					if err != nil && err != syscall.EINTR {
+						errc <- err
+						return
+					}
+					for _, ev := range events[:max(k, 0)] {
+						if !onRead(int(ev.Fd)) {
+							errc <- fmt.Errorf("session %d failed", ev.Fd)
+							return
+						}
+					}
+				}
+				errc <- nil
+			}
+			buf := make([]byte, 4096)
+			sbuf := make([]byte, 4096)
+			// A read may hold several lines (never here with a window of
+			// one) or part of one; counting newlines is the whole parse.
+			server := func(fd int) bool {
+				k, err := syscall.Read(fd, sbuf)
+				if err == syscall.EAGAIN {
+					return true
+				}
+				if err != nil || k == 0 {
+					return done.Load() >= total
+				}
+				for _, c := range sbuf[:k] {
+					if c == '\n' {
+						if _, err := syscall.Write(fd, answer); err != nil {
+							return false
+						}
+					}
+				}
+				return true
+			}
+			client := func(fd int) bool {
+				k, err := syscall.Read(fd, buf)
+				if err == syscall.EAGAIN {
+					return true
+				}
+				if err != nil || k == 0 {
+					return false
+				}
+				for _, c := range buf[:k] {
+					if c == '\n' {
+						done.Add(1)
+					}
+				}
+				if sent.Add(1) <= total {
+					if _, err := syscall.Write(fd, submit); err != nil {
+						return false
+					}
+				}
+				return true
+			}
+			cpu0 := processCPU()
+			b.ResetTimer()
+			start := time.Now()
+			errc := make(chan error, 2)
+			go loop(servers, server, errc)
+			go loop(clients, client, errc)
+			for _, c := range clients {
+				if sent.Add(1) > total {
+					break
+				}
+				if _, err := syscall.Write(c, submit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 2 {
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := time.Since(start)
+			cpu := processCPU() - cpu0
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "shares/s")
+			b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/share")
+		})
+	}
+}
+
+// processCPU is the user and system CPU the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
