@@ -2,8 +2,9 @@
 # Load benchmark of a powcoord cluster on one machine, all on 127.0.0.1:
 # 3 nats-server processes (JetStream, R3), a throwaway PostgreSQL, one
 # cluster coordinator, FRONTENDS front-ends, one ledger writer, and one
-# `powcoord loadtest` process per front-end, run in parallel. Reports the
-# sessions held and the summed RSS of the front-ends, shares/s acknowledged
+# `powcoord loadtest --procs FRONTENDS` (a child process per front-end).
+# Reports the sessions held, the summed RSS of the front-ends and of every
+# powcoord process, shares/s acknowledged
 # and shares/s stored in PostgreSQL, the new-block notify latency, and the
 # CPU each component used during the share phase. Linux only; run as root
 # (PostgreSQL runs as the postgres user) or as a user who can run initdb.
@@ -11,8 +12,8 @@
 #   FRONTENDS=2 SESSIONS_PER_FE=2000 RATE_PER_FE=5000 DURATION=15s scripts/cluster-bench.sh
 #
 # Env: FRONTENDS (2), SESSIONS_PER_FE (2000), RATE_PER_FE (shares/s offered
-# by each loadtest, 5000), DURATION (share phase, 15s), BLOCKS (blocks each
-# loadtest mines for the notify latency, 3), PERF (1: a 10 s `perf record`
+# on each front-end, 5000), DURATION (share phase, 15s), BLOCKS (blocks the
+# load generator mines for the notify latency, timed at every session, 3), PERF (1: a 10 s `perf record`
 # of front-end 1 during the share phase, if perf is installed), LEASE_TTL
 # (the front-ends' --lease-ttl, 3s). POWCOORD_CPUPROFILE=/dir/%p.prof gives
 # every powcoord process a Go CPU profile (by pid; $work/pids names them).
@@ -164,6 +165,12 @@ ltpids() { echo "$ltpid" $(pgrep -P "$ltpid" || true); } # the parent and its ch
 until allhave 'sessions connected'; do alive || break; sleep 0.2; done
 rss=0
 for p in "${fepids[@]}"; do rss=$((rss + $(rsskib "$p"))); done
+rss_cluster=$((rss + $(rsskib "$coordpid") + $(rsskib "$ledgerpid")))
+# The load generator's processes, listed once while all are alive (a
+# listing per snapshot missed children and gave negative CPU).
+ltall=$(ltpids)
+rss_lt=0
+for p in $ltall; do rss_lt=$((rss_lt + $(rsskib "$p"))); done
 group() { # name pid... -> "name ticks"
 	local n=$1 t=0 p
 	shift
@@ -177,7 +184,7 @@ snapshot() {
 	group ledger "$ledgerpid"
 	group coordinator "$coordpid"
 	group front-ends "${fepids[@]}"
-	group loadtests $(ltpids)
+	group loadtests $ltall
 }
 snapshot >"$work/cpu0"
 t0=$(date +%s%N)
@@ -206,7 +213,7 @@ done
 stored=$(psqlc 'SELECT count(*) FROM shares')
 
 echo
-awk -v fes="$FRONTENDS" -v rss="$rss" -v rss_end="$rss_end" '
+awk -v fes="$FRONTENDS" -v rss="$rss" -v rss_end="$rss_end" -v rss_cluster="$rss_cluster" -v rss_lt="$rss_lt" '
 /^sessions held:/ { sess = $3; failed = substr($4, 2) }
 /^shares:/ { sent = $2; acc = $4; rate = $8 }
 /^new-block notify:/ { p50 = $4; p99 = $6; mx = $8; samples = substr($13, 2); blocks = $16; miss = $18 }
@@ -214,6 +221,7 @@ awk -v fes="$FRONTENDS" -v rss="$rss" -v rss_end="$rss_end" '
 END {
 	printf "sessions held:          %d (%d failed) on %d front-ends\n", sess, failed, fes
 	printf "front-end RSS (summed):  %.1f MiB holding them (%.2f KiB per session), %.1f MiB after the share phase\n", rss / 1024, rss / sess, rss_end / 1024
+	printf "all powcoord RSS:        %.1f MiB (coordinator, front-ends, ledger) + %.1f MiB (the load generator processes) holding them\n", rss_cluster / 1024, rss_lt / 1024
 	printf "shares acknowledged:     %d of %d sent; %.0f /s\n", acc, sent, rate
 	if (p50 != "") printf "new-block notify:        p50 %s p99 %s max %s over every session (%d samples, %d blocks, %d missing); spread p50 %s p99 %s\n", p50, p99, mx, samples, blocks, miss, sp50, sp99
 }' "$work/lt1.out"

@@ -52,6 +52,8 @@ ip netns exec "$NS" "$bin" agent --url stratum+tcp://127.0.0.1:3333 --user netns
 	--stats-interval 1s >"$work/agent.log" 2>&1 & pids+=($!)
 sleep 8
 accepted() { grep -o 'accepted=[0-9]*' "$work/agent.log" | tail -1 | cut -d= -f2; }
+# ts LINE: the time= of a log line as seconds since the epoch.
+ts() { date -u -d "$(sed -n 's/^time=\([^ ]*\).*/\1/p' <<<"$1")" +%s.%N; }
 before=$(accepted)
 echo "netns-frontend: the miner in $NS has $before shares accepted through the front-end"
 
@@ -59,17 +61,36 @@ echo "netns-frontend: cutting the front-end's link to NATS"
 cut=$(date +%s.%N)
 ip link set veth-pc0 down
 sleep 7
-after=$(accepted)
-echo "netns-frontend: accepted after the cut (incl. in flight): $((after - before))"
-lost=$(grep -m1 'lease lost' "$work/frontend.log" | sed 's/^time=\([^ ]*\).*/\1/')
-echo "netns-frontend: link cut at $(date -u -d @"$cut" +%H:%M:%S.%N | cut -c1-12); front-end closed its sessions (lease lost) at ${lost:-never}"
-grep -m2 -E 'lease lost|not acknowledged' "$work/frontend.log" | cut -c1-200 || true
+# The last answer true the miner logged (its stats line each second) and
+# the moment the front-end sent it away (client.reconnect, or its
+# connection closed).
+last_ok=$(awk -v n="$(accepted)" 'match($0, /accepted=[0-9]+/) { a = substr($0, RSTART + 9, RLENGTH - 9); if (a == n) { print; exit } }' "$work/agent.log")
+away=$(grep -m1 -E 'pool asked to reconnect|connected=false|pool connection (lost|failed)' "$work/agent.log" || true)
+echo "netns-frontend: accepted after the cut (incl. in flight): $(($(accepted) - before))"
+if [ -z "$away" ]; then echo "netns-frontend: FAIL: the miner was not sent away within 7 s of the cut" >&2; exit 1; fi
+printf 'netns-frontend: the miner'"'"'s count of shares accepted last grew in its stats line (one a second) at %+.1f s from the cut\n' \
+	"$(echo "$(ts "$last_ok") - $cut" | bc)"
+printf 'netns-frontend: the front-end sent its miner away %.1f s after the cut: %s\n' \
+	"$(echo "$(ts "$away") - $cut" | bc)" "$(sed 's/^time=[^ ]* level=[A-Z]* //' <<<"$away" | cut -c1-120)"
+# Blocks the front-end found up to now; the highest of them (found while
+# cut off, or just before) must reach the chain once the link is back.
+top=$(grep 'msg="block found"' "$work/frontend.log" | sed 's/.*height=\([0-9]*\).*/\1/' | sort -n | tail -1)
+tophashes=$(grep "msg=\"block found\" height=$top " "$work/frontend.log" | sed 's/.*hash=\([0-9a-f]*\).*/\1/')
 ip link set veth-pc0 up
-sleep 4
+echo "netns-frontend: link restored; waiting for a block the front-end found at height $top to reach the chain"
+reached=""
+for _ in $(seq 60); do
+	for h in $tophashes; do
+		grep -q "found block submitted\" hash=$h" "$work/coordinator.log" && reached=$h && break 2
+	done
+	sleep 0.5
+done
 kill "${pids[-1]}"; sleep 1 # stop the miner: nothing more in flight
 acked=$(accepted)
 # SHARES holds batches of shares: count the shares in them.
 msgs=$(go run ./scripts/sharecount --cluster "nats://$HOST_IP:4222")
 echo "netns-frontend: the miner was told true $acked times; the SHARES stream holds $msgs shares"
 if [ "$msgs" -lt "$acked" ]; then echo "netns-frontend: FAIL: acknowledged shares are missing" >&2; exit 1; fi
+if [ -z "$reached" ]; then echo "netns-frontend: FAIL: no block found at height $top reached the chain within 30 s of the link's return" >&2; exit 1; fi
+echo "netns-frontend: block $reached (height $top) reached the chain after the link came back"
 echo "netns-frontend: OK: nothing acknowledged was lost"

@@ -91,8 +91,14 @@ func (b *blockBook) found(ctx context.Context, fb foundBlock) {
 	// block whose payouts were never recorded (TestPPLNSWindowSurvivesSIGKILL
 	// found one). A payout record whose block was never recorded as found
 	// lists with no state and pays nothing.
-	c.recordPayouts(ctx, &fb, blk)
-	if err := c.cfg.Store.AddFoundBlock(ctx, rec); err != nil {
+	//
+	// Both writes outlive ctx: a block in hand when serving ends (a
+	// cluster front-end's lease lost as the share arrives) is still
+	// recorded, pending for the next coordinator on this store, instead
+	// of lost with a canceled write (TestBlockFoundAsServingEnds).
+	rctx := context.WithoutCancel(ctx)
+	c.recordPayouts(rctx, &fb, blk)
+	if err := c.cfg.Store.AddFoundBlock(rctx, rec); err != nil {
 		// Submit it all the same: a block not recorded is better than a
 		// block not sent.
 		c.log.Error("recording found block before submitting it", "height", rec.Height, "hash", fb.hash.String(), "err", err)

@@ -462,3 +462,54 @@ func TestAcceptOutOfFilesKeepsServing(t *testing.T) {
 		}
 	})
 }
+
+// cancelOnFound ends the serving context the moment a found block is to
+// be recorded: the front-end's term ending (its lease lost) while a
+// miner's block share is in hand.
+type cancelOnFound struct {
+	*store.Store
+	cancel func()
+}
+
+func (s *cancelOnFound) AddFoundBlock(ctx context.Context, b store.Block) error {
+	s.cancel()
+	return s.Store.AddFoundBlock(ctx, b)
+}
+
+// TestBlockFoundAsServingEnds: a block share handled while Serve's
+// context ends (a cluster front-end losing its lease as the block
+// arrives, seen in scripts/netns-frontend.sh) is still recorded as
+// pending and submitted by the next coordinator on the same store; it
+// was lost ("record found block: context canceled").
+func TestBlockFoundAsServingEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, err := store.Open(filepath.Join(t.TempDir(), "powcoord.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		var h *harness
+		wrap := &cancelOnFound{Store: st, cancel: func() { h.cancel() }}
+		h = newHarness(t, harnessOpts{blockDiff: 2e-6, shareDiff: 1e-7, pipe: true, store: st,
+			cfg: func(c *coordinator.Config) { c.Store = wrap }})
+		c := h.dial()
+		n := c.ready("alice")
+		height := h.chain.Current().Height
+		s := c.solve(n, 1, 1e-7, true, 0)
+		s.worker = "alice"
+		b, _ := stratum.AppendRequest(nil, 99, "mining.submit", s.params())
+		c.send(strings.TrimSuffix(string(b), "\n"))
+		h.stop()
+		fb := foundState(t, st, s.hash)
+		if fb.State != store.FoundPending && fb.State != store.FoundAccepted {
+			t.Fatalf("block found as serving ended: state %q, want pending (or accepted)", fb.State)
+		}
+		h2 := newHarness(t, harnessOpts{blockDiff: 2e-6, shareDiff: 1e-7, pipe: true, store: st})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := h2.chain.Current(); got.Height != height+1 || got.PrevHash != s.hash {
+			t.Fatalf("after restart the tip is at %d on %s, want the block %s found as serving ended", got.Height-1, got.PrevHash, s.hash)
+		}
+		h2.stop()
+	})
+}

@@ -33,6 +33,9 @@ type harness struct {
 	addr  string
 	pipe  *pipeListener // set with harnessOpts.pipe
 	stop  func()        // stops the coordinator (and closes its own store); idempotent
+	// cancel ends Serve's context without waiting for it to return (a
+	// term ending while a share is being handled).
+	cancel context.CancelFunc
 }
 
 type harnessOpts struct {
@@ -117,7 +120,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		})
 	}
 	t.Cleanup(stop)
-	return &harness{t: t, coord: coord, chain: chain, store: st, addr: ln.Addr().String(), pipe: pl, stop: stop}
+	return &harness{t: t, coord: coord, chain: chain, store: st, addr: ln.Addr().String(), pipe: pl, stop: stop, cancel: cancel}
 }
 
 // client is a raw Stratum client for tests.
