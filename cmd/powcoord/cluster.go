@@ -100,14 +100,17 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		}
 	}
 	lcfg := leader.Config{Conn: nc, ID: id, TTL: f.leaderTTL, Open: open, Logger: log}
-	if f.payout == coordinator.PayoutPPLNS {
+	var led *pgledger.Ledger
+	if f.postgres != "" {
 		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-		led, err := pgledger.Open(pctx, f.postgres)
+		led, err = pgledger.Open(pctx, f.postgres)
 		pcancel()
 		if err != nil {
 			return fmt.Errorf("--postgres: %w", err)
 		}
 		defer led.Close()
+	}
+	if f.payout == coordinator.PayoutPPLNS {
 		var pcfg coordinator.Config
 		poolScript := simchain.PayoutScript
 		if nodeSrc != nil {
@@ -142,7 +145,7 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		if err != nil {
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
-		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, started: time.Now(), log: log}
+		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, ledger: led, started: time.Now(), log: log}
 		if nodeSrc == nil {
 			h.chain = chainstore.NewView(js)
 		}

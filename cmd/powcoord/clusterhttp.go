@@ -13,6 +13,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
+	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/web"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,16 +21,19 @@ import (
 )
 
 // clusterHTTP is the HTTP side of a cluster coordinator (--http): the
-// cluster's GET /api/status, /api/cluster, /api/blocks, /metrics and the
-// dashboard at /.
+// cluster's GET /api/status, /api/cluster, /api/blocks, /api/workers and
+// /api/best (clusterworkers.go), /metrics and the dashboard at /.
 type clusterHTTP struct {
 	r       *leader.Runner
 	members jetstream.KeyValue
 	// chain is the embedded chain in CHAIN (nil with --node); node the
 	// --node source, followed by every coordinator, active or standby
 	// (nil on the embedded chain).
-	chain   *chainstore.View
-	node    work.Source
+	chain *chainstore.View
+	node  work.Source
+	// ledger is the cluster's PostgreSQL ledger (--postgres), for GET
+	// /api/workers and /api/best; nil without it.
+	ledger  *pgledger.Ledger
 	started time.Time
 	log     *slog.Logger
 }
@@ -49,6 +53,8 @@ func (h *clusterHTTP) handler(reg *prometheus.Registry) http.Handler {
 			http.Error(w, "GET /api/blocks: this cluster follows a node (--node) and stores no chain of its own; ask the node for its blocks", http.StatusNotFound)
 		})
 	}
+	mux.HandleFunc("GET /api/workers", h.workers)
+	mux.HandleFunc("GET /api/best", h.best)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

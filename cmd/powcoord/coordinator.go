@@ -107,7 +107,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
-		fs.StringVar(&f.postgres, "postgres", "", "with --cluster --payout pplns: the cluster's PostgreSQL ledger `URL` (the one the ledger writers fill), where the PPLNS window is read and every found block's payout recorded")
+		fs.StringVar(&f.postgres, "postgres", "", "with --cluster: the cluster's PostgreSQL ledger `URL` (the one the ledger writers fill); GET /api/workers and /api/best read it, and with --payout pplns (where it is required) the PPLNS window is read and every found block's payout recorded there")
 	} else {
 		f.stratum = "127.0.0.1:0"
 		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
@@ -505,13 +505,10 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		if f.payout == coordinator.PayoutPPLNS && f.postgres == "" {
 			return errors.New("--payout pplns with --cluster needs --postgres URL: the cluster's PPLNS window is read from the shared ledger (docs/payouts.md)")
 		}
-		if f.payout != coordinator.PayoutPPLNS && f.postgres != "" {
-			return fmt.Errorf("--postgres is only used with --cluster --payout pplns (the payout is %s)", f.payout)
-		}
 		return runClusterCoordinator(ctx, &f, log, stdout)
 	}
 	if f.postgres != "" {
-		return errors.New("--postgres is only used with --cluster --payout pplns")
+		return errors.New("--postgres is only used with --cluster: a single coordinator's ledger is its SQLite file under --data")
 	}
 	inst, err := startCoordinator(ctx, &f, log, nil)
 	if err != nil {
