@@ -4,11 +4,48 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// loopbackPairs opens n loopback TCP connections and returns, for each,
+// the client's descriptor and a duplicate of the server's (outside Go's
+// poller), all closed when b ends.
+func loopbackPairs(b *testing.B, n int) (clients, servers []int) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	for range n {
+		c, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { syscall.Close(c) })
+		if err := syscall.Connect(c, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			b.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := s.(*net.TCPConn).File()
+		s.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		clients = append(clients, c)
+		servers = append(servers, int(f.Fd()))
+	}
+	return clients, servers
+}
 
 // BenchmarkLoopbackWriteFloor is the kernel's part of a broadcast alone:
 // one write(2) of a mining.notify-sized buffer to each of n loopback TCP
@@ -19,33 +56,8 @@ import (
 func BenchmarkLoopbackWriteFloor(b *testing.B) {
 	for _, n := range []int{1000, 5000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			port := ln.Addr().(*net.TCPAddr).Port
-			fds := make([]int, 0, n)
-			for range n {
-				c, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer syscall.Close(c)
-				if err := syscall.Connect(c, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-					b.Fatal(err)
-				}
-				s, err := ln.Accept()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				f, err := s.(*net.TCPConn).File() // a blocking duplicate
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.Close()
-				fds = append(fds, int(f.Fd()))
+			clients, fds := loopbackPairs(b, n) // the servers' descriptors are blocking
+			for _, c := range clients {
 				// The peers never read: keep what b.N rounds send within
 				// the socket buffers.
 				syscall.SetsockoptInt(c, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20)
@@ -80,43 +92,12 @@ func BenchmarkLoopbackWriteFloor(b *testing.B) {
 func BenchmarkRoundTripFloor(b *testing.B) {
 	for _, n := range []int{1000, 4000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			port := ln.Addr().(*net.TCPAddr).Port
-			clients := make([]int, 0, n)
-			servers := make([]int, 0, n)
-			for range n {
-				c, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-				if err != nil {
+			clients, servers := loopbackPairs(b, n)
+			for _, x := range append(slices.Clone(clients), servers...) {
+				syscall.SetsockoptInt(x, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+				if err := syscall.SetNonblock(x, true); err != nil {
 					b.Fatal(err)
 				}
-				defer syscall.Close(c)
-				if err := syscall.Connect(c, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-					b.Fatal(err)
-				}
-				syscall.SetsockoptInt(c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-				s, err := ln.Accept()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				f, err := s.(*net.TCPConn).File() // a duplicate outside Go's poller
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.Close()
-				fd := int(f.Fd())
-				syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-				for _, x := range []int{c, fd} {
-					if err := syscall.SetNonblock(x, true); err != nil {
-						b.Fatal(err)
-					}
-				}
-				clients = append(clients, c)
-				servers = append(servers, fd)
 			}
 			submit := []byte(`{"id":12345,"method":"mining.submit","params":["bc1qexampleworkeraddress.rig01","1a2b3c","00000000000001f4","6760a1c2","1d2e3f40"]}` + "\n")
 			answer := []byte(`{"id":12345,"result":true,"error":null}` + "\n")
