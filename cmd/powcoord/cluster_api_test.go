@@ -43,17 +43,7 @@ func TestClusterAPI(t *testing.T) {
 	startAgent := commands(t, actx)
 
 	var why string // what the last wait saw
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		why = ""
-		for !ok() {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s: timed out; last seen: %s\n%s", what, why, c.Logs())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
+	waitFor := waiter(t, ctx, &why, c.Logs)
 	status := func(addr string) (clusterAPIStatus, error) {
 		var st clusterAPIStatus
 		err := getJSON("http://"+addr+"/api/status", &st)
@@ -254,5 +244,22 @@ func TestClusterAPINodeBlocks(t *testing.T) {
 	h.handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/blocks?last=2", nil))
 	if want := "GET /api/blocks: this cluster follows a node (--node) and stores no chain of its own; ask the node for its blocks\n"; rec.Code != 404 || rec.Body.String() != want {
 		t.Fatalf("/api/blocks with --node: %d %q, want 404 %q", rec.Code, rec.Body.String(), want)
+	}
+}
+
+// waiter returns a wait that polls ok every 50 ms until it holds, failing
+// the test when ctx ends with what, *why (what ok last saw; reset at each
+// wait) and the logs.
+func waiter(t *testing.T, ctx context.Context, why *string, logs func() string) func(what string, ok func() bool) {
+	return func(what string, ok func() bool) {
+		t.Helper()
+		*why = ""
+		for !ok() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: timed out; last seen: %s\n%s", what, *why, logs())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 }

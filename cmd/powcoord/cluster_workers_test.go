@@ -41,17 +41,7 @@ func TestClusterWorkersAPI(t *testing.T) {
 	startAgent := commands(t, actx)
 
 	var why string
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		why = ""
-		for !ok() {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s: timed out; last seen: %s", what, why)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
+	waitFor := waiter(t, ctx, &why, c.Logs)
 	coordHTTP := freeAddr(t)
 	start(io.Discard, "ledger", "--cluster", urls, "--replicas", "1", "--postgres", dbURL)
 	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", coordHTTP, "--postgres", dbURL,
