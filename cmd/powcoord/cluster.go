@@ -148,6 +148,7 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, ledger: led, started: time.Now(), log: log}
 		if nodeSrc == nil {
 			h.chain = chainstore.NewView(js)
+			h.lastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
 		}
 		srv = &http.Server{Handler: h.handler(reg), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
@@ -33,7 +34,10 @@ type clusterHTTP struct {
 	node  work.Source
 	// ledger is the cluster's PostgreSQL ledger (--postgres), for GET
 	// /api/workers and /api/best; nil without it.
-	ledger  *pgledger.Ledger
+	ledger *pgledger.Ledger
+	// lastJob reads the cluster's current job (jobs.Last), for a
+	// standby's next-block difficulty.
+	lastJob func(context.Context) (*jobs.Job, error)
 	started time.Time
 	log     *slog.Logger
 }
@@ -190,6 +194,15 @@ func (h *clusterHTTP) status(ctx context.Context) clusterAPIStatus {
 	if ok {
 		st.TipHeight, st.TipHash = tip.Height, tip.Hash.String()
 		st.Height, st.PrevHash = tip.Height+1, st.TipHash
+		// The next block's bits: the active coordinator's newest job,
+		// when it builds on the tip read here.
+		if h.lastJob != nil {
+			if j, err := h.lastJob(cctx); err == nil && j.Template.PrevHash == tip.Hash {
+				bits := fmt.Sprintf("%08x", j.Template.Bits)
+				d, _ := chainmath.CompactToDifficulty(j.Template.Bits)
+				st.Bits, st.Difficulty = &bits, &d
+			}
+		}
 	}
 	return st
 }

@@ -268,3 +268,23 @@ func (s *Source) Close() error {
 	})
 	return nil
 }
+
+// Last reads the newest job on JobSubject from the JOBS stream once (its
+// body fetched from the template store when it is too large for a
+// message): what the front-ends mine now. A standby coordinator's
+// /api/status takes the next block's bits from it.
+func Last(ctx context.Context, js jetstream.JetStream) (*Job, error) {
+	st, err := js.Stream(ctx, bus.StreamJobs)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: stream %s: %w", bus.StreamJobs, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, JobSubject)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: last job on %s: %w", JobSubject, err)
+	}
+	data, err := bus.Body(ctx, js, bus.BucketTemplates, m.Data, m.Header)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: last job on %s: %w", JobSubject, err)
+	}
+	return DecodeJob(data)
+}
