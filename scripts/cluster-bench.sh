@@ -15,7 +15,9 @@
 # on each front-end, 5000), DURATION (share phase, 15s), BLOCKS (blocks the
 # load generator mines for the notify latency, timed at every session, 3), PERF (1: a 10 s `perf record`
 # of front-end 1 during the share phase, if perf is installed), LEASE_TTL
-# (the front-ends' --lease-ttl, 3s). POWCOORD_CPUPROFILE=/dir/%p.prof gives
+# (the front-ends' --lease-ttl, 3s), BLOCK_DELAY (the load generator's
+# --block-delay: a wait between the share phase and the first block, so
+# the notify is timed after the ledger caught up; 0s). POWCOORD_CPUPROFILE=/dir/%p.prof gives
 # every powcoord process a Go CPU profile (by pid; $work/pids names them).
 # POWCOORD_BIN runs a binary built elsewhere (an older commit, side by side);
 # LOADGEN the load generator binary (default: the same binary).
@@ -31,6 +33,7 @@ DURATION=${DURATION:-15s}
 BLOCKS=${BLOCKS:-3}
 PERF=${PERF:-0}
 LEASE_TTL=${LEASE_TTL:-3s}
+BLOCK_DELAY=${BLOCK_DELAY:-0s}
 
 work=$(mktemp -d /tmp/cluster-bench.XXXXXX)
 chmod 755 "$work"
@@ -153,7 +156,7 @@ echo "cluster-bench: $FRONTENDS front-ends x $SESSIONS_PER_FE sessions, $RATE_PE
 # share rates add up.
 furls=$(IFS=,; echo "${fe[*]}")
 "${LOADGEN:-$bin}" loadtest --url "$furls" --procs "$FRONTENDS" --sessions $((SESSIONS_PER_FE * FRONTENDS)) \
-	--rate $((RATE_PER_FE * FRONTENDS)) --duration "$DURATION" --blocks "$BLOCKS" \
+	--rate $((RATE_PER_FE * FRONTENDS)) --duration "$DURATION" --blocks "$BLOCKS" --block-delay "$BLOCK_DELAY" \
 	>"$work/lt1.out" 2>"$work/lt1.log" &
 ltpid=$!
 pids+=($!)

@@ -69,6 +69,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&cfg.SharesPerSecond, "rate", 10000, "total valid `shares per second` across all sessions; 0 skips the share phase")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the share `phase`")
 	fs.IntVar(&cfg.Blocks, "blocks", 3, "`number` of blocks to mine for the new-block notify latency; 0 skips it")
+	fs.DurationVar(&cfg.BlockDelay, "block-delay", 0, "`wait` after the share phase before mining the first block (for a server still storing shares, e.g. a cluster's ledger catching up)")
 	fs.IntVar(&cfg.PerSourceIP, "per-ip", 20000, "sessions per 127.x source `address`")
 	fs.IntVar(&cfg.PID, "pid", 0, "coordinator process `id`, for its RSS and CPU (0: not measured)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "`number` of processes holding the sessions (see above)")

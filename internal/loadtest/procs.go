@@ -318,6 +318,9 @@ func runProcs(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 		log.Info("share phase done", "sent", rep.Submitted, "accepted", rep.Accepted, "per_second", rep.SharesPerSec)
 	}
+	if err := blockDelay(ctx, cfg); err != nil {
+		return rep, err
+	}
 
 	var stats notifyStats
 	all := func(o order, want string) ([]answer, error) {

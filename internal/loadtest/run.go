@@ -43,6 +43,11 @@ type Config struct {
 	// Blocks is how many blocks the run mines itself to measure the
 	// new-block notify latency to every session (0: none).
 	Blocks int
+	// BlockDelay is how long the run waits after the share phase before
+	// it mines its first block: time for a server still storing the
+	// shares (a cluster's ledger draining into PostgreSQL) to finish, so
+	// the notify is timed on a quiet server (0: none).
+	BlockDelay time.Duration
 	// PerSourceIP is how many sessions use one 127.x source address
 	// before the next is taken (20,000; one address has about 28,000
 	// ephemeral ports). It applies on Linux only; elsewhere every session
@@ -492,6 +497,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Sessions < 1 {
 		return nil, fmt.Errorf("sessions %d: want at least 1", cfg.Sessions)
 	}
+	if cfg.BlockDelay < 0 {
+		return nil, fmt.Errorf("block delay %v: want 0 or more", cfg.BlockDelay)
+	}
 	if cfg.Window <= 0 {
 		cfg.Window = 1
 	}
@@ -542,6 +550,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// Notify phase: mine a block on one session and time the clean
 	// notify of that block's hash at every session.
+	if err := blockDelay(ctx, cfg); err != nil {
+		return rep, err
+	}
 	var stats notifyStats
 	for b := 0; b < cfg.Blocks && ctx.Err() == nil; b++ {
 		m, sh, err := g.solve()
@@ -690,4 +701,20 @@ func firstConnectErr(p *atomic.Pointer[error]) error {
 		return *e
 	}
 	return nil
+}
+
+// blockDelay waits cfg.BlockDelay before the notify phase (when it mines
+// any block), or until ctx ends.
+func blockDelay(ctx context.Context, cfg Config) error {
+	if cfg.BlockDelay <= 0 || cfg.Blocks <= 0 {
+		return nil
+	}
+	t := time.NewTimer(cfg.BlockDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -239,4 +240,32 @@ func TestNotifyStats(t *testing.T) {
 	if rep.LoadgenCPUPerNotify() != 800 {
 		t.Fatalf("cpu per notify %v, want 800ns", rep.LoadgenCPUPerNotify())
 	}
+}
+
+func TestRunBlockDelayChecked(t *testing.T) {
+	_, err := Run(context.Background(), Config{Addr: "127.0.0.1:1", Sessions: 1, BlockDelay: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "block delay -1s: want 0 or more") {
+		t.Fatalf("error %v, want the negative delay named", err)
+	}
+}
+
+// TestBlockDelay: the notify phase starts BlockDelay after the share
+// phase, at once when no block is to be mined, and early when ctx ends.
+func TestBlockDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if err := blockDelay(context.Background(), Config{Blocks: 2, BlockDelay: 10 * time.Second}); err != nil || time.Since(start) != 10*time.Second {
+			t.Fatalf("waited %v (%v), want 10s", time.Since(start), err)
+		}
+		start = time.Now()
+		if err := blockDelay(context.Background(), Config{Blocks: 0, BlockDelay: 10 * time.Second}); err != nil || time.Since(start) != 0 {
+			t.Fatalf("no blocks: waited %v (%v), want none", time.Since(start), err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start = time.Now()
+		if err := blockDelay(ctx, Config{Blocks: 1, BlockDelay: 10 * time.Second}); err == nil || time.Since(start) != 3*time.Second {
+			t.Fatalf("ctx ending after 3s: waited %v (%v), want 3s and its error", time.Since(start), err)
+		}
+	})
 }
