@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,10 @@ type clusterHTTP struct {
 	// ledger is the cluster's PostgreSQL ledger (--postgres), for GET
 	// /api/workers and /api/best; nil without it.
 	ledger *pgledger.Ledger
+	// workersCache holds the last GET /api/workers answer of each span
+	// (clusterworkers.go).
+	workersMu    sync.Mutex
+	workersCache map[int]cachedWorkers
 	// lastJob reads the cluster's current job (jobs.Last), for a
 	// standby's next-block difficulty.
 	lastJob func(context.Context) (*jobs.Job, error)
