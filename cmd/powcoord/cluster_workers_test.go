@@ -131,6 +131,12 @@ func TestClusterWorkersAPI(t *testing.T) {
 	if ws.Minutes != 60 || len(ws.Workers) != 3 {
 		t.Fatalf("/api/workers?minutes=60: %+v, want the 3 workers over 60 minutes", ws)
 	}
+	// Asked again at once, the answer is the one just computed (the
+	// same span start), not a second scan of the ledger.
+	var again clusterWorkers
+	if err := getJSON("http://"+coordHTTP+"/api/workers?minutes=60", &again); err != nil || !again.Since.Equal(ws.Since) {
+		t.Errorf("/api/workers asked again: since %s (%v), want the cached %s", again.Since, err, ws.Since)
+	}
 	for _, w := range ws.Workers {
 		f := fw[w.Worker]
 		if uint64(w.Shares) != f.Accepted || math.Abs(w.Work-f.Work) > 1e-9*f.Work {
