@@ -66,6 +66,7 @@ type coordFlags struct {
 	reconnectWait           time.Duration // --reconnect-wait
 	stratum2                string        // --stratum2: Stratum V2 listen address
 	authorityKey            string        // --authority-key file
+	versionMask             *versionMask  // --version-mask
 
 	// Payouts (docs/payouts.md).
 	payout       string
@@ -84,6 +85,7 @@ type coordFlags struct {
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	if !demo {
 		fs.StringVar(&f.stratum, "stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
+		f.versionMask = addVersionMaskFlag(fs)
 		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
 		f.node = addNodeFlags(fs)
 		fs.IntVar(&f.maxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
@@ -251,6 +253,9 @@ func (f *coordFlags) limits(cfg *coordinator.Config) {
 		}
 	}
 	cfg.HandshakeTimeout, cfg.IdleTimeout, cfg.MaxLineBytes = f.handshakeTimeout, f.idleTimeout, f.maxLine
+	if f.versionMask != nil {
+		cfg.VersionMask = uint32(*f.versionMask)
+	}
 	if f.reconnectAddr != "" {
 		cfg.Reconnect.Host, cfg.Reconnect.Port, _ = f.reconnect()
 	}

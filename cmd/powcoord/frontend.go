@@ -92,6 +92,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	id := fs.String("id", "", "this front-end's `id` in the cluster: letters, digits, '-' and '_' (default: host name, pid and a random suffix)")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream and bucket when this front-end creates them (at most the number of NATS servers)")
 	leaseTTL := fs.Duration("lease-ttl", lease.DefaultTTL, "lifetime of the extranonce1 prefix lease without renewal; the front-end sends its miners away 9/10 of it after it last reached the cluster")
+	vmask := addVersionMaskFlag(fs)
 	shareDiff := fs.Float64("share-difficulty", 0.001, "starting share `difficulty` of every connection; vardiff moves it from there")
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
@@ -286,6 +287,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		coord, err := coordinator.New(coordinator.Config{
 			Source: src, Store: ledger, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
 			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
+			VersionMask: uint32(*vmask),
 		})
 		if err != nil {
 			l.Release(context.Background())

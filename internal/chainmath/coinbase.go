@@ -22,6 +22,12 @@ type CoinbaseParams struct {
 	ExtranonceSize int
 	// Tag is pushed after the extranonce (e.g. "/powcoord/"); may be empty.
 	Tag []byte
+	// Variant, when not zero, is pushed after the tag as one byte: work
+	// re-issued for the same template (a new share difficulty) gets a new
+	// variant, so its coinbase, merkle root and every header differ from
+	// the work sent before (docs/stratum-v1.md, "A new difficulty").
+	// Budgets reserve JobTagSize bytes for it whether or not it is set.
+	Variant uint8
 	// Outputs are the payout outputs, in order.
 	Outputs []*wire.TxOut
 	// WitnessCommitment, when non-nil, is appended as a last output. It is
@@ -58,10 +64,14 @@ func WitnessCommitment(wtxids []Hash) Hash {
 	return DoubleSHA256(buf[:])
 }
 
+// JobTagSize is the scriptSig space a coinbase's variant push takes
+// (a one-byte push of one byte); tag budgets must leave it free.
+const JobTagSize = 2
+
 // BuildCoinbase returns the coinbase transaction's non-witness serialization
 // split around the extranonce slot: coinb1 ‖ extranonce1 ‖ extranonce2 ‖
 // coinb2 is the whole transaction. The scriptSig is
-// <height> <push ExtranonceSize> [slot] <tag>.
+// <height> <push ExtranonceSize> [slot] <tag> [<variant>].
 func BuildCoinbase(p CoinbaseParams) (coinb1, coinb2 []byte, err error) {
 	if p.Height < 0 {
 		return nil, nil, fmt.Errorf("coinbase height %d: negative", p.Height)
@@ -84,8 +94,12 @@ func BuildCoinbase(p CoinbaseParams) (coinb1, coinb2 []byte, err error) {
 		}
 	}
 	sigLen := len(heightPush) + 1 + p.ExtranonceSize + len(tagPush)
-	if sigLen > 100 {
-		return nil, nil, fmt.Errorf("coinbase scriptSig is %d bytes, over the limit of 100 (tag %q too long?)", sigLen, p.Tag)
+	if sigLen+JobTagSize > 100 {
+		return nil, nil, fmt.Errorf("coinbase scriptSig is %d bytes with the %d-byte job variant, over the limit of 100 (tag %q too long?)", sigLen+JobTagSize, JobTagSize, p.Tag)
+	}
+	if p.Variant != 0 {
+		tagPush = append(tagPush, 1, p.Variant)
+		sigLen += JobTagSize
 	}
 
 	var b1 bytes.Buffer

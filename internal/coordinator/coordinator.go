@@ -25,6 +25,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultVersionMask is BIP 323's 24 general-purpose header version bits
+// (5 to 28), the most a miner may roll; BIP 320's 0x1fffe000 is inside it.
+const DefaultVersionMask uint32 = 0x1fffffe0
+
 // Config configures a Coordinator. Zero values take the documented
 // defaults.
 type Config struct {
@@ -59,8 +63,10 @@ type Config struct {
 	JobInterval time.Duration
 	// CoinbaseTag is pushed into every coinbase scriptSig ("/powcoord/").
 	CoinbaseTag string
-	// VersionMask is the set of header version bits miners may roll
-	// (0x1fffe000, BIP 320).
+	// VersionMask is the set of header version bits miners may roll:
+	// inside DefaultVersionMask (BIP 323), which is also the default.
+	// A V1 miner is granted its own mask ANDed with this one; a V2
+	// channel rolls under this one (docs/stratum-v1.md, version rolling).
 	VersionMask uint32
 	// NTimeFuture is how far past now a share's ntime may be (7000 s);
 	// the template's own limit (work.Template.MaxTime) applies as well.
@@ -201,10 +207,10 @@ func (c *Config) setDefaults() error {
 		c.CoinbaseTag = "/powcoord/"
 	}
 	if c.VersionMask == 0 {
-		c.VersionMask = 0x1fffe000
+		c.VersionMask = DefaultVersionMask
 	}
-	if c.VersionMask&^0x1fffe000 != 0 {
-		return fmt.Errorf("version mask %08x: must be inside 1fffe000", c.VersionMask)
+	if c.VersionMask&^DefaultVersionMask != 0 {
+		return fmt.Errorf("version mask %08x: must be inside %08x (BIP 323's general-purpose bits)", c.VersionMask, DefaultVersionMask)
 	}
 	if c.NTimeFuture == 0 {
 		c.NTimeFuture = 7000 * time.Second

@@ -198,7 +198,14 @@ func (s *session) sendWork(ep *epoch, force bool) {
 	if s.lastEpoch == ep && !force {
 		return
 	}
-	cb, err := ep.coinbase(s.payout)
+	// A re-issue of the same epoch (a new difficulty) gets a new coinbase
+	// variant: miners that reset extranonce2 on every job id would
+	// otherwise hash, and send, the same headers again.
+	variant, ok := s.reissue.variant(ep)
+	if !ok {
+		return
+	}
+	cb, err := ep.coinbase(s.payout, variant)
 	if err != nil {
 		s.c.log.Error("building coinbase", "user", s.user, "err", err)
 		return

@@ -29,8 +29,11 @@ import (
 // chain could not be asked, and the ntime limit a template carries.
 
 // TestDuplicateSameWorkUnderAnotherJobID: a header accepted under one job
-// id is a duplicate under another job id of the same epoch (the job a
-// difficulty change sends).
+// id is a duplicate when sent again, however spelt; the job a difficulty
+// change sends is other work (another coinbase variant), so the same
+// extranonce2, ntime and nonce under it make another header, judged on
+// its own (the same header under two job ids of one epoch is
+// TestDuplicateAcrossJobRefresh).
 func TestDuplicateSameWorkUnderAnotherJobID(t *testing.T) {
 	h := newHarness(t, harnessOpts{shareDiff: 1e-7})
 	c := h.dial()
@@ -40,26 +43,26 @@ func TestDuplicateSameWorkUnderAnotherJobID(t *testing.T) {
 	if ok, code := c.submit(s); !ok {
 		t.Fatalf("first share rejected with %d", code)
 	}
-	if m := c.call("mining.suggest_difficulty", []float64{5e-8}); string(m.Result) != "true" {
-		t.Fatalf("suggest_difficulty: %s", m.Result)
-	}
-	n2 := c.waitNotify()
-	if n2.JobID == n.JobID || n2.PrevHash != n.PrevHash || n2.NTime != n.NTime {
-		t.Fatalf("second job %+v, want another id for the same work as %+v", n2, n)
-	}
-	s2 := s
-	s2.job = n2.JobID
-	if ok, code := c.submit(s2); ok || code != stratum.CodeDuplicate {
-		t.Fatalf("same header under job %s: accepted=%v code=%d, want duplicate (%d)", n2.JobID, ok, code, stratum.CodeDuplicate)
-	}
 	// The same work spelt differently (upper-case hex) is the same header.
-	s3 := s2
+	s3 := s
 	s3.en2, s3.nonce, s3.ntime = strings.ToUpper(s.en2), strings.ToUpper(s.nonce), strings.ToUpper(s.ntime)
 	if ok, code := c.submit(s3); ok || code != stratum.CodeDuplicate {
 		t.Fatalf("same header in upper-case hex: accepted=%v code=%d, want duplicate", ok, code)
 	}
-	if got := shareCount(t, h.store); got != 1 {
-		t.Fatalf("ledger holds %d shares, want 1", got)
+	if m := c.call("mining.suggest_difficulty", []float64{5e-8}); string(m.Result) != "true" {
+		t.Fatalf("suggest_difficulty: %s", m.Result)
+	}
+	n2 := c.waitNotify()
+	if n2.JobID == n.JobID || n2.PrevHash != n.PrevHash || n2.Coinb2 == n.Coinb2 {
+		t.Fatalf("second job %+v, want another id and other work than %+v", n2, n)
+	}
+	s2 := s
+	s2.job = n2.JobID
+	if _, code := c.submit(s2); code == stratum.CodeDuplicate {
+		t.Fatalf("the same fields under job %s were judged a duplicate: the re-targeted job repeats the work", n2.JobID)
+	}
+	if got := shareCount(t, h.store); got > 2 {
+		t.Fatalf("ledger holds %d shares, want at most 2", got)
 	}
 }
 

@@ -38,9 +38,9 @@ type epoch struct {
 	pplns            *pplnsJob // nil: each session's own payout (solo)
 
 	mu       sync.RWMutex
-	byPayout map[string]*coinbaseParts // keyed by output script
-	lines    map[notifyKey][2][]byte   // notify line around the job id
-	jobs     map[jobKey]*job           // V1 jobs, shared by the sessions
+	byPayout map[payoutKey]*coinbaseParts
+	lines    map[notifyKey][2][]byte // notify line around the job id
+	jobs     map[jobKey]*job         // V1 jobs, shared by the sessions
 }
 
 // jobKey picks one shared job of an epoch.
@@ -84,6 +84,42 @@ func (ep *epoch) job(cb *coinbaseParts, diff float64, tgt chainmath.Target) *job
 type notifyKey struct {
 	cb    *coinbaseParts
 	clean bool
+}
+
+// payoutKey picks one coinbase of an epoch: the output script it pays
+// (empty under PPLNS) and the variant of the work (chainmath.CoinbaseParams).
+type payoutKey struct {
+	script  string
+	variant uint8
+}
+
+// maxVariant is how many times one session's work for one epoch can be
+// re-issued with a new difficulty; past it a difficulty change waits for
+// the next epoch (at most the refresh interval), so a miner flooding
+// suggestions cannot grow an epoch's coinbase table without bound.
+const maxVariant = 255
+
+// reissue picks the coinbase variant of the work a session or channel is
+// sent: 0 for an epoch's first job, a new one for each re-issue of the
+// same epoch (a difficulty change), so no two jobs of one session share a
+// header however the miner picks extranonce2 and ntime.
+type reissue struct {
+	ep *epoch
+	n  uint8
+}
+
+// variant returns the variant for the next job of ep; ok is false once
+// ep's variants are used up (the change then waits for the next epoch).
+func (r *reissue) variant(ep *epoch) (v uint8, ok bool) {
+	if r.ep != ep {
+		r.ep, r.n = ep, 0
+		return 0, true
+	}
+	if r.n == maxVariant {
+		return 0, false
+	}
+	r.n++
+	return r.n, true
 }
 
 // coinbaseParts is a coinbase split around the extranonce, for one payout,
@@ -171,7 +207,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		en2Size:    b.cfg.Extranonce2Size,
 		tag:        []byte(b.cfg.CoinbaseTag),
 		pplns:      pj,
-		byPayout:   make(map[string]*coinbaseParts),
+		byPayout:   make(map[payoutKey]*coinbaseParts),
 		lines:      make(map[notifyKey][2][]byte),
 	}
 	for i, h := range branch {
@@ -184,14 +220,17 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 // stale reports whether a job of epoch ep no longer builds on the tip.
 func (b *jobBook) stale(ep *epoch) bool { return ep.gen != b.gen.Load() }
 
-// coinbase returns the coinbase paying script, built once per epoch;
-// under PPLNS every session gets the epoch's one PPLNS coinbase.
-func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
+// coinbase returns the coinbase paying script, built once per epoch and
+// variant; under PPLNS every session gets the epoch's one PPLNS coinbase
+// of that variant. Variant 0 is the work first sent; a re-issue for a new
+// difficulty takes the next one, so it never repeats a header.
+func (ep *epoch) coinbase(script []byte, variant uint8) (*coinbaseParts, error) {
 	if ep.pplns != nil {
 		script = nil
 	}
+	key := payoutKey{string(script), variant}
 	ep.mu.RLock()
-	cb, ok := ep.byPayout[string(script)]
+	cb, ok := ep.byPayout[key]
 	ep.mu.RUnlock()
 	if ok {
 		return cb, nil
@@ -202,13 +241,14 @@ func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
 	}
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if cb, ok := ep.byPayout[string(script)]; ok {
+	if cb, ok := ep.byPayout[key]; ok {
 		return cb, nil
 	}
 	c1, c2, err := chainmath.BuildCoinbase(chainmath.CoinbaseParams{
 		Height:            ep.tmpl.Height,
 		ExtranonceSize:    ep.en1Size + ep.en2Size,
 		Tag:               ep.tag,
+		Variant:           variant,
 		Outputs:           outs,
 		WitnessCommitment: ep.tmpl.WitnessCommitment,
 	})
@@ -217,7 +257,7 @@ func (ep *epoch) coinbase(script []byte) (*coinbaseParts, error) {
 	}
 	cb = &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
 		sj: &stratum.Job{PrevHash: ep.tmpl.PrevHash, Coinb1: c1, Coinb2: c2, Branch: ep.branch, Version: ep.tmpl.Version, Bits: ep.tmpl.Bits, NTime: ep.ntime}}
-	ep.byPayout[string(script)] = cb
+	ep.byPayout[key] = cb
 	return cb, nil
 }
 

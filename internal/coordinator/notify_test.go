@@ -13,7 +13,7 @@ func TestAppendNotifyMatchesEncoder(t *testing.T) {
 	c := fuzzCoordinator(t)
 	ep := c.jobs.current()
 	script, _ := c.cfg.Source.PayoutScript("alice")
-	cb, err := ep.coinbase(script)
+	cb, err := ep.coinbase(script, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

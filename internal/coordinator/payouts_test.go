@@ -129,7 +129,7 @@ func TestPPLNSAndFixedOutputs(t *testing.T) {
 	}
 	for _, w := range []string{"dave", "alice"} {
 		script, _ := simchain.PayoutScript(w)
-		cb, err := ep.coinbase(script)
+		cb, err := ep.coinbase(script, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -323,16 +323,22 @@ func (c *client) solve(n *stratum.Notify, en2v uint32, diff float64, wantBlock b
 // solveAt is solve with the share's ntime given.
 func (c *client) solveAt(n *stratum.Notify, en2v uint32, diff float64, wantBlock bool, vbits, ntime uint32) share {
 	c.t.Helper()
+	return c.solveNonces(n, en2v, diff, wantBlock, vbits, ntime, 0)
+}
+
+// solveNonces is solveAt counting nonces up from start.
+func (c *client) solveNonces(n *stratum.Notify, en2v uint32, diff float64, wantBlock bool, vbits, ntime, start uint32) share {
+	c.t.Helper()
 	shareTgt, _ := chainmath.TargetForDifficulty(diff)
 	nbits, _ := stratum.ParseHex32("nbits", n.NBits)
 	bt, _ := chainmath.CompactToBig(nbits)
 	blockTgt := chainmath.TargetFromBig(bt)
 	version, _ := stratum.ParseHex32("version", n.Version)
-	version = version&^0x1fffe000 | vbits
+	version = version&^coordinator.DefaultVersionMask | vbits
 	en2 := make([]byte, c.en2Size)
 	binary.BigEndian.PutUint32(en2[c.en2Size-4:], en2v)
 	hdr := header(n, c.en1, en2, ntime, 0, version)
-	for nonce := uint32(0); nonce < 1<<31; nonce++ {
+	for nonce := start; nonce < 1<<31; nonce++ {
 		binary.LittleEndian.PutUint32(hdr[76:], nonce)
 		h := chainmath.DoubleSHA256(hdr[:])
 		if !shareTgt.Meets(&h) || blockTgt.Meets(&h) != wantBlock {
@@ -366,7 +372,7 @@ func TestHandshake(t *testing.T) {
 	m := c.call("mining.configure", []any{[]string{"version-rolling", "minimum-difficulty"}, map[string]any{"version-rolling.mask": "ffffffff", "version-rolling.min-bit-count": 2}})
 	var conf map[string]any
 	json.Unmarshal(m.Result, &conf)
-	if conf["version-rolling"] != true || conf["version-rolling.mask"] != "1fffe000" || conf["minimum-difficulty"] != false {
+	if conf["version-rolling"] != true || conf["version-rolling.mask"] != "1fffffe0" || conf["minimum-difficulty"] != false {
 		t.Fatalf("configure result %s", m.Result)
 	}
 	m = c.call("mining.configure", []any{[]string{"version-rolling"}, map[string]any{"version-rolling.mask": "00006000"}})
@@ -506,11 +512,18 @@ func TestSubmitRules(t *testing.T) {
 	hashDiff := chainmath.HashDifficulty(s.hash)
 	c.call("mining.suggest_difficulty", []any{hashDiff * 4})
 	n2 := c.waitNotify()
-	s2 := share{worker: "alice", job: n2.JobID, en2: s.en2, ntime: s.ntime, nonce: s.nonce}
-	// Same work under the new job id (same template) hashes the same.
-	if n2.Coinb1 != n.Coinb1 || n2.PrevHash != n.PrevHash {
-		t.Fatal("re-targeted job changed the work")
+	// The re-targeted job is new work on the same template (another
+	// coinbase variant): a share good for diff but not for the new one.
+	if n2.Coinb2 == n.Coinb2 || n2.PrevHash != n.PrevHash {
+		t.Fatalf("re-targeted job: coinb2 %s (was %s), prevhash %s (was %s)", n2.Coinb2, n.Coinb2, n2.PrevHash, n.PrevHash)
 	}
+	var s2 share
+	for en2 := uint32(9); ; en2++ {
+		if s2 = c.solve(n2, en2, diff, false, 0); chainmath.HashDifficulty(s2.hash) < hashDiff*4 {
+			break
+		}
+	}
+	s2.worker = "alice"
 	codeOf("low difficulty", s2, stratum.CodeLowDifficulty)
 	// The same share on the old job (its difficulty still applies) is fine.
 	if ok, code := c.submit(s); !ok {

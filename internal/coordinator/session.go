@@ -76,6 +76,7 @@ type session struct {
 	jobs        []jobRef // the jobs a share may name, oldest first
 	jobSeq      uint64
 	lastEpoch   *epoch
+	reissue     reissue // coinbase variants of lastEpoch's jobs
 	// dups holds the header hash of every share of the current
 	// generation that the ledger has made durable: the same work sent
 	// again, under any job id of any epoch of this generation, is a

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestSharedJobs: sessions with the same payout and difficulty get the
-// same job of an epoch (one job state per template, not per session);
+// TestSharedJobs: sessions with the same payout, difficulty and coinbase
+// variant get the same job of an epoch (one job state per template, not per session);
 // each names it by its own id, and only the exact id it was sent under
 // finds it.
 func TestSharedJobs(t *testing.T) {
@@ -30,16 +30,21 @@ func TestSharedJobs(t *testing.T) {
 			s.sendWork(c.jobs.current(), true)
 		}
 	}
+	// The n-th job of each session is the same coinbase variant: shared.
+	// Its first job is another variant (a re-issue is new work).
 	j := sessions[0].findJob("11")
-	if j == nil || j != sessions[1].findJob("11") || j != sessions[2].findJob("1") {
-		t.Fatalf("jobs not shared: %p %p %p", j, sessions[1].findJob("11"), sessions[2].findJob("1"))
+	if j == nil || j != sessions[1].findJob("11") || j != sessions[2].findJob("11") {
+		t.Fatalf("jobs not shared: %p %p %p", j, sessions[1].findJob("11"), sessions[2].findJob("11"))
+	}
+	if first := sessions[2].findJob("1"); first == nil || first == j || first.cb == j.cb {
+		t.Fatalf("the first and the 17th job of a session share work: %p %p", first, j)
 	}
 	for _, id := range []string{"011", "0x11", "B", "", "12", "11 ", "10000000000000011"} {
 		if sessions[0].findJob(id) != nil {
 			t.Errorf("job id %q found a job", id)
 		}
 	}
-	if got := sessions[0].findJob("b"); got != j {
-		t.Errorf("job b: %p, want the shared %p", got, j)
+	if got, want := sessions[0].findJob("b"), sessions[1].findJob("b"); got == nil || got != want {
+		t.Errorf("job b: %p, want the shared %p", got, want)
 	}
 }

@@ -167,6 +167,7 @@ type v2channel struct {
 	jobOrder  []uint32
 	jobSeq    uint32
 	lastEpoch *epoch
+	reissue   reissue // coinbase variants of lastEpoch's jobs
 	dups      map[chainmath.Hash]struct{}
 	inFlight  map[chainmath.Hash]struct{} // valid shares not yet committed
 	dupGen    uint64
@@ -483,7 +484,15 @@ func (v *v2conn) sendWorkLocked(ch *v2channel, ep *epoch, force bool) {
 	if v.closed || (ch.lastEpoch == ep && !force) {
 		return
 	}
-	cb, err := ep.coinbase(ch.payout)
+	// A new target on the same epoch comes with a new coinbase variant:
+	// SetTarget does not apply to a job already active (the
+	// specification's SetTarget), and the same merkle root under a new
+	// job id would have the miner hash the same headers again.
+	variant, ok := ch.reissue.variant(ep)
+	if !ok {
+		return
+	}
+	cb, err := ep.coinbase(ch.payout, variant)
 	if err != nil {
 		v.c.log.Error("building coinbase", "user", ch.user, "err", err)
 		return

@@ -26,7 +26,7 @@ func TestValidateShareTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := b.current()
-	cb, err := ep.coinbase([]byte{0x51})
+	cb, err := ep.coinbase([]byte{0x51}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func hardJob(t *testing.T, cfg *Config, tmpl *work.Template) *job {
 	if err := b.update(&hard, true); err != nil {
 		t.Fatal(err)
 	}
-	cb, err := b.current().coinbase([]byte{0x51})
+	cb, err := b.current().coinbase([]byte{0x51}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
