@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
-	"github.com/powcoord/powcoord/internal/store"
 )
 
 // The cluster's per-worker view, read from the PostgreSQL ledger the
@@ -135,7 +135,7 @@ func (h *clusterHTTP) best(w http.ResponseWriter, req *http.Request) {
 }
 
 // bestFromLedger groups the ledger's per-worker bests by worker and by
-// address (store.AccountOf: the worker name's part before the first '.'; of equal
+// address (ledger.AccountOf: the worker name's part before the first '.'; of equal
 // difficulties the earliest wins), each list sorted by name.
 func bestFromLedger(all, round []pgledger.BestShare, haveRound bool) coordinator.BestShares {
 	type spans struct{ round, all *coordinator.BestRecord }
@@ -153,11 +153,11 @@ func bestFromLedger(all, round []pgledger.BestShare, haveRound bool) coordinator
 		return m[k]
 	}
 	for _, s := range all {
-		wk, ad := get(workers, s.Worker), get(addrs, store.AccountOf(s.Worker))
+		wk, ad := get(workers, s.Worker), get(addrs, ledger.AccountOf(s.Worker))
 		wk.all, ad.all = better(wk.all, s), better(ad.all, s)
 	}
 	for _, s := range round {
-		wk, ad := get(workers, s.Worker), get(addrs, store.AccountOf(s.Worker))
+		wk, ad := get(workers, s.Worker), get(addrs, ledger.AccountOf(s.Worker))
 		wk.round, ad.round = better(wk.round, s), better(ad.round, s)
 	}
 	list := func(m map[string]*spans) []coordinator.BestOf {

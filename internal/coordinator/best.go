@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -87,7 +88,7 @@ func (c *Coordinator) BestShares() BestShares {
 	for name, sb := range c.stats.sessionBests() {
 		r := sb
 		get(workers, name).Session = &r
-		a := get(addrs, store.AccountOf(name))
+		a := get(addrs, ledger.AccountOf(name))
 		if a.Session == nil || r.Difficulty > a.Session.Difficulty {
 			a.Session = &r
 		}

@@ -5,9 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -156,7 +156,7 @@ func (s *session) noteShareLocked(rejected bool) bool {
 func (c *Coordinator) authorized(user, password string) string {
 	switch c.cfg.AuthMode {
 	case AuthAllowList:
-		base, _, _ := strings.Cut(user, ".")
+		base := ledger.AccountOf(user)
 		if c.allow[user] || c.allow[base] {
 			return ""
 		}

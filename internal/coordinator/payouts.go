@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
@@ -108,13 +109,6 @@ func (c *Config) checkPayout() error {
 	return nil
 }
 
-// labelOf returns the payout part of a worker name: what comes before the
-// first '.'.
-func labelOf(worker string) string {
-	l, _, _ := strings.Cut(worker, ".")
-	return l
-}
-
 // payoutScripts caches the payout script of each worker label.
 type payoutScripts struct {
 	mu sync.Mutex
@@ -122,7 +116,7 @@ type payoutScripts struct {
 }
 
 func (c *Coordinator) scriptOf(worker string) ([]byte, error) {
-	l := labelOf(worker)
+	l := ledger.AccountOf(worker)
 	c.scripts.mu.Lock()
 	s, ok := c.scripts.m[l]
 	c.scripts.mu.Unlock()
@@ -208,7 +202,7 @@ func computeWindow(ctx context.Context, cfg *Config, led PayoutLedger, t *work.T
 			return true
 		}
 		if _, ok := labels[string(script)]; !ok {
-			labels[string(script)] = labelOf(worker)
+			labels[string(script)] = ledger.AccountOf(worker)
 		}
 		return more
 	})
@@ -283,7 +277,7 @@ func NewPPLNS(cfg Config, led PayoutLedger, scriptOf func(label string) ([]byte,
 }
 
 func (p *PPLNS) script(worker string) ([]byte, error) {
-	l := labelOf(worker)
+	l := ledger.AccountOf(worker)
 	p.scripts.mu.Lock()
 	s, ok := p.scripts.m[l]
 	p.scripts.mu.Unlock()
@@ -384,7 +378,7 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 		rec = store.PayoutRecord{Height: fb.tmpl.Height, Mode: PayoutSolo, Value: fb.tmpl.CoinbaseValue}
 		for _, o := range blk.Transactions[0].TxOut {
 			if o.Value > 0 {
-				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: labelOf(fb.finder)})
+				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: ledger.AccountOf(fb.finder)})
 			}
 		}
 	}

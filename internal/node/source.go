@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"strings"
@@ -18,8 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -494,7 +496,7 @@ func (s *Source) Stale() bool {
 // before the first '.' in user when it is one of the network (solo mode),
 // otherwise the payout address.
 func (s *Source) PayoutScript(user string) ([]byte, error) {
-	name, _, _ := strings.Cut(user, ".")
+	name := ledger.AccountOf(user)
 	script, err := addressScript(name, s.cfg.Network, s.params)
 	if err == nil {
 		return script, nil

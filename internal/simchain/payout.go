@@ -2,12 +2,13 @@ package simchain
 
 import (
 	"errors"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/txscript/v2"
+
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // opReturnPrefix starts the OP_RETURN data of a coinbase paid to a worker
@@ -28,7 +29,7 @@ func PayoutScript(user string) ([]byte, error) {
 	if user == "" {
 		return nil, errors.New("simchain: payout: empty user name")
 	}
-	addrPart, _, _ := strings.Cut(user, ".")
+	addrPart := ledger.AccountOf(user)
 	if addr, err := address.DecodeAddress(addrPart, &chaincfg.RegressionNetParams); err == nil &&
 		addr.IsForNet(&chaincfg.RegressionNetParams) {
 		if script, err := txscript.PayToAddrScript(addr); err == nil {

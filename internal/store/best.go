@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // Best shares: the highest difficulty a share reached (Share.Achieved),
@@ -57,13 +58,6 @@ type BestShare struct {
 }
 
 type bestKey struct{ kind, name, scope string }
-
-// AccountOf is the account a worker name belongs to: its part before the
-// first '.'.
-func AccountOf(worker string) string {
-	a, _, _ := strings.Cut(worker, ".")
-	return a
-}
 
 // loadBest reads the best-share table into memory (at Open).
 func (s *Store) loadBest() error {
@@ -139,7 +133,7 @@ func (s *Store) newBests(batch []shareReq) []BestShare {
 		if f, ok := floors[sh.Worker]; ok && sh.Achieved <= f {
 			return // below every record of its worker and account
 		}
-		acct := AccountOf(sh.Worker)
+		acct := ledger.AccountOf(sh.Worker)
 		keys := [4]bestKey{
 			{BestWorker, sh.Worker, BestAllTime},
 			{BestAccount, acct, BestAllTime},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 func bestShare(worker string, achieved float64, block bool, i int) Share {
@@ -180,7 +181,7 @@ func refNewBests(best map[bestKey]BestShare, shares []Share) []BestShare {
 	}
 	for i := range shares {
 		sh := &shares[i]
-		acct := AccountOf(sh.Worker)
+		acct := ledger.AccountOf(sh.Worker)
 		consider(bestKey{BestWorker, sh.Worker, BestAllTime}, sh)
 		consider(bestKey{BestAccount, acct, BestAllTime}, sh)
 		if !sh.Block {

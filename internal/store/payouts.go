@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // Payouts: every found block's coinbase outputs, and for a PPLNS block the
@@ -36,32 +37,12 @@ CREATE TABLE IF NOT EXISTS payouts (
 CREATE INDEX IF NOT EXISTS payouts_script ON payouts(script);
 `
 
-// PayoutRecord is how a found block pays out.
-type PayoutRecord struct {
-	Hash   chainmath.Hash
-	Height int64
-	Mode   string // "solo" or "pplns"
-	// Cutoff is the number of ledger shares the window was taken from:
-	// the window is the newest work among shares 1..Cutoff (see
-	// ScanRecentShares). 0 for a solo block.
-	Cutoff int64
-	// Window is the window size in work units (decimal), "" for solo.
-	Window  string
-	Value   int64 // the coinbase value paid out
-	Outputs []PayoutOutput
-}
+// PayoutRecord is the ledger's record of what a found block pays
+// (internal/ledger); Cutoff counts the store's shares (ScanRecentShares).
+type PayoutRecord = ledger.PayoutRecord
 
-// PayoutOutput is one paying output of a found block's coinbase.
-type PayoutOutput struct {
-	Script []byte
-	Amount int64
-	Work   string // the window work it pays for, in units (decimal); "" for the fee or solo
-	Fee    bool
-	// Label is the payout label (worker name up to its first '.') of a
-	// miner it pays: on the embedded chain a solo block pays the whole
-	// worker name's script, so accounts are found by label as well.
-	Label string
-}
+// PayoutOutput is the ledger's paying output (internal/ledger).
+type PayoutOutput = ledger.PayoutOutput
 
 // RecordPayouts stores rec durably; recording a block again changes
 // nothing.

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -88,32 +89,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 `
 
-// Block is a block the pool found, as stored.
-type Block struct {
-	Height  int64
-	Hash    chainmath.Hash
-	Header  [chainmath.HeaderSize]byte
-	Raw     []byte // full block, wire serialization with witness
-	Finder  string
-	Time    uint32 // header time
-	FoundAt time.Time
-}
+// Block is the ledger's block (internal/ledger): the store is one of its
+// drivers and has no type of its own.
+type Block = ledger.Block
 
-// Share is one accepted share in the ledger.
-type Share struct {
-	Time        time.Time
-	Worker      string
-	Extranonce1 string
-	JobID       string
-	Extranonce2 string
-	NTime       uint32
-	Nonce       uint32
-	Version     uint32
-	Difficulty  float64 // the difficulty of the share target the worker had
-	Achieved    float64 // T1/hash, what the share actually reached
-	Hash        chainmath.Hash
-	Block       bool
-}
+// Share is the ledger's share (internal/ledger).
+type Share = ledger.Share
 
 type shareReq struct {
 	share Share

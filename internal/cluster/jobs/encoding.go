@@ -67,12 +67,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/work"
@@ -156,7 +156,7 @@ func (p Payout) Script(user string) ([]byte, error) {
 	case PayoutEmbedded:
 		return simchain.PayoutScript(user)
 	case PayoutNode:
-		name, _, _ := strings.Cut(user, ".")
+		name := ledger.AccountOf(user)
 		s, err := node.AddressScript(name, p.Network)
 		if err == nil {
 			return s, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -45,7 +46,7 @@ const maxText = 1 << 16
 //	70     ...  worker, extranonce1, job id, extranonce2 (strings)
 //
 // A typical share is about 100 bytes, a third of its JSON encoding.
-func AppendShare(dst []byte, sh store.Share) []byte {
+func AppendShare(dst []byte, sh ledger.Share) []byte {
 	dst = append(dst, shareV1)
 	dst = append(dst, sh.Hash[:]...)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(unixNano(sh.Time)))
@@ -68,8 +69,8 @@ func AppendShare(dst []byte, sh store.Share) []byte {
 
 // DecodeShare decodes a message body written by AppendShare. The error
 // says what was wrong and at which offset.
-func DecodeShare(b []byte) (store.Share, error) {
-	var sh store.Share
+func DecodeShare(b []byte) (ledger.Share, error) {
+	var sh ledger.Share
 	if len(b) < shareFixed {
 		return sh, fmt.Errorf("sharelog: share message of %d bytes: want at least %d", len(b), shareFixed)
 	}
@@ -130,7 +131,7 @@ func BatchSize(records, recordBytes int) int {
 // DecodeShares decodes a message on the SHARES stream: a batch
 // (AppendBatch) or a single share (AppendShare, as front-ends before
 // batch messages wrote). The error says what was wrong and where.
-func DecodeShares(b []byte) ([]store.Share, error) {
+func DecodeShares(b []byte) ([]ledger.Share, error) {
 	if len(b) == 0 {
 		return nil, errors.New("sharelog: empty share message")
 	}
@@ -140,7 +141,7 @@ func DecodeShares(b []byte) ([]store.Share, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []store.Share{sh}, nil
+		return []ledger.Share{sh}, nil
 	case batchV2:
 	default:
 		return nil, fmt.Errorf("sharelog: share message format version %d: want %d or %d", b[0], shareV1, batchV2)
@@ -158,7 +159,7 @@ func DecodeShares(b []byte) ([]store.Share, error) {
 	if uint64(len(b)-off) < n*(shareFixed+1) {
 		return nil, fmt.Errorf("sharelog: batch message of %d bytes cannot hold the %d shares it counts", len(b), n)
 	}
-	out := make([]store.Share, 0, n)
+	out := make([]ledger.Share, 0, n)
 	for i := range n {
 		l, k := binary.Uvarint(b[off:])
 		if k <= 0 || l > uint64(len(b)-off-k) {

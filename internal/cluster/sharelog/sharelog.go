@@ -61,6 +61,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -217,7 +218,7 @@ func (l *Log) server() string {
 // RecordShare returns nil once sh is stored on the SHARES stream. It
 // returns an error when the batch holding sh was not acknowledged within
 // PublishTimeout, when ctx ends first, or when the log is closed.
-func (l *Log) RecordShare(ctx context.Context, sh store.Share) error {
+func (l *Log) RecordShare(ctx context.Context, sh ledger.Share) error {
 	if sh.Hash == (chainmath.Hash{}) {
 		return errors.New("sharelog: share with an all-zero hash")
 	}
@@ -253,7 +254,7 @@ func (l *Log) RecordShare(ctx context.Context, sh store.Share) error {
 // writer keys shares by their work, so a share sent again is stored
 // once). A coordinator's share queue calls it with what its sessions
 // handed over meanwhile (coordinator.BatchLedger).
-func (l *Log) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+func (l *Log) RecordShareBatch(ctx context.Context, shares []ledger.Share) error {
 	if len(shares) == 0 {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -31,8 +32,8 @@ func hashOf(i int) chainmath.Hash {
 }
 
 // TestShare returns a distinct valid share for i.
-func testShare(i int) store.Share {
-	return store.Share{
+func testShare(i int) ledger.Share {
+	return ledger.Share{
 		Time:        time.Unix(1700000000, int64(i)).UTC(),
 		Worker:      fmt.Sprintf("bc1qworker%d.rig%d", i%7, i%3),
 		Extranonce1: "0a0b0c0d",
@@ -352,11 +353,11 @@ func testRecordShareBatch(t *testing.T, js jetstream.JetStream, s *bus.Streams) 
 		t.Fatal(err)
 	}
 	const n = 1100
-	shares := make([]store.Share, n)
+	shares := make([]ledger.Share, n)
 	for i := range shares {
 		shares[i] = testShare(i)
 	}
-	bad := append(append([]store.Share{}, shares[:3]...), store.Share{Worker: "w"})
+	bad := append(append([]ledger.Share{}, shares[:3]...), ledger.Share{Worker: "w"})
 	if err := l.RecordShareBatch(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "share 3 of 4 has an all-zero hash") {
 		t.Fatalf("a batch with a zero hash: %v", err)
 	}

@@ -7,32 +7,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
-// PayoutRecord is what a found block pays. Its fields are those of
-// internal/store's PayoutRecord; Cutoff is the shares id of the newest
-// share in the block's PPLNS window (0 for a solo block): the window is
-// the newest work among the shares with id up to Cutoff.
-type PayoutRecord struct {
-	Hash    chainmath.Hash
-	Height  int64
-	Mode    string // "solo" or "pplns"
-	Cutoff  int64
-	Window  string // window size in work units (decimal), "" for solo
-	Value   int64  // the coinbase value paid out
-	Outputs []PayoutOutput
-}
+// PayoutRecord is the ledger's record of what a found block pays
+// (internal/ledger); Cutoff is the shares id of the newest share in the
+// block's PPLNS window (0 for a solo block).
+type PayoutRecord = ledger.PayoutRecord
 
-// PayoutOutput is one paying output of a found block's coinbase. Its
-// fields are those of internal/store's PayoutOutput, so either converts
-// to the other with a plain type conversion.
-type PayoutOutput struct {
-	Script []byte
-	Amount int64
-	Work   string // window work it pays for, units (decimal); "" for the fee or solo
-	Fee    bool
-	Label  string
-}
+// PayoutOutput is the ledger's paying output (internal/ledger).
+type PayoutOutput = ledger.PayoutOutput
 
 // RecordPayouts stores rec in one transaction; recording a block again
 // changes nothing.

@@ -49,40 +49,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // MaxBatch is the largest number of shares Record takes in one call.
 const MaxBatch = 65536
 
-// Share is one accepted share. Its fields are those of internal/store's
-// Share, so either converts to the other with a plain type conversion.
-type Share struct {
-	Time        time.Time
-	Worker      string
-	Extranonce1 string
-	JobID       string
-	Extranonce2 string
-	NTime       uint32
-	Nonce       uint32
-	Version     uint32
-	Difficulty  float64 // the difficulty of the share target the worker had
-	Achieved    float64 // T1/hash, what the share actually reached
-	Hash        chainmath.Hash
-	Block       bool
-}
+// Share is the ledger's share (internal/ledger).
+type Share = ledger.Share
 
-// Block is a block of a chain, as stored. Its fields are those of
-// internal/store's Block, so either converts to the other with a plain
-// type conversion.
-type Block struct {
-	Height  int64
-	Hash    chainmath.Hash
-	Header  [chainmath.HeaderSize]byte
-	Raw     []byte // full block, wire serialization with witness
-	Finder  string
-	Time    uint32 // header time
-	FoundAt time.Time
-}
+// Block is the ledger's block (internal/ledger).
+type Block = ledger.Block
 
 // ErrHeightTaken is returned (wrapped) by AddBlock when the chain already
 // has a block at that height.

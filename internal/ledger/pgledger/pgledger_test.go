@@ -13,15 +13,6 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/clustertest"
-	"github.com/powcoord/powcoord/internal/store"
-)
-
-// The types convert to and from internal/store's with plain conversions.
-var (
-	_ = Share(store.Share{})
-	_ = store.Share(Share{})
-	_ = Block(store.Block{})
-	_ = store.Block(Block{})
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
