@@ -38,14 +38,23 @@ type BatchLedger interface {
 	RecordShareBatch(ctx context.Context, shares []store.Share) error
 }
 
-func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share) {
-	var record func(context.Context, []store.Share) error
-	switch l := q.c.cfg.Store.(type) {
+// batchRecorder returns how l records many shares in one call: a
+// *store.Store's RecordShares, a BatchLedger's RecordShareBatch, or nil
+// for a ledger that takes one RecordShare per share. It is the one place
+// that decides, for the V1 queue and V2 bursts alike.
+func batchRecorder(l Ledger) func(context.Context, []store.Share) error {
+	switch l := l.(type) {
 	case *store.Store:
-		record = l.RecordShares
+		return l.RecordShares
 	case BatchLedger:
-		record = l.RecordShareBatch
-	default:
+		return l.RecordShareBatch
+	}
+	return nil
+}
+
+func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share) {
+	record := batchRecorder(q.c.cfg.Store)
+	if record == nil {
 		go func() {
 			err := q.c.cfg.Store.RecordShare(ctx, sh)
 			ps.s.settle(ps, err, ctx.Err() != nil)

@@ -1,13 +1,16 @@
 package coordinator_test
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
+	"github.com/powcoord/powcoord/internal/sv2"
 )
 
 // testClock is a Config.Now the test moves by hand.
@@ -213,4 +216,64 @@ func TestSV2RetargetIsNewWorkAndBIP323(t *testing.T) {
 		}
 		ok(again, "first share of the re-targeted job")
 	}
+}
+
+// batchCounter is a BatchLedger over a *store.Store (a cluster
+// front-end's share log stands in the same place) that counts its calls.
+type batchCounter struct {
+	*store.Store
+	mu             sync.Mutex
+	singles        int // RecordShare calls
+	batches, moved int // RecordShareBatch calls and the shares they carried
+}
+
+func (b *batchCounter) RecordShare(ctx context.Context, sh store.Share) error {
+	b.mu.Lock()
+	b.singles++
+	b.mu.Unlock()
+	return b.Store.RecordShare(ctx, sh)
+}
+
+func (b *batchCounter) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+	b.mu.Lock()
+	b.batches++
+	b.moved += len(shares)
+	b.mu.Unlock()
+	return b.Store.RecordShares(ctx, shares)
+}
+
+// TestSV2SharesCommittedInBatches: a burst of V2 shares reaches a batch
+// ledger (a front-end's share log) in batch calls, never one RecordShare
+// per share (V2 used to batch only for a *store.Store).
+func TestSV2SharesCommittedInBatches(t *testing.T) {
+	var bc *batchCounter
+	h := newV2Harness(t, harnessOpts{cfg: func(c *coordinator.Config) {
+		bc = &batchCounter{Store: c.Store.(*store.Store)}
+		c.Store = bc
+	}})
+	c := h.readyV2("burst", true)
+	const n = 12
+	var msgs []sv2.Message
+	j := c.cur
+	for i := range n {
+		en := []byte{0, 0, 0, byte(i)}
+		s := c.solve(j, j.activeFrom, j.version, en, c.target, true, false)
+		c.seq++
+		msgs = append(msgs, &sv2.SubmitSharesExtended{ChannelID: c.ch, SequenceNumber: c.seq, JobID: s.job, Nonce: s.nonce, NTime: s.ntime, Version: s.version, Extranonce: s.en})
+	}
+	c.send(msgs...)
+	for done := false; !done; {
+		switch m := c.next().(type) {
+		case *sv2.SubmitSharesSuccess:
+			done = m.LastSequenceNumber == c.seq
+		case *sv2.SubmitSharesError:
+			t.Fatalf("share %d refused: %s", m.SequenceNumber, m.ErrorCode)
+		}
+	}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	if bc.singles != 0 || bc.moved != n || bc.batches < 1 || bc.batches >= n {
+		t.Fatalf("%d shares: %d RecordShare calls, %d batch calls carrying %d; want 0 and a few carrying %d", n, bc.singles, bc.batches, bc.moved, n)
+	}
+	t.Logf("%d V2 shares in %d batch commits", n, bc.batches)
 }

@@ -658,8 +658,10 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	v.pending = append(v.pending, v2pending{ch: ch, seq: seq, j: j, sh: sh, start: start})
 }
 
-// commit makes the pending shares durable (one RecordShares for a
-// *store.Store, else one RecordShare each), then counts them accepted and
+// commit makes the pending shares durable (in one call when the ledger
+// records batches, batchRecorder; else one RecordShare each: a cluster
+// front-end's share log takes the burst as one SHARES message), then
+// counts them accepted and
 // queues their SubmitShares.Success; a share the ledger could not take is
 // answered share-not-recorded.
 func (v *v2conn) commit(ctx context.Context) {
@@ -669,12 +671,12 @@ func (v *v2conn) commit(ctx context.Context) {
 	batch := v.pending
 	v.pending = v.pending[:0:0]
 	errs := make([]error, len(batch))
-	if bl, ok := v.c.cfg.Store.(*store.Store); ok {
+	if record := batchRecorder(v.c.cfg.Store); record != nil {
 		shares := make([]store.Share, len(batch))
 		for i := range batch {
 			shares[i] = batch[i].sh
 		}
-		if err := bl.RecordShares(ctx, shares); err != nil {
+		if err := record(ctx, shares); err != nil {
 			for i := range errs {
 				errs[i] = err
 			}
