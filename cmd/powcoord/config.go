@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
-	"github.com/powcoord/powcoord/internal/coordinator"
 )
 
 // parseArgs parses args into fs, fills the flags not given from the
@@ -132,26 +131,4 @@ func configScalar(v any) (string, error) {
 	default:
 		return "", fmt.Errorf("value %v of type %T is not a string, number or boolean", v, v)
 	}
-}
-
-// versionMask is a --version-mask flag: a hex header version mask.
-type versionMask uint32
-
-func (m *versionMask) String() string { return fmt.Sprintf("%08x", uint32(*m)) }
-
-func (m *versionMask) Set(s string) error {
-	v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
-	if err != nil {
-		return fmt.Errorf("version mask %q: want 8 hex digits, e.g. 1fffffe0", s)
-	}
-	*m = versionMask(v)
-	return nil
-}
-
-// addVersionMaskFlag registers --version-mask on fs, defaulting to
-// BIP 323's general-purpose bits.
-func addVersionMaskFlag(fs *flag.FlagSet) *versionMask {
-	m := versionMask(coordinator.DefaultVersionMask)
-	fs.Var(&m, "version-mask", "header version bits miners may roll, in `hex`, inside 1fffffe0 (BIP 323); a V1 miner is granted its mining.configure mask ANDed with this")
-	return &m
 }

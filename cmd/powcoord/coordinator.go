@@ -7,23 +7,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/alert"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
-	"github.com/powcoord/powcoord/internal/sv2"
 	"github.com/powcoord/powcoord/internal/web"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +31,9 @@ import (
 
 // coordFlags are the flags shared by `coordinator` and `demo`.
 type coordFlags struct {
-	stratum      string
+	// listen is the Stratum listener surface, the same as a front-end's
+	// (internal/listen).
+	listen       listen.Flags
 	http         string
 	data         string
 	shareDiff    float64
@@ -44,29 +43,11 @@ type coordFlags struct {
 	logLevel     string
 	node         *nodeFlags
 
-	// Limits and access (coordinator command only).
-	maxConns, maxConnsPerIP int
-	banMinShares            int
-	banRejectRatio          float64
-	banDuration             time.Duration
-	auth                    string
-	allowUsers              string
-	authPassword            string
-	handshakeTimeout        time.Duration
-	idleTimeout             time.Duration
-	maxLine                 int
-	stratumTLS              string
-	tlsCert, tlsKey         string
-	cluster                 string        // NATS URLs: run as the cluster's active/standby coordinator
-	postgres                string        // --postgres: the cluster's shared ledger (PPLNS window)
-	leaderTTL               time.Duration // --leader-ttl
-	replicas                int           // --replicas
-	minDiff, tlsMinDiff     float64       // per-listener difficulty floors
-	reconnectAddr           string        // --reconnect-addr host:port
-	reconnectWait           time.Duration // --reconnect-wait
-	stratum2                string        // --stratum2: Stratum V2 listen address
-	authorityKey            string        // --authority-key file
-	versionMask             *versionMask  // --version-mask
+	// Cluster (coordinator command only).
+	cluster   string        // NATS URLs: run as the cluster's active/standby coordinator
+	postgres  string        // --postgres: the cluster's shared ledger (PPLNS window)
+	leaderTTL time.Duration // --leader-ttl
+	replicas  int           // --replicas
 
 	// Payouts (docs/payouts.md).
 	payout       string
@@ -83,42 +64,21 @@ type coordFlags struct {
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
+	f.listen.Register(fs, "127.0.0.1:3333", demo)
 	if !demo {
-		fs.StringVar(&f.stratum, "stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
-		f.versionMask = addVersionMaskFlag(fs)
 		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
 		f.node = addNodeFlags(fs)
-		fs.IntVar(&f.maxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
-		fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
-		fs.IntVar(&f.banMinShares, "ban-min-shares", 100, "shares a connection must have sent before the ban rule judges it; negative disables bans")
-		fs.Float64Var(&f.banRejectRatio, "ban-reject-ratio", 0.9, "ban the address of a connection with at least this `fraction` of its shares rejected (stale ones not counted)")
-		fs.DurationVar(&f.banDuration, "ban-duration", 10*time.Minute, "how long a ban refuses the address")
-		fs.StringVar(&f.auth, "auth", "open", "authorization `mode`: open, allowlist (--allow-users) or password (--auth-password)")
-		fs.StringVar(&f.allowUsers, "allow-users", "", "comma-separated `usernames` (or the part before the first '.') for --auth allowlist")
-		fs.StringVar(&f.authPassword, "auth-password", "", "the `password` every miner must send with --auth password")
-		fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 30*time.Second, "close a connection that has not subscribed and authorized within this `duration`")
-		fs.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "close a connection that sends nothing for this `duration`")
-		fs.IntVar(&f.maxLine, "max-line", 4096, "close a connection that sends a line longer than this many `bytes`")
-		fs.StringVar(&f.stratumTLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
-		fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
-		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
-		fs.Float64Var(&f.minDiff, "min-difficulty", 0, "lowest share `difficulty` on the --stratum listener: vardiff, suggest_difficulty and a d= password never go below it (0: no floor)")
-		fs.Float64Var(&f.tlsMinDiff, "stratum-tls-min-difficulty", -1, "the same floor for the --stratum-tls listener (negative: the --min-difficulty value)")
-		fs.StringVar(&f.reconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
-		fs.DurationVar(&f.reconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
 		fs.StringVar(&f.postgres, "postgres", "", "with --cluster: the cluster's PostgreSQL ledger `URL` (the one the ledger writers fill); GET /api/workers and /api/best read it, and with --payout pplns (where it is required) the PPLNS window is read and every found block's payout recorded there")
 	} else {
-		f.stratum = "127.0.0.1:0"
+		f.listen.V1 = "127.0.0.1:0"
 		fs.StringVar(&f.data, "data", "", "`directory` for the database; empty means a fresh temporary directory, removed at exit")
 	}
 	fs.Var(&f.webhooks, "webhook", "POST an alert to this `URL` on every found block (http or https); repeat for several endpoints")
 	fs.StringVar(&f.webhookFormat, "webhook-format", "json", "webhook body `format`: json (the event), discord ({\"content\": text}) or ntfy (plain text, Title header)")
 	fs.BoolVar(&f.webhookBestShare, "webhook-best-share", false, "also POST to the webhooks when a worker sets a new all-time best share")
-	fs.StringVar(&f.stratum2, "stratum2", "", "Stratum V2 (Noise-encrypted, stratum2+tcp) listen `address`; empty disables it")
-	fs.StringVar(&f.authorityKey, "authority-key", "", "Stratum V2 pool authority private key `file` (hex), created with mode 0600 on first start; empty: sv2-authority.key in the data directory")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
 	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
 	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.05, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
@@ -190,22 +150,8 @@ func (f *coordFlags) check() error {
 	if f.blockTime < time.Second {
 		return fmt.Errorf("--block-time %v: must be at least 1s (header times are whole seconds)", f.blockTime)
 	}
-	if f.stratumTLS != "" && (f.tlsCert == "" || f.tlsKey == "") {
-		return fmt.Errorf("--stratum-tls %q needs --tls-cert and --tls-key", f.stratumTLS)
-	}
-	if f.stratumTLS == "" && (f.tlsCert != "" || f.tlsKey != "") {
-		return errors.New("--tls-cert and --tls-key are only used with --stratum-tls")
-	}
-	if f.minDiff < 0 || math.IsNaN(f.minDiff) || math.IsInf(f.minDiff, 0) {
-		return fmt.Errorf("--min-difficulty %v: must be 0 (none) or a positive number", f.minDiff)
-	}
-	if math.IsNaN(f.tlsMinDiff) || math.IsInf(f.tlsMinDiff, 0) {
-		return fmt.Errorf("--stratum-tls-min-difficulty %v: must be a number", f.tlsMinDiff)
-	}
-	if f.reconnectAddr != "" {
-		if _, _, err := f.reconnect(); err != nil {
-			return err
-		}
+	if err := f.listen.Validate(); err != nil {
+		return err
 	}
 	if _, err := alert.New(alert.Config{URLs: f.webhooks, Format: f.webhookFormat}); err != nil {
 		return fmt.Errorf("--webhook / --webhook-format: %w", err)
@@ -213,54 +159,7 @@ func (f *coordFlags) check() error {
 	if f.webhookBestShare && len(f.webhooks) == 0 {
 		return errors.New("--webhook-best-share needs at least one --webhook")
 	}
-	if f.reconnectWait > 0 && f.reconnectWait%time.Second != 0 {
-		return fmt.Errorf("--reconnect-wait %v: client.reconnect carries whole seconds", f.reconnectWait)
-	}
 	return nil
-}
-
-// reconnect splits --reconnect-addr.
-func (f *coordFlags) reconnect() (string, int, error) {
-	host, ps, err := net.SplitHostPort(f.reconnectAddr)
-	port, perr := strconv.Atoi(ps)
-	if err != nil || host == "" || perr != nil || port < 1 || port > 65535 {
-		return "", 0, fmt.Errorf("--reconnect-addr %q: want host:port (e.g. pool.example.org:3333 or [2001:db8::1]:3333)", f.reconnectAddr)
-	}
-	return host, port, nil
-}
-
-// wrapListeners applies the per-listener difficulty floors.
-func (f *coordFlags) wrapListeners(plain, tlsLn net.Listener) (net.Listener, net.Listener) {
-	tlsMin := f.tlsMinDiff
-	if tlsMin < 0 {
-		tlsMin = f.minDiff
-	}
-	if tlsLn != nil {
-		tlsLn = coordinator.WithMinDifficulty(tlsLn, tlsMin)
-	}
-	return coordinator.WithMinDifficulty(plain, f.minDiff), tlsLn
-}
-
-// limits copies the limit and access flags into cfg; zero values (the
-// demo's) leave the coordinator's defaults.
-func (f *coordFlags) limits(cfg *coordinator.Config) {
-	cfg.MaxConns, cfg.MaxConnsPerIP = f.maxConns, f.maxConnsPerIP
-	cfg.BanMinShares, cfg.BanRejectRatio, cfg.BanDuration = f.banMinShares, f.banRejectRatio, f.banDuration
-	cfg.AuthMode, cfg.Password = f.auth, f.authPassword
-	for _, u := range strings.Split(f.allowUsers, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			cfg.AllowList = append(cfg.AllowList, u)
-		}
-	}
-	cfg.HandshakeTimeout, cfg.IdleTimeout, cfg.MaxLineBytes = f.handshakeTimeout, f.idleTimeout, f.maxLine
-	if f.versionMask != nil {
-		cfg.VersionMask = uint32(*f.versionMask)
-	}
-	if f.reconnectAddr != "" {
-		cfg.Reconnect.Host, cfg.Reconnect.Port, _ = f.reconnect()
-	}
-	cfg.Reconnect.Wait = max(f.reconnectWait, 0)
-	cfg.Reconnect.Disabled = f.reconnectWait < 0
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -283,10 +182,7 @@ type instance struct {
 	coord      *coordinator.Coordinator
 	store      *store.Store
 	source     work.Source
-	stratumLn  net.Listener
-	tlsLn      net.Listener
-	sv2Ln      net.Listener
-	sv2URL     string // stratum2+tcp://host:port/<authority key>, with --stratum2
+	lns        *listen.Set // the Stratum listeners
 	httpLn     net.Listener
 	httpServer *http.Server
 	web        *web.Server // nil without --http
@@ -349,7 +245,7 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,
 		Logger: log, OnBlock: onBlock, Registerer: reg,
 	}
-	f.limits(&cfg)
+	f.listen.Apply(&cfg)
 	poolScript := simchain.PayoutScript
 	if !embedded {
 		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
@@ -361,27 +257,10 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if err != nil {
 		return fail(err)
 	}
-	inst.stratumLn, err = net.Listen("tcp", f.stratum)
-	if err != nil {
-		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
+	if inst.lns, err = f.listen.Open(f.data, log); err != nil {
+		return fail(err)
 	}
-	if f.stratumTLS != "" {
-		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
-			return fail(err)
-		}
-	}
-	plain, tlsLn := f.wrapListeners(inst.stratumLn, inst.tlsLn)
-	lns := []net.Listener{plain}
-	if tlsLn != nil {
-		lns = append(lns, tlsLn)
-	}
-	if f.stratum2 != "" {
-		ln, err := f.listenSV2(inst, log)
-		if err != nil {
-			return fail(err)
-		}
-		lns = append(lns, ln)
-	}
+	lns := inst.lns.Serve()
 	if f.http != "" {
 		inst.httpLn, err = net.Listen("tcp", f.http)
 		if err != nil {
@@ -451,10 +330,11 @@ func (inst *instance) wait() error {
 // returned.
 func (inst *instance) close() {
 	inst.closeOnce.Do(func() {
-		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.sv2Ln, inst.httpLn} {
-			if ln != nil {
-				ln.Close()
-			}
+		if inst.lns != nil {
+			inst.lns.Close()
+		}
+		if inst.httpLn != nil {
+			inst.httpLn.Close()
 		}
 		if inst.source != nil {
 			inst.source.Close()
@@ -519,39 +399,13 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	attrs := []any{"stratum", inst.stratumLn.Addr().String(), "http", inst.httpURL(), "data", f.data}
-	if inst.tlsLn != nil {
-		attrs = append(attrs, "stratum_tls", inst.tlsLn.Addr().String())
+	attrs := []any{"stratum", inst.lns.V1.Addr().String(), "http", inst.httpURL(), "data", f.data}
+	if inst.lns.TLS != nil {
+		attrs = append(attrs, "stratum_tls", inst.lns.TLS.Addr().String())
 	}
 	log.Info("coordinator running", attrs...)
 	if err := inst.wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
-}
-
-// listenSV2 opens the --stratum2 listener with the authority key (made on
-// first start) and logs the URL miners enter.
-func (f *coordFlags) listenSV2(inst *instance, log *slog.Logger) (net.Listener, error) {
-	path := f.authorityKey
-	if path == "" {
-		path = filepath.Join(f.data, "sv2-authority.key")
-	}
-	key, created, err := sv2.LoadOrCreateAuthorityKey(path)
-	if err != nil {
-		return nil, fmt.Errorf("--authority-key: %w", err)
-	}
-	if created {
-		log.Info("stratum v2 authority key created", "file", path)
-	}
-	srv, err := sv2.NewServer(sv2.ServerConfig{Authority: key})
-	if err != nil {
-		return nil, err
-	}
-	if inst.sv2Ln, err = net.Listen("tcp", f.stratum2); err != nil {
-		return nil, fmt.Errorf("--stratum2 %q: %w", f.stratum2, err)
-	}
-	inst.sv2URL = sv2.URL(inst.sv2Ln.Addr().String(), sv2.XOnly(key))
-	log.Info("stratum v2 listening", "addr", inst.sv2Ln.Addr().String(), "url", inst.sv2URL)
-	return coordinator.WithMinDifficulty(coordinator.WithSV2(inst.sv2Ln, srv), f.minDiff), nil
 }

@@ -112,9 +112,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	running.Store(inst)
 	s.TrackDifficulty(inst.coord.Status().Difficulty, func() float64 { return inst.coord.Status().Difficulty })
 	if url := inst.httpURL(); url != "" {
-		fmt.Fprintf(stdout, "powcoord demo: dashboard at %s  (stratum on %s)\n", url, inst.stratumLn.Addr())
+		fmt.Fprintf(stdout, "powcoord demo: dashboard at %s  (stratum on %s)\n", url, inst.lns.V1.Addr())
 	}
-	if err := s.NewMiners("stratum+tcp://"+inst.stratumLn.Addr().String(), *threads, log); err != nil {
+	if err := s.NewMiners("stratum+tcp://"+inst.lns.V1.Addr().String(), *threads, log); err != nil {
 		cancel()
 		inst.wait()
 		return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/web"
@@ -22,7 +23,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func testFlags(dir string) *coordFlags {
 	return &coordFlags{
-		stratum:      "127.0.0.1:0",
+		listen:       listen.Flags{V1: "127.0.0.1:0", TLSMinDiff: -1},
 		http:         "127.0.0.1:0",
 		data:         dir,
 		shareDiff:    2e-5,
@@ -45,7 +46,7 @@ func mine(t *testing.T, dir string, agents int, wantBlocks int64) *instance {
 	var wg sync.WaitGroup
 	for i := range agents {
 		a, err := agent.New(agent.Config{
-			URLs: []string{"stratum+tcp://" + inst.stratumLn.Addr().String()},
+			URLs: []string{"stratum+tcp://" + inst.lns.V1.Addr().String()},
 			User: []string{"ann", "ben", "cat"}[i%3], Pass: "x", Threads: 1, Logger: quietLogger(),
 		})
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,10 +36,14 @@ import (
 
 const frontendUsage = `Usage: powcoord frontend --cluster URLS [flags]
 
-Runs a Stratum V1 front-end of a powcoord cluster: it serves miners on
---stratum, mines on the jobs the active coordinator publishes to the NATS
-JetStream cluster, validates shares itself, and hands found blocks to the
-active coordinator through the cluster. Run any number of front-ends.
+Runs a Stratum front-end of a powcoord cluster: it serves miners on
+--stratum (and --stratum-tls, --stratum2), mines on the jobs the active
+coordinator publishes to the NATS JetStream cluster, validates shares
+itself, and hands found blocks to the active coordinator through the
+cluster. Run any number of front-ends. Its listener flags (Stratum V1,
+TLS, V2, --auth, connection limits, bans, --min-difficulty,
+--version-mask, client.reconnect) and --config are those of powcoord
+coordinator, checked the same way (internal/listen).
 
 Unique work: at start the front-end leases an extranonce1 prefix (8 bits,
 so up to 256 front-ends) from the KV bucket powcoord-prefixes and renews it
@@ -85,24 +90,25 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("frontend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cluster := fs.String("cluster", "", "comma-separated NATS server `URLs` of the cluster (nats://host:port or tls://host:port); required")
-	stratum := fs.String("stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
+	var lf listen.Flags
+	lf.Register(fs, "127.0.0.1:3333", false)
 	httpAddr := fs.String("http", "", "HTTP listen `address` for /metrics and /api/status (e.g. 127.0.0.1:9101); empty disables it")
 	ledgerKind := fs.String("ledger", "sharelog", "where accepted shares go: `sharelog` (the cluster's SHARES stream) or sqlite (a file under --data)")
 	data := fs.String("data", "powcoord-frontend-data", "`directory` of this front-end's files (created if missing): its record of found blocks (found-blocks.db) and, with --ledger sqlite, the ledger")
 	id := fs.String("id", "", "this front-end's `id` in the cluster: letters, digits, '-' and '_' (default: host name, pid and a random suffix)")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream and bucket when this front-end creates them (at most the number of NATS servers)")
 	leaseTTL := fs.Duration("lease-ttl", lease.DefaultTTL, "lifetime of the extranonce1 prefix lease without renewal; the front-end sends its miners away 9/10 of it after it last reached the cluster")
-	vmask := addVersionMaskFlag(fs)
 	shareDiff := fs.Float64("share-difficulty", 0.001, "starting share `difficulty` of every connection; vardiff moves it from there")
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	configPath := addConfigFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), frontendUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, configPath); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("frontend: unexpected argument %q", fs.Arg(0))
+	if err := lf.Validate(); err != nil {
+		return err
 	}
 	if *cluster == "" {
 		return errors.New("frontend: --cluster is required (e.g. --cluster nats://127.0.0.1:4222)")
@@ -199,15 +205,21 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ledger = countingBatchLedger{counted, b}
 	}
 
-	ln, err := net.Listen("tcp", *stratum)
-	if err != nil {
-		return fmt.Errorf("--stratum %q: %w", *stratum, err)
+	if err := os.MkdirAll(*data, 0o755); err != nil {
+		return fmt.Errorf("--data %q: %w", *data, err)
 	}
-	stratumAddr := ln.Addr().String()
+	lns, err := lf.Open(*data, log)
+	if err != nil {
+		return err
+	}
+	defer lns.Close()
+	stratumAddr := ""
+	if lns.V1 != nil {
+		stratumAddr = lns.V1.Addr().String()
+	}
 	var hln net.Listener
 	if *httpAddr != "" {
 		if hln, err = net.Listen("tcp", *httpAddr); err != nil {
-			ln.Close()
 			return fmt.Errorf("--http %q: %w", *httpAddr, err)
 		}
 	}
@@ -274,9 +286,6 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	for {
 		l, err := lease.Acquire(ctx, leaseKV, *id, *leaseTTL, log)
 		if err != nil {
-			if ln != nil { // nil after a lease term: Run closed it
-				ln.Close()
-			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -284,33 +293,25 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		fe.leases.Add(1)
 		reg := prometheus.NewRegistry()
-		coord, err := coordinator.New(coordinator.Config{
+		cfg := coordinator.Config{
 			Source: src, Store: ledger, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
 			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
-			VersionMask: uint32(*vmask),
-		})
+		}
+		lf.Apply(&cfg)
+		coord, err := coordinator.New(cfg)
 		if err != nil {
 			l.Release(context.Background())
-			ln.Close()
 			return err
 		}
 		if !first {
-			// The previous term's Run closed the listener; listen on the
-			// same address again (the port stays free for a moment at most).
-			for {
-				ln, err = net.Listen("tcp", stratumAddr)
-				if err == nil || ctx.Err() != nil {
-					break
-				}
-				log.Warn("stratum listen failed, retrying", "addr", stratumAddr, "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-			if ctx.Err() != nil {
+			// The previous term's Run closed the listeners; listen on the
+			// same addresses again.
+			if err := lns.Reopen(ctx.Done()); err != nil {
 				l.Release(context.Background())
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
 		}
 		fe.set(&term{lease: l, coord: coord, reg: reg})
@@ -321,6 +322,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				"connected", nc.ConnectedUrlRedacted(), "height", t.Height, "ledger", *ledgerKind, "prefix", l.Prefix())
 			fmt.Fprintf(stdout, "frontend %s: Stratum on %s, extranonce1 prefix %d/%d bits, mining height %d from %s\n",
 				*id, stratumAddr, l.Prefix(), lease.Bits, t.Height, nc.ConnectedUrlRedacted())
+			if lns.SV2URL != "" {
+				fmt.Fprintf(stdout, "frontend %s: Stratum V2 at %s\n", *id, lns.SV2URL)
+			}
 			first = false
 		}
 		termCtx, endTerm := context.WithCancel(ctx)
@@ -331,10 +335,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			endTerm()
 		}()
-		err = coord.Run(termCtx, ln)
+		err = coord.Run(termCtx, lns.Serve()...)
 		endTerm()
 		fe.set(nil)
-		ln = nil
 		if ctx.Err() != nil {
 			return nil // ctx's end resigns the lease
 		}

@@ -34,7 +34,7 @@ func TestLoadtestProcs(t *testing.T) {
 	}
 	defer inst.close()
 	var out, errOut bytes.Buffer
-	err = run(ctx, []string{"loadtest", "--url", "stratum+tcp://" + inst.stratumLn.Addr().String(), "--sessions", "41", "--procs", "2",
+	err = run(ctx, []string{"loadtest", "--url", "stratum+tcp://" + inst.lns.V1.Addr().String(), "--sessions", "41", "--procs", "2",
 		"--rate", "300", "--duration", "200ms", "--blocks", "2", "--log-level", "warn"}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())

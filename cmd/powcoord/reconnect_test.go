@@ -52,7 +52,7 @@ func TestAgentFollowsReconnectOverIPv6(t *testing.T) {
 	probe.Close()
 	dir := filepath.Join(t.TempDir(), "data")
 	f := testFlags(dir)
-	f.stratum, f.http = addr, ""
+	f.listen.V1, f.http = addr, ""
 	f.shareDiff, f.blockDiff = 1e-6, 1e3
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

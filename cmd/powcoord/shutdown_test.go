@@ -60,7 +60,7 @@ func TestShutdownWhileSubmitting(t *testing.T) {
 	f := testFlags(filepath.Join(dir, "data"))
 	f.shareDiff = 1e-6 // many shares a second per agent
 	f.blockDiff = 1e3  // and no blocks
-	f.stratumTLS, f.tlsCert, f.tlsKey = "127.0.0.1:0", certFile, keyFile
+	f.listen.TLS, f.listen.TLSCert, f.listen.TLSKey = "127.0.0.1:0", certFile, keyFile
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
@@ -72,10 +72,10 @@ func TestShutdownWhileSubmitting(t *testing.T) {
 	defer stopAgents()
 	var wg sync.WaitGroup
 	for i, url := range []string{
-		"stratum+tcp://" + inst.stratumLn.Addr().String(),
-		"stratum+ssl://" + inst.tlsLn.Addr().String(),
-		"stratum+tcp://" + inst.stratumLn.Addr().String(),
-		"stratum+ssl://" + inst.tlsLn.Addr().String(),
+		"stratum+tcp://" + inst.lns.V1.Addr().String(),
+		"stratum+ssl://" + inst.lns.TLS.Addr().String(),
+		"stratum+tcp://" + inst.lns.V1.Addr().String(),
+		"stratum+ssl://" + inst.lns.TLS.Addr().String(),
 	} {
 		a, err := agent.New(agent.Config{
 			URLs: []string{url}, User: []string{"ann", "ben", "cat", "dan"}[i], Pass: "x", Threads: 1,

@@ -19,28 +19,28 @@ import (
 func TestEndToEndV1AndV2(t *testing.T) {
 	dir := t.TempDir()
 	f := testFlags(dir)
-	f.stratum2 = "127.0.0.1:0"
-	f.banMinShares = -1 // every agent shares 127.0.0.1: a ban would stop them all
+	f.listen.V2 = "127.0.0.1:0"
+	f.listen.BanMinShares = -1 // every agent shares 127.0.0.1: a ban would stop them all
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(inst.sv2URL, "stratum2+tcp://"+inst.sv2Ln.Addr().String()+"/") {
-		t.Fatalf("sv2 URL %q", inst.sv2URL)
+	if !strings.HasPrefix(inst.lns.SV2URL, "stratum2+tcp://"+inst.lns.V2.Addr().String()+"/") {
+		t.Fatalf("sv2 URL %q", inst.lns.SV2URL)
 	}
-	v1 := "stratum+tcp://" + inst.stratumLn.Addr().String()
+	v1 := "stratum+tcp://" + inst.lns.V1.Addr().String()
 	other, _ := btcec.NewPrivateKey()
-	wrongKey := sv2.URL(inst.sv2Ln.Addr().String(), sv2.XOnly(other))
+	wrongKey := sv2.URL(inst.lns.V2.Addr().String(), sv2.XOnly(other))
 	runs := []struct {
 		user string
 		urls []string
 	}{
 		{"v1ann", []string{v1}},
 		{"v1ben", []string{v1}},
-		{"v2cat", []string{inst.sv2URL}},
-		{"v2dan", []string{inst.sv2URL, v1}},
+		{"v2cat", []string{inst.lns.SV2URL}},
+		{"v2dan", []string{inst.lns.SV2URL, v1}},
 		{"v2eve", []string{wrongKey, v1}}, // refuses the V2 pool, mines on V1
 	}
 	agents := make([]*agent.Agent, len(runs))

@@ -70,7 +70,7 @@ func TestWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{URLs: []string{"stratum+tcp://" + inst.stratumLn.Addr().String()}, User: "ann.rig", Pass: "x", Threads: 1, Logger: quietLogger()})
+	a, err := agent.New(agent.Config{URLs: []string{"stratum+tcp://" + inst.lns.V1.Addr().String()}, User: "ann.rig", Pass: "x", Threads: 1, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
