@@ -82,7 +82,7 @@ func TestSV2OpenRefusesUnstorableUserIdentity(t *testing.T) {
 			}
 			m, ok := c.next().(*sv2.OpenMiningChannelError)
 			if !ok || m.RequestID != req || m.ErrorCode != coordinator.SV2ErrInvalidUserIdentity {
-				t.Fatalf("open %q (extended %v): %+v, want OpenMiningChannel.Error %q for request %d", name, extended, m, "invalid-user-identity", req)
+				t.Fatalf("open %q (extended %v): %+v, want OpenMiningChannel.Error %q for request %d", name, extended, m, coordinator.SV2ErrInvalidUserIdentity, req)
 			}
 		}
 	}
