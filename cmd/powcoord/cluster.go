@@ -24,6 +24,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/simchain"
@@ -212,7 +213,9 @@ func clusterPPLNS(cfg coordinator.Config, led pgPayouts, src work.Source, pc *jo
 			// A job paying its finder (an empty window), or one of an
 			// earlier leader whose window this leader does not know.
 			r := store.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
-			label, _, _ := strings.Cut(finder, ".")
+			// Printable: a finder name PostgreSQL cannot store must not
+			// make this record, and so the block, fail for ever.
+			label := ledger.Printable(store.AccountOf(finder))
 			for _, o := range blk.Transactions[0].TxOut {
 				if o.Value > 0 {
 					r.Value += o.Value
