@@ -213,7 +213,9 @@ func clusterPPLNS(cfg coordinator.Config, led pgPayouts, src work.Source, pc *jo
 			// A job paying its finder (an empty window), or one of an
 			// earlier leader whose window this leader does not know.
 			r := store.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
-			label := ledger.AccountOf(finder)
+			// Printable: a finder name PostgreSQL cannot store must not
+			// make this record, and so the block, fail for ever.
+			label := ledger.Printable(ledger.AccountOf(finder))
 			for _, o := range blk.Transactions[0].TxOut {
 				if o.Value > 0 {
 					r.Value += o.Value

@@ -165,6 +165,6 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	err = g.Wait()
 	s := w.Stats()
-	log.Info("ledger writer stopped", "messages", s.Messages, "shares", s.Shares, "stored", s.Stored, "batches", s.Batches, "bad", s.Bad)
+	log.Info("ledger writer stopped", "messages", s.Messages, "shares", s.Shares, "stored", s.Stored, "batches", s.Batches, "bad", s.Bad, "quarantined", s.Quarantined)
 	return err
 }

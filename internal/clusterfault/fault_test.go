@@ -138,7 +138,11 @@ func role(httpAddr string) string {
 // 1 ledger writer and PostgreSQL, miners on every front-end. SIGKILL in
 // turn a front-end, a NATS server, the active coordinator and the ledger
 // writer; at the end every share a miner was told true for is in
-// PostgreSQL exactly once and the chain in CHAIN re-validates.
+// PostgreSQL exactly once and the chain in CHAIN re-validates. Beside the
+// honest miners a hostile one keeps trying the name "evil\x00" (issue
+// 20: its shares once rode in the honest miners' messages, and the ledger
+// writer dropped whole messages for it): it is refused at authorize, and
+// no honest share is lost.
 func TestClusterFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole cluster as processes")
@@ -201,8 +205,22 @@ func TestClusterFaults(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	const hostileName = "evil\x00"
+	for _, a := range stratum {
+		m, err := loadtest.Dial(ctx, a, "", hostileName)
+		if err == nil {
+			m.Close()
+			t.Fatalf("front-end %s authorized %q", a, hostileName)
+		}
+		if !strings.Contains(err.Error(), `worker name "evil\x00" has control character U+0000`) {
+			t.Fatalf("front-end %s refused %q with %v, want the worker-name rule", a, hostileName, err)
+		}
+	}
 	l := &told{hashes: map[chainmath.Hash]bool{}}
+	hostile := &told{hashes: map[chainmath.Hash]bool{}}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); loadtest.Keep(ctx, stratum, hostileName, 5, hostile.add) }()
 	for i := range 3 {
 		// Each miner starts on its own front-end and knows the others.
 		order := append(append([]string{}, stratum[i:]...), stratum[:i]...)
@@ -327,6 +345,14 @@ func TestClusterFaults(t *testing.T) {
 	l.mu.Unlock()
 	if bad > 0 {
 		t.Errorf("%d of %d shares told true are not stored exactly once (%d rows stored)", bad, want, len(stored))
+	}
+	if n := hostile.count(); n != 0 {
+		t.Errorf("the miner named %q was told true for %d shares", hostileName, n)
+	}
+	for _, s := range stored {
+		if s.Worker == hostileName {
+			t.Fatalf("share %s of %q is in PostgreSQL", s.Hash, hostileName)
+		}
 	}
 	blocks, err := chain.Blocks(context.Background(), 0, 0)
 	if err != nil {

@@ -125,6 +125,14 @@ type Config struct {
 	// paying outputs, fee included (DefaultMaxPayoutOutputs).
 	PayoutDust       int64
 	MaxPayoutOutputs int
+
+	// WorkerRetention is how long the per-worker accounting (Status,
+	// /api/status) keeps a worker with no session after its last share
+	// (DefaultWorkerRetention); one that never had a share goes with its
+	// last session. MaxWorkers caps the workers kept (DefaultMaxWorkers):
+	// past it the sessionless ones least recently active go first.
+	WorkerRetention time.Duration
+	MaxWorkers      int
 }
 
 // Ledger is where the coordinator makes accepted shares and found blocks
@@ -239,6 +247,9 @@ func (c *Config) setDefaults() error {
 	if err := c.checkPayout(); err != nil {
 		return err
 	}
+	if err := c.checkWorkers(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -307,7 +318,7 @@ func New(cfg Config) (*Coordinator, error) {
 		bans:     make(map[string]time.Time),
 		allow:    make(map[string]bool, len(cfg.AllowList)),
 		en1Next:  binary.BigEndian.Uint32(seed[:]),
-		stats:    newAccounting(),
+		stats:    newAccounting(cfg.Now, cfg.WorkerRetention, cfg.MaxWorkers),
 		started:  cfg.Now(),
 	}
 	for _, u := range cfg.AllowList {

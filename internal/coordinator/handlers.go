@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -41,6 +42,11 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 	user := p[0]
 	if user == "" {
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: "empty username"})
+		return
+	}
+	if err := ledger.CheckWorker(user); err != nil {
+		s.c.log.Info("miner not authorized: bad worker name", "remote", s.remote, "err", err)
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: "mining.authorize: " + err.Error()})
 		return
 	}
 	password := ""

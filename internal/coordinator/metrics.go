@@ -74,10 +74,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 			Name: "powcoord_hashrate_estimate",
 			Help: "Estimated hashrate of all workers, hashes per second, from accepted shares.",
 		}, func() float64 {
-			var total float64
-			for _, w := range c.stats.snapshot(c.cfg.Now()) {
-				total += w.Hashrate
-			}
+			_, _, total := c.stats.page(c.cfg.Now(), 0, 0)
 			return total
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -13,24 +13,6 @@ import (
 	"github.com/powcoord/powcoord/internal/sv2"
 )
 
-// testClock is a Config.Now the test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // firstShares is what a miner that resets extranonce2 on every new job id
 // finds first: extranonce2 0, the job's ntime, nonces counted up from 0.
 func (c *client) firstShares(n *stratum.Notify, diff float64, count int) []share {
@@ -57,11 +39,11 @@ func (c *client) firstShares(n *stratum.Notify, diff float64, count int) []share
 // first shares were refused as duplicates (code 22).
 func TestRetargetNeverReissuesIdenticalWork(t *testing.T) {
 	const d = 4e-7
-	clock := &testClock{now: time.Now()}
+	clock := &testClock{}
 	h := newHarness(t, harnessOpts{shareDiff: d, cfg: func(c *coordinator.Config) {
 		c.SharesPerMinute = 6
 		c.VardiffInterval = time.Minute
-		c.Now = clock.Now
+		c.Now = clock.now
 		c.BanMinShares = -1
 	}})
 	c := h.dial()
@@ -171,11 +153,11 @@ func TestVersionMaskBIP323(t *testing.T) {
 func TestSV2RetargetIsNewWorkAndBIP323(t *testing.T) {
 	const d = 4e-7
 	for _, extended := range []bool{false, true} {
-		clock := &testClock{now: time.Now()}
+		clock := &testClock{}
 		h := newV2Harness(t, harnessOpts{shareDiff: d, cfg: func(c *coordinator.Config) {
 			c.SharesPerMinute = 6
 			c.VardiffInterval = time.Minute
-			c.Now = clock.Now
+			c.Now = clock.now
 			c.BanMinShares = -1
 		}})
 		c := h.readyV2("v2miner", extended)

@@ -27,11 +27,30 @@ type Status struct {
 	// BestByAddress is the best shares per address (the worker name's
 	// part before the first '.'); per worker they are in Workers.
 	BestByAddress []BestOf `json:"best_by_address"`
+
+	// Workers above is one page of the per-worker accounting, in name
+	// order: WorkersTotal workers in all, this page from WorkersOffset
+	// (StatusPage).
+	WorkersTotal  int `json:"workers_total"`
+	WorkersOffset int `json:"workers_offset"`
 }
 
-// Status returns a snapshot of the coordinator's state.
-func (c *Coordinator) Status() Status {
+// Status returns a snapshot of the coordinator's state with the first
+// DefaultStatusWorkers workers (StatusPage(0, 0)).
+func (c *Coordinator) Status() Status { return c.StatusPage(0, 0) }
+
+// StatusPage returns a snapshot of the coordinator's state with the
+// workers from offset in name order, at most limit of them (0:
+// DefaultStatusWorkers; at most MaxStatusWorkers). Hashrate and
+// WorkersTotal count every worker.
+func (c *Coordinator) StatusPage(offset, limit int) Status {
+	if limit <= 0 {
+		limit = DefaultStatusWorkers
+	}
+	limit = min(limit, MaxStatusWorkers)
+	offset = max(offset, 0)
 	now := c.cfg.Now()
+	workers, total, hashrate := c.stats.page(now, offset, limit)
 	ep := c.jobs.current()
 	d, _ := chainmath.CompactToDifficulty(ep.tmpl.Bits)
 	st := Status{
@@ -47,11 +66,11 @@ func (c *Coordinator) Status() Status {
 		BlocksFound:    c.blocksFound.Load(),
 		BlocksRejected: c.blocksRejected.Load(),
 		BlocksPending:  c.PendingBlocks(),
-		Workers:        c.stats.snapshot(now),
+		Hashrate:       hashrate,
+		Workers:        workers,
+		WorkersTotal:   total,
+		WorkersOffset:  offset,
 		BestByAddress:  c.BestShares().Addresses,
-	}
-	for _, w := range st.Workers {
-		st.Hashrate += w.Hashrate
 	}
 	if bs, ok := c.cfg.Store.(BestStore); ok {
 		idx := make(map[string]int, len(st.Workers))

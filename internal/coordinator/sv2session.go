@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -55,6 +56,11 @@ const (
 	sv2Version              = 2
 	sv2ReasonMalformedFrame = "malformed"
 )
+
+// SV2ErrInvalidUserIdentity refuses a channel whose user identity is no
+// worker name (ledger.CheckWorker): empty, too long, not UTF-8 or with a
+// control character.
+const SV2ErrInvalidUserIdentity = "invalid-user-identity"
 
 // sv2Code maps a rejection reason to the SubmitShares.Error code.
 func sv2Code(reason string) string {
@@ -389,6 +395,11 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	user, password, _ := strings.Cut(identity, ":")
 	if user == "" {
 		fail(SV2ErrUnknownUser)
+		return
+	}
+	if err := ledger.CheckWorker(user); err != nil {
+		v.c.log.Info("sv2 miner not authorized: bad worker name", "remote", v.remote, "err", err)
+		fail(SV2ErrInvalidUserIdentity)
 		return
 	}
 	if why := v.c.authorized(user, password); why != "" {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -55,8 +56,27 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// handleStatus serves GET /api/status: the coordinator's state with one
+// page of its workers in name order, ?offset=N from the Nth (0) and
+// ?limit=N of them (coordinator.DefaultStatusWorkers, at most
+// coordinator.MaxStatusWorkers); workers_total says how many there are.
+// A bad parameter is a 400 naming it and its value.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.coord.Status())
+	q := r.URL.Query()
+	offset, err := intParam(q.Get("offset"), 0)
+	if err != nil {
+		http.Error(w, "offset: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	limit, err := intParam(q.Get("limit"), coordinator.DefaultStatusWorkers)
+	if err == nil && (limit < 1 || limit > coordinator.MaxStatusWorkers) {
+		err = fmt.Errorf("%q is not a number of workers from 1 to %d", q.Get("limit"), coordinator.MaxStatusWorkers)
+	}
+	if err != nil {
+		http.Error(w, "limit: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, s.coord.StatusPage(int(min(offset, math.MaxInt32)), int(limit)))
 }
 
 // handleBest serves the best shares per worker and per address

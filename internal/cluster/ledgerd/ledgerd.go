@@ -15,14 +15,22 @@
 // messages to be redelivered after AckWait; Record skips a share whose
 // hash is stored already, so each share is stored once.
 //
-// A message that does not decode, or holds a share the ledger refuses
-// (pgledger.CheckShare), is terminated (never redelivered) and counted in
-// Stats.Bad; it cannot become a share of the ledger, and it cannot stall
-// the batches it would ride in.
+// A share the ledger refuses (pgledger.CheckShare: a worker name with a
+// NUL, say) is quarantined alone: its batch-mates of the same message are
+// stored, and it goes to the ledger's quarantine table
+// (pgledger.Quarantine) with the reason, in the same round as they, so an
+// operator can see it. A message that does not decode is quarantined
+// whole (counted in Stats.Bad too). Either way the message is then
+// acknowledged: nothing in it is redelivered for ever, nothing storable
+// in it is lost, and it cannot stall the batches it rides in. Each
+// quarantined entry is logged and counted (Stats.Quarantined,
+// powcoord_ledger_quarantined_total).
 package ledgerd
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +72,10 @@ type Stats struct {
 	Shares   uint64 // shares in those messages
 	Stored   uint64 // shares new to the ledger (the rest were there already)
 	Batches  uint64 // committed batches
-	Bad      uint64 // messages that did not decode, terminated
+	Bad      uint64 // messages that did not decode (quarantined whole)
+	// Quarantined counts the entries this writer put in the quarantine:
+	// shares the ledger refuses, and messages that did not decode.
+	Quarantined uint64
 }
 
 // Writer moves shares from SHARES to PostgreSQL.
@@ -75,7 +86,7 @@ type Writer struct {
 	log    *slog.Logger
 	server func() string
 
-	messages, shares, stored, batches, bad atomic.Uint64
+	messages, shares, stored, batches, bad, quarantined atomic.Uint64
 
 	// afterCommit, when set (by tests), runs after each commit and
 	// before the acknowledgements; returning false drops the batch
@@ -147,7 +158,7 @@ func New(ctx context.Context, js jetstream.JetStream, ledger *pgledger.Ledger, c
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	return Stats{Messages: w.messages.Load(), Shares: w.shares.Load(), Stored: w.stored.Load(), Batches: w.batches.Load(), Bad: w.bad.Load()}
+	return Stats{Messages: w.messages.Load(), Shares: w.shares.Load(), Stored: w.stored.Load(), Batches: w.batches.Load(), Bad: w.bad.Load(), Quarantined: w.quarantined.Load()}
 }
 
 // Lag returns the messages of SHARES the consumer has not had
@@ -249,17 +260,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// batch is one fetch: its messages and the shares they hold.
+// batch is one fetch: its messages, the shares they hold, and what of
+// them cannot be stored (undecoded counts the messages among those).
 type batch struct {
-	msgs   []jetstream.Msg
-	shares []pgledger.Share
+	msgs      []jetstream.Msg
+	shares    []pgledger.Share
+	bad       []pgledger.Quarantined
+	undecoded int
 }
 
 // errStop is store's answer when the test hook stopped the writer.
 var errStop = errors.New("ledgerd: stopped after commit")
 
-// fetch fetches up to Batch messages and decodes them; messages that do
-// not decode are terminated.
+// fetch fetches up to Batch messages and decodes them. A share the
+// ledger would refuse, or a message that does not decode, goes to b.bad
+// (the quarantine) instead of b.shares; its message stays in b.msgs, to
+// be acknowledged once both are stored.
 func (w *Writer) fetch(ctx context.Context) (batch, error) {
 	var b batch
 	mb, err := w.cons.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.FetchWait))
@@ -267,27 +283,23 @@ func (w *Writer) fetch(ctx context.Context) (batch, error) {
 		return b, fmt.Errorf("ledgerd: fetching from %s via %s: %w", bus.StreamShares, w.server(), err)
 	}
 	for m := range mb.Messages() {
+		b.msgs = append(b.msgs, m)
 		shares, err := sharelog.DecodeShares(m.Data())
-		if err == nil {
-			// A share Record would refuse must not fail every batch it
-			// rides in for ever: its message is terminated like one that
-			// does not decode.
-			for i := range shares {
-				if cerr := pgledger.CheckShare((*pgledger.Share)(&shares[i])); cerr != nil {
-					err = fmt.Errorf("share %d of %d (hash %s): %w", i, len(shares), shares[i].Hash, cerr)
-					break
-				}
-			}
-		}
 		if err != nil {
-			w.bad.Add(1)
-			w.log.Error("undecodable share message terminated", "subject", m.Subject(), "err", err)
-			_ = m.Term()
+			b.undecoded++
+			b.bad = append(b.bad, pgledger.Quarantined{Key: sha256.Sum256(m.Data()), Subject: m.Subject(), Reason: err.Error(), Data: bytes.Clone(m.Data())})
 			continue
 		}
-		b.msgs = append(b.msgs, m)
-		for _, sh := range shares {
-			b.shares = append(b.shares, pgledger.Share(sh))
+		for i := range shares {
+			sh := pgledger.Share(shares[i])
+			if cerr := pgledger.CheckShare(&sh); cerr != nil {
+				// Record would refuse the whole batch for this one share:
+				// it alone is quarantined, its batch-mates are stored.
+				b.bad = append(b.bad, pgledger.Quarantined{Key: sh.Hash, Subject: m.Subject(), Worker: []byte(sh.Worker),
+					Reason: fmt.Sprintf("share %d of %d (hash %s): %v", i, len(shares), sh.Hash, cerr), Data: sharelog.AppendShare(nil, shares[i])})
+				continue
+			}
+			b.shares = append(b.shares, sh)
 		}
 	}
 	if err := mb.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(b.msgs) == 0 {
@@ -308,6 +320,14 @@ func (w *Writer) store(ctx context.Context, b batch) error {
 		}
 		stored += n
 	}
+	if len(b.bad) > 0 {
+		if _, err := w.ledger.Quarantine(ctx, b.bad); err != nil {
+			return fmt.Errorf("ledgerd: quarantining %d entries of a batch of %d messages: %w", len(b.bad), len(b.msgs), err)
+		}
+		for _, q := range b.bad {
+			w.log.Warn("share quarantined", "subject", q.Subject, "key", q.Key.String(), "reason", q.Reason)
+		}
+	}
 	if w.afterCommit != nil && !w.afterCommit() {
 		return errStop
 	}
@@ -320,6 +340,8 @@ func (w *Writer) store(ctx context.Context, b batch) error {
 	w.shares.Add(uint64(len(b.shares)))
 	w.stored.Add(uint64(stored))
 	w.batches.Add(1)
+	w.bad.Add(uint64(b.undecoded))
+	w.quarantined.Add(uint64(len(b.bad)))
 	return nil
 }
 
@@ -328,17 +350,18 @@ func (w *Writer) store(ctx context.Context, b batch) error {
 func (w *Writer) Collector() prometheus.Collector { return collector{w} }
 
 var (
-	descLag      = prometheus.NewDesc("powcoord_ledger_lag_messages", "Messages of the SHARES stream not yet stored and acknowledged by the ledger writers (consumer pending plus ack pending).", nil, nil)
-	descMessages = prometheus.NewDesc("powcoord_ledger_messages_total", "Share messages this writer stored and acknowledged.", nil, nil)
-	descStored   = prometheus.NewDesc("powcoord_ledger_shares_stored_total", "Shares this writer stored that were new to the ledger.", nil, nil)
-	descBatches  = prometheus.NewDesc("powcoord_ledger_batches_total", "Batches this writer committed.", nil, nil)
-	descBad      = prometheus.NewDesc("powcoord_ledger_bad_messages_total", "Share messages that did not decode and were terminated.", nil, nil)
+	descLag         = prometheus.NewDesc("powcoord_ledger_lag_messages", "Messages of the SHARES stream not yet stored and acknowledged by the ledger writers (consumer pending plus ack pending).", nil, nil)
+	descMessages    = prometheus.NewDesc("powcoord_ledger_messages_total", "Share messages this writer stored and acknowledged.", nil, nil)
+	descStored      = prometheus.NewDesc("powcoord_ledger_shares_stored_total", "Shares this writer stored that were new to the ledger.", nil, nil)
+	descBatches     = prometheus.NewDesc("powcoord_ledger_batches_total", "Batches this writer committed.", nil, nil)
+	descBad         = prometheus.NewDesc("powcoord_ledger_bad_messages_total", "Share messages that did not decode (quarantined whole).", nil, nil)
+	descQuarantined = prometheus.NewDesc("powcoord_ledger_quarantined_total", "Entries this writer put in the ledger's quarantine table: shares the ledger refuses and messages that did not decode.", nil, nil)
 )
 
 type collector struct{ w *Writer }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLag, descMessages, descStored, descBatches, descBad} {
+	for _, d := range []*prometheus.Desc{descLag, descMessages, descStored, descBatches, descBad, descQuarantined} {
 		ch <- d
 	}
 }
@@ -349,6 +372,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStored, prometheus.CounterValue, float64(s.Stored))
 	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(s.Batches))
 	ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, float64(s.Bad))
+	ch <- prometheus.MustNewConstMetric(descQuarantined, prometheus.CounterValue, float64(s.Quarantined))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	lag, err := c.w.Lag(ctx)

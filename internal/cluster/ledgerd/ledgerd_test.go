@@ -165,6 +165,24 @@ func gatherLag(t *testing.T, w *Writer) float64 {
 	return 0
 }
 
+// gatherCounter reads the counter name from w's collector.
+func gatherCounter(t *testing.T, w *Writer, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(w.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no %s metric", name)
+	return 0
+}
+
 func TestWriter(t *testing.T) {
 	c := clustertest.StartNATSCluster(t, 3)
 	pg := clustertest.StartPostgres(t)
@@ -191,7 +209,7 @@ func TestWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A batch that decodes but holds a share the ledger refuses (NaN
-		// difficulty): terminated too, not retried for ever.
+		// difficulty): quarantined too, not retried for ever.
 		poison := testShare(99, 1)
 		poison.Difficulty = math.NaN()
 		if _, err := bus.Publish(ctx, js, "powcoord.shares.broken", sharelog.AppendBatch(nil, [][]byte{sharelog.AppendShare(nil, poison)}), "broken-2"); err != nil {
@@ -214,11 +232,77 @@ func TestWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkLedger(t, led, want)
-		if s := w.Stats(); s.Messages != msgs-2 || s.Shares != n || s.Stored != n || s.Bad != 2 {
-			t.Fatalf("stats %+v, want %d messages, %d shares stored, 2 bad", s, msgs-2, n)
+		if s := w.Stats(); s.Messages != msgs || s.Shares != n || s.Stored != n || s.Bad != 1 || s.Quarantined != 2 {
+			t.Fatalf("stats %+v, want %d messages, %d shares stored, 1 bad, 2 quarantined", s, msgs, n)
+		}
+		q, err := led.QuarantinedEntries(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(q) != 2 || q[0].Subject != "powcoord.shares.broken" || q[1].Subject != "powcoord.shares.broken" {
+			t.Fatalf("quarantine %+v, want the two broken messages", q)
 		}
 		if lag := gatherLag(t, w); lag != 0 {
 			t.Fatalf("lag after the writer ran: %v", lag)
+		}
+	})
+
+	// A share the ledger refuses (a worker name with a NUL, one that is
+	// not UTF-8) rides in one message with honest shares: the honest ones
+	// are stored, each once; only the bad ones are quarantined, byte for
+	// byte, and the message is not redelivered.
+	t.Run("QuarantinesOnlyTheBadShare", func(t *testing.T) {
+		led := openLedger(t, pg)
+		var recs [][]byte
+		want := map[chainmath.Hash]bool{}
+		badWorkers := map[chainmath.Hash]string{}
+		for i := range 7 {
+			sh := testShare(3, i)
+			switch i {
+			case 2:
+				sh.Worker = "evil\x00"
+				badWorkers[sh.Hash] = sh.Worker
+			case 5:
+				sh.Worker = "w\xff.rig"
+				badWorkers[sh.Hash] = sh.Worker
+			default:
+				want[sh.Hash] = true
+			}
+			recs = append(recs, sharelog.AppendShare(nil, sh))
+		}
+		if _, err := bus.Publish(ctx, js, "powcoord.shares.fe-hostile", sharelog.AppendBatch(nil, recs), "hostile-1"); err != nil {
+			t.Fatal(err)
+		}
+		w := newWriter(t, js, led, Config{Batch: 4})
+		wctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		waitDrained(t, w)
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		checkLedger(t, led, want)
+		if s := w.Stats(); s.Messages != 1 || s.Shares != 5 || s.Stored != 5 || s.Bad != 0 || s.Quarantined != 2 {
+			t.Fatalf("stats %+v, want 1 message, 5 shares stored, 2 quarantined", s)
+		}
+		q, err := led.QuarantinedEntries(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(q) != 2 {
+			t.Fatalf("quarantine holds %d entries, want 2: %+v", len(q), q)
+		}
+		for _, e := range q {
+			name, ok := badWorkers[e.Key]
+			sh, derr := sharelog.DecodeShare(e.Data)
+			if !ok || string(e.Worker) != name || derr != nil || sh.Hash != e.Key || sh.Worker != name || e.Subject != "powcoord.shares.fe-hostile" ||
+				!strings.Contains(e.Reason, "of 7 (hash "+e.Key.String()+"): worker name ") {
+				t.Fatalf("quarantined %x worker %q subject %q reason %q (decoded %v), want worker %q", e.Key, e.Worker, e.Subject, e.Reason, derr, name)
+			}
+		}
+		if got := gatherCounter(t, w, "powcoord_ledger_quarantined_total"); got != 2 {
+			t.Fatalf("powcoord_ledger_quarantined_total = %v, want 2", got)
 		}
 	})
 

@@ -22,6 +22,9 @@
 //     raised by Record in the transaction of the shares.
 //   - payout_blocks, payouts: what each found block pays (RecordPayouts):
 //     its PPLNS cutoff (a shares id), window and value, and its outputs.
+//   - quarantine: what a ledger writer could not store (Quarantine): a
+//     share the ledger refuses, or a message that does not decode, kept
+//     with the reason for an operator.
 //   - blocks: the embedded chain's blocks as the cluster stores them, keyed
 //     by (chain, height): two coordinators can never both store a block at
 //     one height of one chain. (chain, hash) is unique too.
@@ -224,6 +227,15 @@ var migrations = []string{
 	INSERT INTO best_shares (worker, achieved, time, hash)
 		SELECT DISTINCT ON (worker) worker, achieved, time, hash FROM shares
 		ORDER BY worker, achieved DESC, time, hash;`,
+	// What the ledger writers could not store (Quarantine).
+	`CREATE TABLE quarantine (
+		key            bytea       PRIMARY KEY CHECK (octet_length(key) = 32),
+		quarantined_at timestamptz NOT NULL DEFAULT now(),
+		subject        text        NOT NULL,
+		reason         text        NOT NULL,
+		worker         bytea,
+		data           bytea       NOT NULL
+	);`,
 }
 
 // recordLock is the advisory lock key every Record transaction holds
@@ -309,11 +321,11 @@ func checkShare(sh *Share) error {
 	if sh.Time.IsZero() {
 		return errors.New("time is not set")
 	}
-	if sh.Worker == "" {
-		return errors.New("worker is empty")
+	if err := ledger.CheckWorker(sh.Worker); err != nil {
+		return err
 	}
 	for _, f := range []struct{ name, v string }{
-		{"worker", sh.Worker}, {"extranonce1", sh.Extranonce1}, {"job id", sh.JobID}, {"extranonce2", sh.Extranonce2},
+		{"extranonce1", sh.Extranonce1}, {"job id", sh.JobID}, {"extranonce2", sh.Extranonce2},
 	} {
 		if err := checkText(f.name, f.v); err != nil {
 			return err

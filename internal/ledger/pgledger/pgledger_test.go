@@ -189,9 +189,10 @@ func TestRecordRejectsBadShareAndStoresNothing(t *testing.T) {
 	}{
 		{"zero hash", func(s *Share) { s.Hash = chainmath.Hash{} }, "hash is all zeros"},
 		{"no time", func(s *Share) { s.Time = time.Time{} }, "time is not set"},
-		{"no worker", func(s *Share) { s.Worker = "" }, "worker is empty"},
+		{"no worker", func(s *Share) { s.Worker = "" }, "worker name is empty"},
 		{"NUL", func(s *Share) { s.JobID = "a\x00b" }, `job id "a\x00b" contains a NUL byte`},
-		{"bad utf8", func(s *Share) { s.Worker = "w\xff" }, `worker "w\xff" is not valid UTF-8`},
+		{"bad utf8", func(s *Share) { s.Worker = "w\xff" }, `worker name "w\xff" is not valid UTF-8`},
+		{"NUL worker", func(s *Share) { s.Worker = "evil\x00" }, `worker name "evil\x00" has control character U+0000`},
 		{"difficulty", func(s *Share) { s.Difficulty = 0 }, "difficulty 0: want a finite number > 0"},
 	} {
 		batch := []Share{share(1, "a"), share(2, "a"), share(3, "a")}
