@@ -1,8 +1,7 @@
-// Package ledger holds the ledger vocabulary shared by every ledger
-// driver (internal/store on SQLite, internal/ledger/pgledger on
-// PostgreSQL, the cluster's share log) and by the protocols that feed
-// them: what a worker name may be.
 package ledger
+
+// What a worker name may be: the rule every protocol applies at authorize
+// and channel open, and every ledger driver before it stores a share.
 
 import (
 	"fmt"
