@@ -615,7 +615,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	if extended {
 		en2 = extranonce
 	}
-	f := shareFacts{subscribed: true, authorized: true, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture}
+	f := shareFacts{subscribed: true, authorized: true, payTo: ch.payout, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture}
 	user, en1Hex := ch.user, ch.en1Hex
 	v.mu.Unlock()
 	p := stratum.Submit{Worker: user, JobID: strconv.FormatUint(uint64(jobID), 10), Extranonce2: hex.EncodeToString(en2), NTime: stratum.Hex32(ntime), Nonce: stratum.Hex32(nonce)}
