@@ -220,3 +220,47 @@ func TestSoloTwoAddressesOneConnectionEachPaidOwnBlock(t *testing.T) {
 		t.Errorf("paid %d satoshis in all, the two coinbases hold %d (want 10000000000)", paid, sum)
 	}
 }
+
+// TestSoloBlockUnderAnotherWorkersJobPaysTheJobsAddress (issue 20, defect
+// 3, the attack): on one connection with A.proxy1 and B.proxy2, a block
+// found on B's job but submitted under A's name is refused as a share of
+// A's, still goes to the chain (it is a valid block), and is credited to
+// the address its coinbase pays: the found-block record names B.proxy2,
+// /api/miners/B reports its 50 BTC and /api/miners/A nothing. Before the
+// fix there was no job of B's to mine: every job paid A.
+func TestSoloBlockUnderAnotherWorkersJobPaysTheJobsAddress(t *testing.T) {
+	p := startPool(t, 1e-5, 1e-6, time.Hour)
+	addrA, _ := regtestAddr(t, 0xaa)
+	addrB, scriptB := regtestAddr(t, 0xbb)
+	workerA, workerB := addrA+".proxy1", addrB+".proxy2"
+	m := dialMiner(t, p.stratum, workerA)
+	jobA := m.job
+	if res := m.call("mining.authorize", []any{workerB, "x"}); string(res) != "true" {
+		t.Fatalf("authorize %s: %s", workerB, res)
+	}
+	jobB := jobA
+	if jobs := flush(m); len(jobs) == 1 {
+		jobB = jobs[0]
+	}
+	res, e := submitOn(m, jobB, workerA, blockShare(t, m, jobB, 7, true))
+	if e == nil || !strings.Contains(e.Message, "pays another address than worker") {
+		t.Errorf("A's block on B's job %s: %s %v, want refused as A's share", jobB.JobID, res, e)
+	}
+	found, err := p.store.FoundBlocks(context.Background(), store.FoundAccepted)
+	mustf(t, err, "found blocks")
+	if len(found) != 1 {
+		t.Fatalf("%d accepted blocks, want 1: a block is submitted whoever names it", len(found))
+	}
+	var blk wire.MsgBlock
+	mustf(t, blk.Deserialize(bytes.NewReader(found[0].Raw)), "block")
+	outs := paying(blk.Transactions[0])
+	if found[0].Finder != workerB || len(outs) != 1 || !bytes.Equal(outs[0].PkScript, scriptB) || outs[0].Value != 50e8 {
+		t.Errorf("block found by %q pays %x %d; want credited to %q, 5000000000 to %x", found[0].Finder, outs[0].PkScript, outs[0].Value, workerB, scriptB)
+	}
+	if rep, _ := getMiner(t, p, addrB); len(rep.Payouts) != 1 || rep.PaidTotal != 50e8 {
+		t.Errorf("/api/miners/B: payouts %+v paid %d, want the block's 5000000000", rep.Payouts, rep.PaidTotal)
+	}
+	if rep, _ := getMiner(t, p, addrA); len(rep.Payouts) != 0 || rep.PaidTotal != 0 {
+		t.Errorf("/api/miners/A: payouts %+v paid %d, want none", rep.Payouts, rep.PaidTotal)
+	}
+}
