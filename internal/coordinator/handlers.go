@@ -58,7 +58,9 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: why})
 		return
 	}
-	script, err := s.c.cfg.Source.PayoutScript(user)
+	// The payout label's script (the name up to its first '.'): every
+	// worker of one address mines the same coinbase.
+	script, err := s.c.scriptOf(user)
 	if err != nil {
 		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeUnauthorized, Message: err.Error()})
 		return

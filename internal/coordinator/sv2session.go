@@ -399,7 +399,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 		fail(SV2ErrExtranonceTooBig)
 		return
 	}
-	script, err := cfg.Source.PayoutScript(user)
+	script, err := v.c.scriptOf(user)
 	if err != nil {
 		v.c.log.Info("sv2 miner not authorized: no payout", "remote", v.remote, "user", user, "err", err)
 		fail(SV2ErrUnknownUser)
