@@ -3,6 +3,9 @@ package coordinator_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/address/v2"
@@ -10,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
 )
 
@@ -162,5 +166,45 @@ func TestSV2ChannelsOnOneConnectionPayTheirOwnAddresses(t *testing.T) {
 	}
 	if paid != sum || sum != 100e8 {
 		t.Errorf("paid %d in all, the coinbases hold %d (want 10000000000)", paid, sum)
+	}
+}
+
+// TestAuthorizeTooManyPayoutAddressesRefused: one V1 connection mines
+// for at most 16 payout addresses, each with its own job. Every new
+// address's authorize brings exactly one job (paying it); the 17th
+// address is refused with error 24 naming the worker and the limit; a
+// further worker of an address the connection has is still accepted,
+// with no new job.
+func TestAuthorizeTooManyPayoutAddressesRefused(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := h.dial()
+	c.ready("addr0.rig")
+	for i := 1; i < 16; i++ {
+		user := fmt.Sprintf("addr%d.rig", i)
+		c.authorize(user)
+		c.call("mining.extranonce.subscribe", []any{})
+		var jobs []*stratum.Notify
+		for _, m := range c.queue {
+			if m.Method == "mining.notify" {
+				n, _ := stratum.ParseNotify(m.Params)
+				jobs = append(jobs, n)
+			}
+		}
+		c.queue = nil
+		script, _ := simchain.PayoutScript(fmt.Sprintf("addr%d", i))
+		if len(jobs) != 1 || jobs[0].Clean || !strings.Contains(jobs[0].Coinb2, hex.EncodeToString(script)) {
+			t.Fatalf("authorize %s: %d jobs, want 1 paying %x", user, len(jobs), script)
+		}
+	}
+	m := c.call("mining.authorize", []string{"addr16.rig", "x"})
+	e := m.ResponseError()
+	if string(m.Result) != "false" || e == nil || e.Code != stratum.CodeUnauthorized ||
+		!strings.Contains(e.Message, `worker "addr16.rig"`) || !strings.Contains(e.Message, "16 payout addresses") {
+		t.Fatalf("17th address: %s %v, want false with error 24 naming the worker and the limit of 16", m.Result, e)
+	}
+	c.authorize("addr3.other")
+	c.call("mining.extranonce.subscribe", []any{})
+	if len(c.queue) != 0 {
+		t.Fatalf("a worker of an address the connection has brought %d messages, want none", len(c.queue))
 	}
 }
