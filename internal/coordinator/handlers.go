@@ -266,6 +266,13 @@ func (s *session) sendJobsLocked(ep *epoch, force bool, only []byte) {
 			cbs = append(cbs, cb)
 		}
 	}
+	if only != nil {
+		// A coinbase the session has a job of already (PPLNS: the
+		// one coinbase) needs no second job.
+		cbs = slices.DeleteFunc(cbs, func(cb *coinbaseParts) bool {
+			return slices.ContainsFunc(s.jobs, func(r jobRef) bool { return r.j.ep == ep && r.j.cb == cb })
+		})
+	}
 	if len(cbs) == 0 {
 		return
 	}

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -206,5 +209,36 @@ func TestAuthorizeTooManyPayoutAddressesRefused(t *testing.T) {
 	c.call("mining.extranonce.subscribe", []any{})
 	if len(c.queue) != 0 {
 		t.Fatalf("a worker of an address the connection has brought %d messages, want none", len(c.queue))
+	}
+}
+
+// TestPPLNSWorkersOfTwoAddressesShareOneJob: under PPLNS a job's coinbase
+// pays the window whoever mines it, so a connection with workers of two
+// addresses gets one job, and both workers' shares on it are accepted.
+func TestPPLNSWorkersOfTwoAddressesShareOneJob(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "powcoord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// Work in the window: the jobs pay it, not a finder.
+	if err := st.RecordShare(context.Background(), store.Share{Time: time.Now(), Worker: "carol", Difficulty: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const diff = 1e-7
+	h := newHarness(t, harnessOpts{store: st, shareDiff: diff, cfg: func(c *coordinator.Config) { c.Payout = coordinator.PayoutPPLNS }})
+	c := h.dial()
+	n := c.ready("alice.rig")
+	c.authorize("bob.rig")
+	c.call("mining.extranonce.subscribe", []any{})
+	if len(c.queue) != 0 {
+		t.Fatalf("a second address under PPLNS brought %d messages, want no new job", len(c.queue))
+	}
+	for i, w := range []string{"alice.rig", "bob.rig"} {
+		s := c.solve(n, uint32(i+1), diff, false, 0)
+		s.worker = w
+		if ok, code := c.submit(s); !ok {
+			t.Fatalf("%s's share on the one PPLNS job rejected with %d", w, code)
+		}
 	}
 }
