@@ -126,6 +126,10 @@ func (r *reissue) variant(ep *epoch) (v uint8, ok bool) {
 // and the Stratum job it makes (shared by every session with that payout):
 // stratum.Job owns the header-rebuilding rule for everyone.
 type coinbaseParts struct {
+	// payTo is the output script this coinbase pays in full (solo): only
+	// a worker paid to it may submit shares on its jobs. nil when the
+	// coinbase pays the epoch's outputs (PPLNS), whoever mines it.
+	payTo                []byte
 	coinb1, coinb2       []byte
 	coinb1Hex, coinb2Hex string
 	sj                   *stratum.Job
@@ -255,7 +259,7 @@ func (ep *epoch) coinbase(script []byte, variant uint8) (*coinbaseParts, error) 
 	if err != nil {
 		return nil, fmt.Errorf("coinbase for height %d: %w", ep.tmpl.Height, err)
 	}
-	cb = &coinbaseParts{coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
+	cb = &coinbaseParts{payTo: script, coinb1: c1, coinb2: c2, coinb1Hex: hex.EncodeToString(c1), coinb2Hex: hex.EncodeToString(c2),
 		sj: &stratum.Job{PrevHash: ep.tmpl.PrevHash, Coinb1: c1, Coinb2: c2, Branch: ep.branch, Version: ep.tmpl.Version, Bits: ep.tmpl.Bits, NTime: ep.ntime}}
 	ep.byPayout[key] = cb
 	return cb, nil

@@ -472,11 +472,16 @@ func TestSubmitRules(t *testing.T) {
 	s.worker = ""
 	codeOf("empty worker", s, stratum.CodeUnauthorized)
 	// A second worker on the same connection (a proxy's): its shares
-	// count; a third, never authorized, still does not.
+	// count, on its own job (whose coinbase pays bob, not alice); a
+	// third, never authorized, still does not.
 	c.authorize("bob")
+	nb := c.waitNotify()
 	s.worker = "bob"
-	if ok, code := c.submit(s); !ok {
-		t.Fatalf("second worker's share rejected with %d", code)
+	codeOf("second worker's share on the first worker's job", s, stratum.CodeOther)
+	sb := c.solve(nb, 3, diff, false, 0)
+	sb.worker = "bob"
+	if ok, code := c.submit(sb); !ok {
+		t.Fatalf("second worker's share on its own job rejected with %d", code)
 	}
 	s = valid(30)
 	s.worker = "mallory"

@@ -30,10 +30,22 @@ const (
 	ReasonNTime         = "bad-ntime"
 	ReasonVersion       = "bad-version"
 	ReasonLowDifficulty = "low-difficulty"
+	ReasonWrongPayout   = "wrong-payout" // a job made for another worker's payout address
 	ReasonLedger        = "ledger-error"
 )
 
 const maxJobsPerSession = 64
+
+// maxPayeesPerSession caps the payout addresses one connection may mine
+// for: each gets its own job at every work update.
+const maxPayeesPerSession = 16
+
+// payee is a payout script a session mines for and the first worker
+// authorized with it: the finder of a block on its jobs.
+type payee struct {
+	script []byte
+	worker string
+}
 
 // session is one miner connection. Its reader goroutine (serve) handles
 // requests one at a time, in order; the coordinator's broadcaster sends it
@@ -62,11 +74,12 @@ type session struct {
 	closed     bool
 	subscribed bool
 	// user (below) is the first worker authorized; moreWorkers holds any
-	// other, allocated only for a session that authorizes a second one
-	// (a Go map costs ≈ 450 bytes, a tenth of an idle session).
-	moreWorkers map[string]bool
-	user        string // first authorized name: payout and accounting
-	payout      []byte
+	// other with its payout script, allocated only for a session that
+	// authorizes a second one (a Go map costs ≈ 450 bytes, a tenth of an
+	// idle session).
+	moreWorkers map[string][]byte
+	user        string // first authorized name: accounting
+	payout      []byte // user's payout script
 	mask        uint32
 	diff        float64 // difficulty for the next job
 	fixedDiff   bool    // set by a d= password field: vardiff and suggestions leave it
@@ -77,6 +90,10 @@ type session struct {
 	jobSeq      uint64
 	lastEpoch   *epoch
 	reissue     reissue // coinbase variants of lastEpoch's jobs
+	// morePayees are the payout scripts of the other workers that user's
+	// does not pay, each once, in authorize order: every work update
+	// sends one job per payout (docs/payouts.md).
+	morePayees []payee
 	// dups holds the header hash of every share of the current
 	// generation that the ledger has made durable: the same work sent
 	// again, under any job id of any epoch of this generation, is a

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"sync"
@@ -25,6 +26,14 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 	j, f, user := s.shareFacts(p, now)
 	v, scratch := validateShare(j, &f, p, s.scratch)
 	s.scratch = scratch
+	finder := p.Worker
+	if v.reason == ReasonWrongPayout {
+		// The block pays the job's address: credited to the worker of
+		// the session paid there, not to the name it came under.
+		s.mu.Lock()
+		finder = cmp.Or(s.payeeWorker(j.cb.payTo), finder)
+		s.mu.Unlock()
+	}
 
 	if v.err == nil && s.isDuplicate(j, &v) {
 		v.err = &stratum.Error{Code: stratum.CodeDuplicate, Message: "duplicate share"}
@@ -32,7 +41,7 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 		v.block = false // the first copy was the block
 	}
 	if v.block {
-		s.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: v.raw, coinbase: v.cb, hash: v.hash, finder: p.Worker, user: user, pplns: j.ep.pplns})
+		s.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: v.raw, coinbase: v.cb, hash: v.hash, finder: finder, user: user, pplns: j.ep.pplns})
 	}
 	if v.err != nil {
 		s.drain()
@@ -252,6 +261,7 @@ func (s *session) shareFacts(p *stratum.Submit, now time.Time) (*job, shareFacts
 	f := shareFacts{
 		subscribed:  s.subscribed,
 		authorized:  s.isWorker(p.Worker),
+		payTo:       s.payoutOf(p.Worker),
 		en1:         s.en1Bytes,
 		en2Size:     s.c.cfg.Extranonce2Size,
 		mask:        s.mask,

@@ -411,7 +411,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 		fail(SV2ErrExtranonceTooBig)
 		return
 	}
-	script, err := cfg.Source.PayoutScript(user)
+	script, err := v.c.scriptOf(user)
 	if err != nil {
 		v.c.log.Info("sv2 miner not authorized: no payout", "remote", v.remote, "user", user, "err", err)
 		fail(SV2ErrUnknownUser)
@@ -635,7 +635,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	if extended {
 		en2 = extranonce
 	}
-	f := shareFacts{subscribed: true, authorized: true, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture}
+	f := shareFacts{subscribed: true, authorized: true, payTo: ch.payout, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture}
 	user, en1Hex := ch.user, ch.en1Hex
 	v.mu.Unlock()
 	p := stratum.Submit{Worker: user, JobID: strconv.FormatUint(uint64(jobID), 10), Extranonce2: hex.EncodeToString(en2), NTime: stratum.Hex32(ntime), Nonce: stratum.Hex32(nonce)}

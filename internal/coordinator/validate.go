@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -21,6 +22,9 @@ type shareFacts struct {
 	mask       uint32 // version bits the miner may roll
 	stale      bool   // the job no longer builds on the tip
 	now        time.Time
+	// payTo is the submitting worker's payout script: a job whose
+	// coinbase pays another (coinbaseParts.payTo) is not its work.
+	payTo []byte
 	// ntimeFuture is how far past now an ntime may be; the template's
 	// own limit (Template.MaxTimeAt) applies as well.
 	ntimeFuture time.Duration
@@ -108,6 +112,14 @@ func validateShare(j *job, f *shareFacts, p *stratum.Submit, scratch []byte) (ve
 	if j.ep.target.Meets(&v.hash) {
 		v.block = true
 		v.cb = append([]byte(nil), cb...)
+	}
+	if j.cb.payTo != nil && !bytes.Equal(j.cb.payTo, f.payTo) {
+		// Another worker's job: its coinbase pays that worker's
+		// address. Not a share of this worker's; a block is still a
+		// block, and pays whom its coinbase pays.
+		v.err = &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("job %q pays another address than worker %q: mine each worker's own jobs", p.JobID, p.Worker)}
+		v.reason = ReasonWrongPayout
+		return v, cb
 	}
 	if f.stale {
 		v.err = &stratum.Error{Code: stratum.CodeJobNotFound, Message: fmt.Sprintf("job %q is stale", p.JobID)}

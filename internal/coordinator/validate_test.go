@@ -33,7 +33,7 @@ func TestValidateShareTable(t *testing.T) {
 	shareTgt, _ := chainmath.TargetForDifficulty(1e-9)
 	j := &job{id: "1", ep: ep, cb: cb, diff: 1e-9, tgt: shareTgt}
 	facts := func() shareFacts {
-		return shareFacts{subscribed: true, authorized: true, en1: [4]byte{1, 2, 3, 4}, en2Size: 4, mask: 0x1fffe000, now: now, ntimeFuture: 7000 * time.Second}
+		return shareFacts{subscribed: true, authorized: true, payTo: []byte{0x51}, en1: [4]byte{1, 2, 3, 4}, en2Size: 4, mask: 0x1fffe000, now: now, ntimeFuture: 7000 * time.Second}
 	}
 	valid := func() stratum.Submit {
 		return stratum.Submit{Worker: "w", JobID: "1", Extranonce2: "00000007", NTime: stratum.Hex32(tmpl.CurTime), Nonce: "00000000"}
@@ -70,6 +70,7 @@ func TestValidateShareTable(t *testing.T) {
 		{name: "nonce not hex", job: j, submit: func(s *stratum.Submit) { s.Nonce = "0x12" }, reason: ReasonMalformed, code: stratum.CodeOther},
 		{name: "version bits outside the mask", job: j, submit: func(s *stratum.Submit) { s.VersionBits = "00001000" }, reason: ReasonVersion, code: stratum.CodeOther},
 		{name: "version bits inside the mask", job: j, submit: func(s *stratum.Submit) { s.VersionBits = "00002000" }},
+		{name: "another worker's job (its coinbase pays another address)", job: j, facts: func(f *shareFacts) { f.payTo = []byte{0x52} }, reason: ReasonWrongPayout, code: stratum.CodeOther},
 		{name: "stale", job: j, facts: func(f *shareFacts) { f.stale = true }, reason: ReasonStale, code: stratum.CodeJobNotFound},
 		{name: "low difficulty", job: hardJob(t, cfg, tmpl), reason: ReasonLowDifficulty, code: stratum.CodeLowDifficulty},
 	}
@@ -107,6 +108,13 @@ func TestValidateShareTable(t *testing.T) {
 	f.stale = true
 	if v, _ := validateShare(j, &f, &p, nil); !v.block || v.reason != ReasonStale || len(v.cb) != len(coinbase) {
 		t.Fatalf("stale block share: block=%v reason=%q", v.block, v.reason)
+	}
+	// A block on another worker's job is still a block (it pays the
+	// job's address).
+	f = facts()
+	f.payTo = []byte{0x52}
+	if v, _ := validateShare(j, &f, &p, nil); !v.block || v.reason != ReasonWrongPayout || len(v.cb) != len(coinbase) {
+		t.Fatalf("block share on another worker's job: block=%v reason=%q", v.block, v.reason)
 	}
 	// Version rolling lands in the header.
 	f = facts()

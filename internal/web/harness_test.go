@@ -89,6 +89,7 @@ type rawMiner struct {
 	en2Size int
 	diff    float64
 	job     *stratum.Notify
+	seen    []*stratum.Notify // every job received, in order
 }
 
 func dialMiner(t *testing.T, addr, user string) *rawMiner {
@@ -145,6 +146,7 @@ func (m *rawMiner) handle(msg *stratum.Message) bool {
 			m.t.Fatal(err)
 		}
 		m.job = n
+		m.seen = append(m.seen, n)
 	case "mining.set_difficulty":
 		var p []float64
 		if err := json.Unmarshal(msg.Params, &p); err != nil || len(p) != 1 {
