@@ -515,8 +515,9 @@ func (c *Coordinator) workLoop(ctx context.Context) {
 		case <-health.C:
 			c.checkSourceStale()
 		case <-c.cfg.Source.Updates():
-			c.refreshWork()
-			ticker.Reset(c.cfg.JobInterval)
+			if c.refreshWork() {
+				ticker.Reset(c.cfg.JobInterval)
+			}
 		case <-ticker.C:
 			c.refreshWork()
 		}
@@ -528,17 +529,19 @@ func (c *Coordinator) workLoop(ctx context.Context) {
 // older jobs stale) is decided by jobBook.update from the previous hash,
 // not by which event called: the refresh ticker may be the first to see a
 // new tip, and the new-block signal that follows then finds nothing new.
-func (c *Coordinator) refreshWork() {
+// It reports whether the template was usable.
+func (c *Coordinator) refreshWork() bool {
 	t := c.cfg.Source.Current()
 	clean, err := c.jobs.update(t)
 	if err != nil {
 		c.log.Error("template unusable", "err", err)
-		return
+		return false
 	}
 	if clean {
 		c.log.Debug("new block: clean jobs", "height", t.Height, "prev", t.PrevHash.String())
 	}
 	c.broadcast()
+	return true
 }
 
 // broadcast sends the current work to every session that has had work.
