@@ -44,8 +44,11 @@ func BenchmarkBroadcast(b *testing.B) {
 			}
 			b.ResetTimer()
 			start := time.Now()
-			for range b.N {
-				if err := c.jobs.update(c.cfg.Source.Current(), true); err != nil {
+			for i := range b.N {
+				// A new previous hash each time: a clean job.
+				t := *c.cfg.Source.Current()
+				t.PrevHash[0] ^= byte(i%255 + 1)
+				if _, err := c.jobs.update(&t); err != nil {
 					b.Fatal(err)
 				}
 				c.broadcast()

@@ -21,11 +21,14 @@ import (
 //   - nil: accepted (for a node this includes "duplicate" and
 //     "inconclusive", which the node backend reports as taken);
 //   - *work.RejectedError: refused for good;
-//   - any other error: nobody could be asked. The block stays pending and
-//     is offered again with backoff (BlockRetryMin doubling up to
-//     BlockRetryMax) until the source answers, or until the chain has
-//     moved past the block's height while still unreachable (abandoned:
-//     it can no longer extend the tip). Pending blocks are offered again
+//   - any other error: no answer (nobody could be asked, or the answer
+//     was lost on the way back). The block stays pending and is offered
+//     again with backoff (BlockRetryMin doubling up to BlockRetryMax)
+//     until the source answers, or until the chain has moved past the
+//     block's height. Then the chain is asked whether the block is on it
+//     at its height (work.ChainLookup; see unanswered): it may be the very
+//     block the chain moved on with. On it: accepted, counted and paid;
+//     another block there: abandoned. Pending blocks are offered again
 //     when the coordinator starts, so a restart loses none.
 //
 // The same record serves the embedded chain and a node: the coordinator
@@ -128,8 +131,8 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		b.mu.Unlock()
 		return
 	default:
-		if c.cfg.Source.Current().Height > p.rec.Height {
-			state, reason = store.FoundAbandoned, "the chain moved past its height while no node could be asked: "+err.Error()
+		var settled bool
+		if state, reason, settled = b.unanswered(ctx, p, err); settled {
 			break
 		}
 		delay := min(c.cfg.BlockRetryMin<<min(p.attempt-1, 16), c.cfg.BlockRetryMax)
@@ -180,6 +183,36 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 	if c.cfg.OnBlock != nil {
 		c.cfg.OnBlock(ev)
 	}
+}
+
+// unanswered settles a block whose submission got no answer (subErr),
+// if it can be: only once the chain has moved past the block's height,
+// and then by what the chain says of the block. The chain may have moved
+// past because of this very block (the node took it and the answer was
+// lost), so a source that can be asked (work.ChainLookup) is asked: the
+// block is accepted when it is on the best chain at its height, abandoned
+// when another block is. When the chain cannot be asked the block stays
+// pending and is offered again, which asks again. A source that cannot
+// be asked at all abandons it, as it can no longer extend the tip.
+func (b *blockBook) unanswered(ctx context.Context, p *pendingBlock, subErr error) (state, reason string, settled bool) {
+	c := b.c
+	if c.cfg.Source.Current().Height <= p.rec.Height {
+		return "", "", false
+	}
+	lookup, ok := c.cfg.Source.(work.ChainLookup)
+	if !ok {
+		return store.FoundAbandoned, "the chain moved past its height while no node could be asked: " + subErr.Error(), true
+	}
+	in, err := lookup.InBestChain(ctx, p.rec.Hash, p.rec.Height)
+	switch {
+	case err != nil:
+		c.log.Warn("chain moved past a block with no answer, and cannot say whether it holds it; will retry", "height", p.rec.Height, "hash", p.rec.Hash.String(), "submit_err", subErr, "err", err)
+		return "", "", false
+	case in:
+		c.log.Info("block with no submission answer is on the best chain", "height", p.rec.Height, "hash", p.rec.Hash.String(), "finder", p.rec.Finder, "submit_err", subErr)
+		return store.FoundAccepted, "", true
+	}
+	return store.FoundAbandoned, "the chain moved past its height with another block; its submission had no answer: " + subErr.Error(), true
 }
 
 // PendingBlocks returns how many found blocks wait for the source to

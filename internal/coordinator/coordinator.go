@@ -331,7 +331,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.blocks = newBlockBook(c)
 	c.metrics = newMetrics(c, cfg.Registerer)
-	if err := c.jobs.update(cfg.Source.Current(), true); err != nil {
+	if _, err := c.jobs.update(cfg.Source.Current()); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -532,22 +532,33 @@ func (c *Coordinator) workLoop(ctx context.Context) {
 		case <-health.C:
 			c.checkSourceStale()
 		case <-c.cfg.Source.Updates():
-			t := c.cfg.Source.Current()
-			clean := t.PrevHash != c.jobs.current().tmpl.PrevHash
-			if err := c.jobs.update(t, clean); err != nil {
-				c.log.Error("template unusable", "height", t.Height, "err", err)
-				continue
+			if c.refreshWork() {
+				ticker.Reset(c.cfg.JobInterval)
 			}
-			c.broadcast()
-			ticker.Reset(c.cfg.JobInterval)
 		case <-ticker.C:
-			if err := c.jobs.update(c.cfg.Source.Current(), false); err != nil {
-				c.log.Error("template unusable", "err", err)
-				continue
-			}
-			c.broadcast()
+			c.refreshWork()
 		}
 	}
+}
+
+// refreshWork makes the source's current template the work and sends it
+// to every session. Whether it is a new block (clean jobs, SetNewPrevHash,
+// older jobs stale) is decided by jobBook.update from the previous hash,
+// not by which event called: the refresh ticker may be the first to see a
+// new tip, and the new-block signal that follows then finds nothing new.
+// It reports whether the template was usable.
+func (c *Coordinator) refreshWork() bool {
+	t := c.cfg.Source.Current()
+	clean, err := c.jobs.update(t)
+	if err != nil {
+		c.log.Error("template unusable", "err", err)
+		return false
+	}
+	if clean {
+		c.log.Debug("new block: clean jobs", "height", t.Height, "prev", t.PrevHash.String())
+	}
+	c.broadcast()
+	return true
 }
 
 // broadcast sends the current work to every session that has had work.

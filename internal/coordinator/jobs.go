@@ -162,15 +162,25 @@ func newJobBook(cfg *Config) *jobBook { return &jobBook{cfg: cfg} }
 
 func (b *jobBook) current() *epoch { return b.cur.Load() }
 
-// update makes t the current work; clean marks a new previous block.
-func (b *jobBook) update(t *work.Template, clean bool) error {
+// update makes t the current work and reports whether it is a new block:
+// a previous hash other than the current epoch's (or the first template).
+// A new block starts a new generation, which makes every older job stale.
+// The previous hash alone decides, whatever brought t (the refresh ticker,
+// a new-block signal, a long-poll or our own found block): the caller
+// cannot get it wrong by the path it took.
+func (b *jobBook) update(t *work.Template) (clean bool, err error) {
 	if t == nil {
-		return fmt.Errorf("work source has no template")
+		return false, fmt.Errorf("work source has no template")
 	}
 	target, err := t.Target()
 	if err != nil {
-		return fmt.Errorf("template at height %d: %w", t.Height, err)
+		return false, fmt.Errorf("template at height %d: %w", t.Height, err)
 	}
+	cur := b.current()
+	clean = cur == nil || cur.tmpl.PrevHash != t.PrevHash
+	// The generation moves before anything below can fail: once the
+	// chain has a new block, jobs on the old tip are stale even while no
+	// new work can be made.
 	gen := b.gen.Load()
 	if clean {
 		gen = b.gen.Add(1)
@@ -185,7 +195,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 	var pj *pplnsJob
 	if b.pplns != nil {
 		if pj, err = b.pplns(t); err != nil {
-			return err
+			return false, err
 		}
 	} else if len(t.CoinbaseOutputs) > 0 {
 		// Outputs fixed by the source (a cluster leader's PPLNS split):
@@ -218,7 +228,7 @@ func (b *jobBook) update(t *work.Template, clean bool) error {
 		ep.branchHex[i] = hex.EncodeToString(h[:])
 	}
 	b.cur.Store(ep)
-	return nil
+	return clean, nil
 }
 
 // stale reports whether a job of epoch ep no longer builds on the tip.

@@ -27,7 +27,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "powcoord_blocks_total",
-			Help: "Blocks found by miners, by result: accepted or rejected by the chain, abandoned (the chain moved past it while unreachable), or pending (a first submission found the chain unreachable).",
+			Help: "Blocks found by miners, by result: accepted or rejected by the chain, abandoned (the chain moved past it with another block before any submission was answered), or pending (a first submission found the chain unreachable).",
 		}, []string{"result"}),
 		notifyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "powcoord_notify_latency_seconds",

@@ -120,7 +120,7 @@ func TestPPLNSAndFixedOutputs(t *testing.T) {
 	}
 	tmpl := *chain.Current()
 	tmpl.CoinbaseOutputs = outs
-	if err := solo.jobs.update(&tmpl, true); err != nil {
+	if _, err := solo.jobs.update(&tmpl); err != nil {
 		t.Fatal(err)
 	}
 	ep := solo.jobs.current()

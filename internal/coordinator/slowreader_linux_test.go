@@ -105,7 +105,7 @@ func TestSlowAndStalledReaders(t *testing.T) {
 	shortBefore := directWritesShort.Load()
 	start := time.Now()
 	for range jobs {
-		if err := c.jobs.update(c.cfg.Source.Current(), false); err != nil {
+		if _, err := c.jobs.update(c.cfg.Source.Current()); err != nil {
 			t.Fatal(err)
 		}
 		c.broadcast()

@@ -22,7 +22,7 @@ func TestValidateShareTable(t *testing.T) {
 	cfg := &Config{Extranonce2Size: 4, CoinbaseTag: "/t/"}
 	b := newJobBook(cfg)
 	cfg.Now = func() time.Time { return now }
-	if err := b.update(tmpl, true); err != nil {
+	if _, err := b.update(tmpl); err != nil {
 		t.Fatal(err)
 	}
 	ep := b.current()
@@ -134,7 +134,7 @@ func hardJob(t *testing.T, cfg *Config, tmpl *work.Template) *job {
 	hard := *tmpl
 	hard.Bits = 0x1d00ffff
 	b := newJobBook(cfg)
-	if err := b.update(&hard, true); err != nil {
+	if _, err := b.update(&hard); err != nil {
 		t.Fatal(err)
 	}
 	cb, err := b.current().coinbase([]byte{0x51}, 0)

@@ -1,12 +1,7 @@
 package node_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -14,12 +9,10 @@ import (
 
 	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/chaincfg/v2"
-	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/node/nodetest"
 	"github.com/powcoord/powcoord/internal/store"
-	"github.com/powcoord/powcoord/internal/stratum"
 )
 
 // TestCoordinatorBlockPendingAcrossNodeRestart is issue 9's defect 3 end
@@ -58,73 +51,13 @@ func TestCoordinatorBlockPendingAcrossNodeRestart(t *testing.T) {
 	go func() { done <- coord.Run(ctx, ln) }()
 	defer func() { cancel(); <-done }()
 
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	fmt.Fprintf(conn, "{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n{\"id\":2,\"method\":\"mining.authorize\",\"params\":[%q,\"x\"]}\n", user)
-	var en1 []byte
-	var en2Size int
-	var job *stratum.Job
-	for job == nil {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := stratum.Parse(line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case string(m.ID) == "1":
-			var res []json.RawMessage
-			json.Unmarshal(m.Result, &res)
-			var h string
-			json.Unmarshal(res[1], &h)
-			json.Unmarshal(res[2], &en2Size)
-			en1, _ = hex.DecodeString(h)
-		case m.Method == "mining.notify":
-			if job, err = stratum.ParseJob(m.Params); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	// Solve a block on the job (simnet: about every other hash is one).
-	tgt, err := job.BlockTarget()
-	if err != nil {
-		t.Fatal(err)
-	}
-	en2 := make([]byte, en2Size)
-	binary.BigEndian.PutUint32(en2, 1)
-	var nonce uint32
-	var hash chainmath.Hash
-	for nonce = 0; ; nonce++ {
-		h := job.Header(en1, en2, job.NTime, nonce, 0, 0)
-		hash = h.Hash()
-		if tgt.Meets(&hash) {
-			break
-		}
-	}
+	m := dialMiner(t, ln.Addr().String(), user)
+	submit, hash := m.solveBlock(t)
 	height := src.Current().Height
 
 	b.Stop()
-	fmt.Fprintf(conn, "{\"id\":3,\"method\":\"mining.submit\",\"params\":[%q,%q,%q,%q,%q]}\n",
-		user, job.ID, hex.EncodeToString(en2), stratum.Hex32(job.NTime), stratum.Hex32(nonce))
-	for {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, _ := stratum.Parse(line)
-		if string(m.ID) == "3" {
-			if string(m.Result) != "true" {
-				t.Fatalf("block share while the node is down: %s %s, want true (the share is valid)", m.Result, m.Error)
-			}
-			break
-		}
+	if res := m.call(t, submit); string(res.Result) != "true" {
+		t.Fatalf("block share while the node is down: %s %s, want true (the share is valid)", res.Result, res.Error)
 	}
 	fb, ok, err := st.FoundBlock(ctx, hash)
 	if err != nil || !ok || fb.State != store.FoundPending || fb.Height != height {

@@ -106,7 +106,10 @@ type Source struct {
 	lastFetch  time.Time // when a node last gave a template
 }
 
-var _ work.Source = (*Source)(nil)
+var (
+	_ work.Source      = (*Source)(nil)
+	_ work.ChainLookup = (*Source)(nil)
+)
 
 // New checks cfg, fetches a first template (trying every node in turn) and
 // starts following the chain until ctx ends or Close is called.

@@ -209,7 +209,10 @@ type Chain struct {
 	updates chan struct{}
 }
 
-var _ work.Source = (*Chain)(nil)
+var (
+	_ work.Source      = (*Chain)(nil)
+	_ work.ChainLookup = (*Chain)(nil)
+)
 
 // Open loads the chain from cfg.Store, re-validating every stored block, or
 // creates and stores a genesis block when the store holds none.
@@ -560,6 +563,17 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	c.log.Debug("embedded chain accepted block", "height", tipH+1, "hash", hash.String(), "finder", finder,
 		"next_bits", fmt.Sprintf("%08x", next))
 	return nil
+}
+
+// InBestChain reports whether hash is the block at height on the chain
+// (work.ChainLookup). A height above the tip is not in the chain (yet).
+func (c *Chain) InBestChain(ctx context.Context, hash chainmath.Hash, height int64) (bool, error) {
+	if height < 0 {
+		return false, fmt.Errorf("simchain: block %s: height %d is negative", hash, height)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return height < int64(len(c.hashes)) && c.hashes[height] == hash, nil
 }
 
 // Close releases nothing of its own: the chain's blocks live in the store

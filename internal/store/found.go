@@ -15,12 +15,15 @@ const (
 	// by the chain. Pending blocks are re-submitted after a restart.
 	FoundPending = "pending"
 	// FoundAccepted: the chain took the block (for a node: it answered
-	// null, "duplicate" or "inconclusive").
+	// null, "duplicate" or "inconclusive"), or, its answer lost, the
+	// chain holds it at its height.
 	FoundAccepted = "accepted"
 	// FoundRejected: the chain refused the block for good.
 	FoundRejected = "rejected"
-	// FoundAbandoned: the chain moved past the block's height while no
-	// node could be asked; the block can no longer extend the tip.
+	// FoundAbandoned: the chain moved past the block's height with
+	// another block there (or a source that cannot be asked moved past
+	// it) before any submission was answered; the block can no longer
+	// extend the tip.
 	FoundAbandoned = "abandoned"
 )
 

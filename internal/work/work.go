@@ -117,6 +117,16 @@ type Source interface {
 	Close() error
 }
 
+// ChainLookup is implemented by a Source that can tell whether a block is
+// on its chain. A caller holding a found block whose submission got no
+// answer asks it once the chain has moved past the block's height: the
+// chain may have moved past because of that very block.
+type ChainLookup interface {
+	// InBestChain reports whether hash is the block at height on the
+	// best chain; an error when the chain could not be asked.
+	InBestChain(ctx context.Context, hash chainmath.Hash, height int64) (bool, error)
+}
+
 // RejectedError is a block the chain refused, with its reason.
 type RejectedError struct {
 	Hash   chainmath.Hash
