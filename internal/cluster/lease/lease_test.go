@@ -53,7 +53,7 @@ func connect(t *testing.T, c *clustertest.NATSCluster, name string) (*nats.Conn,
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := Ensure(ctx, js, testTTL, 3)
+	kv, _, err := Ensure(ctx, js, testTTL, 3)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, c.Logs())
 	}
@@ -238,10 +238,10 @@ func testDeposedRenewFails(t *testing.T, c *clustertest.NATSCluster) {
 }
 
 func TestEnsureBadArguments(t *testing.T) {
-	if _, err := Ensure(context.Background(), nil, 10*time.Millisecond, 3); err == nil || err.Error() != "lease: TTL 10ms: want at least 100ms" {
+	if _, _, err := Ensure(context.Background(), nil, 10*time.Millisecond, 3); err == nil || err.Error() != "lease: TTL 10ms: want at least 100ms" {
 		t.Errorf("Ensure with TTL 10ms: %v", err)
 	}
-	if _, err := Ensure(context.Background(), nil, time.Second, 0); err == nil || err.Error() != "lease: 0 replicas: want 1 to 5" {
+	if _, _, err := Ensure(context.Background(), nil, time.Second, 0); err == nil || err.Error() != "lease: 0 replicas: want 1 to 5" {
 		t.Errorf("Ensure with 0 replicas: %v", err)
 	}
 	if Key(7) != "prefix-007" || Count != 256 {
