@@ -44,12 +44,17 @@ type PublisherConfig struct {
 	// found on them (Hash unset), or nil and nil while the window holds
 	// no work (the job then pays its finder, as solo).
 	PPLNS func(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error)
-	// BeforeSubmit, when set, is called with every found block before it
-	// is submitted to the source, with the payout record of the recently
-	// published job whose coinbase outputs the block pays (Hash set), or
-	// nil when none does (a solo job, or a job of an earlier leader). An
-	// error delivers the block again later, unsubmitted.
-	BeforeSubmit func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
+	// RecordPayout, when set, records what a found block pays, with the
+	// payout record of the recently published job whose coinbase outputs
+	// the block pays (Hash set), or nil when none does (a solo job, or a
+	// job of an earlier leader: the record then comes from the block's
+	// coinbase). It is called once the source has answered the block
+	// (accepted or rejected), never before: a block goes to the chain
+	// even while its record cannot be written. An error keeps the
+	// block's message and calls RecordPayout again after RetryDelay,
+	// without submitting the block again, until it succeeds. It must be
+	// idempotent.
+	RecordPayout func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
 	// Logger receives the publisher's events (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -62,9 +67,12 @@ type Publisher struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	mu     sync.Mutex
-	recent map[string]*store.PayoutRecord // outputsKey → payout record of a published job
-	order  []string                       // keys of recent, oldest first
+	mu       sync.Mutex
+	recent   map[string]*store.PayoutRecord // outputsKey → payout record of a published job
+	order    []string                       // keys of recent, oldest first
+	answered map[chainmath.Hash]bool        // submitted and answered; the payout record is still owed
+	stopping bool                           // Run is returning: no new payout record is started
+	records  sync.WaitGroup                 // payout records being written
 }
 
 // maxRecentPayouts is how many published jobs' payouts a Publisher keeps
@@ -196,7 +204,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jobs: consuming found blocks through %s: %w", p.cfg.Consumer, err)
 	}
-	defer cc.Stop()
+	defer func() {
+		cc.Stop()
+		p.mu.Lock()
+		p.stopping = true
+		p.mu.Unlock()
+		p.records.Wait()
+	}()
 
 	updates := p.cfg.Source.Updates()
 	var lastFail error
@@ -313,8 +327,9 @@ func (p *Publisher) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 }
 
-// handleBlock submits one found block and acks it once the source
-// answered.
+// handleBlock submits one found block, then records its payout
+// (RecordPayout), and acks it once the source answered and the payout is
+// recorded.
 func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	data, err := bus.Body(ctx, p.js, bus.BucketFound, m.Data(), m.Headers())
 	if err != nil {
@@ -334,30 +349,71 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 		m.Term()
 		return
 	}
-	hash := blk.BlockHash()
+	hash := chainmath.Hash(blk.BlockHash())
 	finder := m.Headers().Get(HeaderFinder)
-	if p.cfg.BeforeSubmit != nil {
-		if err := p.cfg.BeforeSubmit(ctx, &blk, finder, p.payoutOf(&blk)); err != nil {
-			p.log.Warn("found block not submitted: recording its payout failed; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
+	// Submitted first, whatever becomes of its payout record: a block
+	// withheld while the ledger is down is a block lost.
+	p.mu.Lock()
+	answered := p.answered[hash]
+	p.mu.Unlock()
+	if !answered {
+		err = p.cfg.Source.Submit(ctx, &blk, finder)
+		switch {
+		case err == nil:
+			p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)
+		case work.IsRejected(err):
+			p.log.Warn("found block rejected by the source", "hash", hash.String(), "finder", finder, "err", err)
+		default:
+			p.log.Warn("found block not submitted; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
 			m.NakWithDelay(p.cfg.RetryDelay)
 			return
 		}
 	}
-	err = p.cfg.Source.Submit(ctx, &blk, finder)
-	switch {
-	case err == nil:
-		p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)
-	case work.IsRejected(err):
-		p.log.Warn("found block rejected by the source", "hash", hash.String(), "finder", finder, "err", err)
-	default:
-		p.log.Warn("found block not submitted; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
-		m.NakWithDelay(p.cfg.RetryDelay)
+	if p.cfg.RecordPayout == nil {
+		p.ack(m, hash)
 		return
 	}
+	p.mu.Lock()
+	if p.answered == nil {
+		p.answered = make(map[chainmath.Hash]bool)
+	}
+	p.answered[hash] = true
+	stopping := p.stopping
+	if !stopping {
+		p.records.Add(1)
+	}
+	p.mu.Unlock()
+	if stopping {
+		m.NakWithDelay(p.cfg.RetryDelay) // the next leader records it
+		return
+	}
+	// Recorded beside the consumer, so that a ledger that does not answer
+	// holds up no other block's submission.
+	rec := p.payoutOf(&blk)
+	go func() {
+		defer p.records.Done()
+		if err := p.cfg.RecordPayout(ctx, &blk, finder, rec); err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("payout of a submitted block not recorded yet; will be redelivered and recorded, not submitted again", "hash", hash.String(), "finder", finder, "err", err)
+			}
+			m.NakWithDelay(p.cfg.RetryDelay)
+			return
+		}
+		p.ack(m, hash)
+	}()
+}
+
+// ack acknowledges the found-block message m of block hash: submitted,
+// answered and its payout recorded.
+func (p *Publisher) ack(m jetstream.Msg, hash chainmath.Hash) {
 	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(actx); err != nil {
 		// Redelivered later and submitted again: harmless.
 		p.log.Warn("acknowledging a found block failed", "hash", hash.String(), "err", err)
+		return
 	}
+	p.mu.Lock()
+	delete(p.answered, hash)
+	p.mu.Unlock()
 }

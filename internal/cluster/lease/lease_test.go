@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestCluster(t *testing.T) {
 		{"ConcurrentLeasersGetDistinctPrefixes", testConcurrentDistinct},
 		{"ClosedConnectionFreesPrefix", testClosedConnectionFreesPrefix},
 		{"DeposedHolderRenewFails", testDeposedRenewFails},
+		{"TTLIsTheClusters", testTTLIsTheClusters},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, c) }) {
 			return
@@ -235,6 +237,35 @@ func testDeposedRenewFails(t *testing.T, c *clustertest.NATSCluster) {
 		t.Fatalf("the deposed holder's release took prefix 0 from b: held by %q", id)
 	}
 	b.Release(ctx)
+}
+
+// testTTLIsTheClusters: the bucket made with testTTL keeps it; Ensure
+// with another TTL is refused naming both, and with none returns the
+// bucket's.
+func testTTLIsTheClusters(t *testing.T, c *clustertest.NATSCluster) {
+	_, kv := connect(t, c, "ttl") // made with testTTL
+	nc, err := bus.Connect(t.Context(), c.URLs(), "ttl-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = Ensure(ctx, js, 3*testTTL, 3)
+	if want := "lease: TTL 3s disagrees with the cluster's lease TTL 1s (KV bucket powcoord-prefixes)"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Ensure with TTL 3s on a 1s bucket: %v; want an error starting %q", err, want)
+	}
+	_, ttl, err := Ensure(ctx, js, 0, 3)
+	if err != nil || ttl != testTTL {
+		t.Fatalf("Ensure with no TTL: %v, %v; want the bucket's %v", ttl, err, testTTL)
+	}
+	if st, err := kv.Status(ctx); err != nil || st.TTL() != testTTL {
+		t.Fatalf("bucket TTL after the refused Ensure: %v (%v), want %v", st, err, testTTL)
+	}
 }
 
 func TestEnsureBadArguments(t *testing.T) {
