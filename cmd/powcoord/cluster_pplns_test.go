@@ -133,8 +133,8 @@ func TestClusterPPLNS(t *testing.T) {
 	}
 
 	// The chain's blocks, from the CHAIN stream.
-	// A payout is recorded before its block is submitted, so CHAIN may
-	// not hold the newest yet; a block that lost its height to another
+	// A payout is recorded once its block is submitted, but the records
+	// were read before CHAIN; a block that lost its height to another
 	// (both agents found one on the same tip) is recorded but not in it.
 	byHash := map[string]store.Block{}
 	byHeight := map[int64]bool{}
