@@ -70,7 +70,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	recent   map[string]*store.PayoutRecord // outputsKey → payout record of a published job
 	order    []string                       // keys of recent, oldest first
-	answered map[chainmath.Hash]bool        // submitted and answered; the payout record is still owed
+	answered map[chainmath.Hash]int         // submitted and answered, payout record owed → its failed attempts
 	stopping bool                           // Run is returning: no new payout record is started
 	records  sync.WaitGroup                 // payout records being written
 }
@@ -354,7 +354,7 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	// Submitted first, whatever becomes of its payout record: a block
 	// withheld while the ledger is down is a block lost.
 	p.mu.Lock()
-	answered := p.answered[hash]
+	_, answered := p.answered[hash]
 	p.mu.Unlock()
 	if !answered {
 		err = p.cfg.Source.Submit(ctx, &blk, finder)
@@ -375,9 +375,11 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	}
 	p.mu.Lock()
 	if p.answered == nil {
-		p.answered = make(map[chainmath.Hash]bool)
+		p.answered = make(map[chainmath.Hash]int)
 	}
-	p.answered[hash] = true
+	if _, ok := p.answered[hash]; !ok {
+		p.answered[hash] = 0
+	}
 	stopping := p.stopping
 	if !stopping {
 		p.records.Add(1)
@@ -392,10 +394,22 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	rec := p.payoutOf(&blk)
 	go func() {
 		defer p.records.Done()
-		if err := p.cfg.RecordPayout(ctx, &blk, finder, rec); err != nil {
-			if ctx.Err() == nil {
-				p.log.Warn("payout of a submitted block not recorded yet; will be redelivered and recorded, not submitted again", "hash", hash.String(), "finder", finder, "err", err)
-			}
+		err := p.cfg.RecordPayout(ctx, &blk, finder, rec)
+		p.mu.Lock()
+		failed := p.answered[hash]
+		if err != nil {
+			p.answered[hash] = failed + 1
+		}
+		p.mu.Unlock()
+		switch {
+		case err != nil && failed == 0 && ctx.Err() == nil:
+			p.log.Warn("payout of a submitted block not recorded yet; retrying the record, not the submission", "hash", hash.String(), "finder", finder, "err", err)
+		case err != nil:
+			p.log.Debug("payout of a submitted block still not recorded", "hash", hash.String(), "attempts", failed+1, "err", err)
+		case failed > 0:
+			p.log.Info("payout of a submitted block recorded after failed attempts", "hash", hash.String(), "failed", failed)
+		}
+		if err != nil {
 			m.NakWithDelay(p.cfg.RetryDelay)
 			return
 		}
@@ -409,7 +423,8 @@ func (p *Publisher) ack(m jetstream.Msg, hash chainmath.Hash) {
 	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(actx); err != nil {
-		// Redelivered later and submitted again: harmless.
+		// Redelivered later and recorded again (in another term also
+		// submitted again): harmless.
 		p.log.Warn("acknowledging a found block failed", "hash", hash.String(), "err", err)
 		return
 	}
