@@ -246,9 +246,8 @@ func (p *Postgres) stop() {
 	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err != nil {
 		return // never started, or already stopped
 	}
-	out, err := pgCommand(p.bin, p.runAs, "pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop").CombinedOutput()
-	if err != nil {
-		p.t.Logf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	if err := p.Stop(); err != nil {
+		p.t.Log(err)
 	}
 }
 

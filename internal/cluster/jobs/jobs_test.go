@@ -242,6 +242,7 @@ func TestCluster(t *testing.T) {
 		{"TemplateReachesFrontEnds", testTemplateReachesFrontEnds},
 		{"BlocksSubmittedOnce", testBlocksSubmittedOnce},
 		{"PayoutRecordFollowsSubmit", testPayoutRecordFollowsSubmit},
+		{"PayoutRecordOfItsOwnJob", testPayoutRecordOfItsOwnJob},
 		{"EmbeddedChainEndToEnd", testEmbeddedChainEndToEnd},
 		{"LargeTemplateAndBlock", testLargeTemplateAndBlock},
 	} {
@@ -548,6 +549,53 @@ func testPayoutRecordFollowsSubmit(t *testing.T, c *clustertest.NATSCluster) {
 	slices.SortFunc(want, func(a, b chainmath.Hash) int { return bytes.Compare(a[:], b[:]) })
 	if !slices.Equal(subs, want) {
 		t.Fatalf("submissions %v, want %v: each block once, however often its record failed", subs, want)
+	}
+}
+
+// testPayoutRecordOfItsOwnJob: jobs at heights 300 and 301 split the
+// same window the same way (as after a block found while the ledger
+// could not be written); a block on the first, recorded after the second
+// was published, gets the first's record (height 300, cutoff 3000), not
+// the second's.
+func testPayoutRecordOfItsOwnJob(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t6", bus.SubjectBlocks+".t6"
+	script, err := simchain.PayoutScript("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t300, t301 := richTemplate(300), richTemplate(301)
+	t301.CoinbaseValue = t300.CoinbaseValue
+	outs := []*wire.TxOut{wire.NewTxOut(t300.CoinbaseValue, script)}
+	src := newFixedSource(t300)
+	got := make(chan *store.PayoutRecord, 4)
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t6", RetryDelay: 50 * time.Millisecond, Logger: quiet(),
+		PPLNS: func(_ context.Context, tm *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error) {
+			return outs, &store.PayoutRecord{Height: tm.Height, Mode: coordinator.PayoutPPLNS, Cutoff: tm.Height * 10, Value: tm.CoinbaseValue}, nil
+		},
+		RecordPayout: func(_ context.Context, _ *wire.MsgBlock, _ string, rec *store.PayoutRecord) error {
+			got <- rec
+			return nil
+		}})
+	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
+	if front.Current().Height != 300 {
+		waitUpdate(t, front, 300)
+	}
+	src.set(t301)
+	waitUpdate(t, front, 301)
+	blk := testBlock(601)
+	copy(blk.Header.PrevBlock[:], t300.PrevHash[:])
+	blk.Transactions[0].TxOut = outs
+	if err := front.Submit(t.Context(), blk, "alice.w"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rec := <-got:
+		if rec == nil || rec.Height != 300 || rec.Cutoff != 3000 || rec.Hash != chainmath.Hash(blk.BlockHash()) {
+			t.Fatalf("record of a block on the job at height 300: %+v; want height 300, cutoff 3000, hash %s", rec, blk.BlockHash())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no payout record within 30s")
 	}
 }
 

@@ -68,7 +68,7 @@ type Publisher struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	recent   map[string]*store.PayoutRecord // outputsKey → payout record of a published job
+	recent   map[string]*store.PayoutRecord // jobKey → payout record of a published job
 	order    []string                       // keys of recent, oldest first
 	answered map[chainmath.Hash]int         // submitted and answered, payout record owed → its failed attempts
 	stopping bool                           // Run is returning: no new payout record is started
@@ -79,9 +79,14 @@ type Publisher struct {
 // to match found blocks with.
 const maxRecentPayouts = 64
 
-// outputsKey names a list of paying outputs (value and script each).
-func outputsKey(outs []*wire.TxOut) string {
-	var b []byte
+// jobKey names a job by the block it builds on and its list of paying
+// outputs (value and script each). Without the previous block, a job of
+// the next height that splits the same window the same way (a block
+// found while the ledger could not be written leaves the window as it
+// was) would take the record of a block of the one before, with the
+// wrong height and cutoff.
+func jobKey(prev chainmath.Hash, outs []*wire.TxOut) string {
+	b := append([]byte(nil), prev[:]...)
 	for _, o := range outs {
 		b = binary.LittleEndian.AppendUint64(b, uint64(o.Value))
 		b = binary.AppendUvarint(b, uint64(len(o.PkScript)))
@@ -90,8 +95,8 @@ func outputsKey(outs []*wire.TxOut) string {
 	return string(b)
 }
 
-func (p *Publisher) remember(outs []*wire.TxOut, rec *store.PayoutRecord) {
-	k := outputsKey(outs)
+func (p *Publisher) remember(prev chainmath.Hash, outs []*wire.TxOut, rec *store.PayoutRecord) {
+	k := jobKey(prev, outs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.recent == nil {
@@ -107,8 +112,9 @@ func (p *Publisher) remember(outs []*wire.TxOut, rec *store.PayoutRecord) {
 	}
 }
 
-// payoutOf returns the payout record of the published job whose outputs
-// blk's coinbase pays (its outputs of positive value), with Hash set.
+// payoutOf returns the payout record of the published job on blk's
+// previous block whose outputs blk's coinbase pays (its outputs of
+// positive value), with Hash set.
 func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
 	if len(blk.Transactions) == 0 {
 		return nil
@@ -120,7 +126,7 @@ func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
 		}
 	}
 	p.mu.Lock()
-	rec := p.recent[outputsKey(paying)]
+	rec := p.recent[jobKey(chainmath.Hash(blk.Header.PrevBlock), paying)]
 	p.mu.Unlock()
 	if rec == nil {
 		return nil
@@ -273,7 +279,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 			job.Template = &tt
 			if rec != nil {
 				job.PPLNS = &JobPPLNS{Cutoff: rec.Cutoff, Window: rec.Window}
-				p.remember(outs, rec)
+				p.remember(t.PrevHash, outs, rec)
 			}
 		}
 	}
