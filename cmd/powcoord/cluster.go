@@ -198,17 +198,19 @@ func (p pgPayouts) RecordPayouts(ctx context.Context, rec store.PayoutRecord) er
 
 // clusterPPLNS makes the leader's job publisher fix every job's coinbase
 // outputs from the shared ledger (coordinator.PPLNS over src's payout
-// scripts) and record each found block's payout there before it submits
-// the block: the job's record when the block pays a job of this term, a
-// solo record from its coinbase otherwise (docs/payouts.md, "In a
-// cluster").
+// scripts) and record each found block's payout there once it has
+// submitted the block: the job's record when the block pays a job of
+// this term, a solo record from its coinbase otherwise. The block does
+// not wait for the record: while PostgreSQL cannot be written the block
+// goes to the chain all the same, and its record is written when the
+// database is back (docs/payouts.md, "In a cluster").
 func clusterPPLNS(cfg coordinator.Config, led pgPayouts, src work.Source, pc *jobs.PublisherConfig, log *slog.Logger) error {
 	pp, err := coordinator.NewPPLNS(cfg, led, src.PayoutScript, log)
 	if err != nil {
 		return err
 	}
 	pc.PPLNS = pp.Job
-	pc.BeforeSubmit = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error {
+	pc.RecordPayout = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error {
 		if rec == nil {
 			// A job paying its finder (an empty window), or one of an
 			// earlier leader whose window this leader does not know.

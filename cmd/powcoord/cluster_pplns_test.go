@@ -3,23 +3,30 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/stratum"
 )
 
 // TestClusterPPLNS runs a cluster coordinator with --payout pplns on a
@@ -126,8 +133,8 @@ func TestClusterPPLNS(t *testing.T) {
 	}
 
 	// The chain's blocks, from the CHAIN stream.
-	// A payout is recorded before its block is submitted, so CHAIN may
-	// not hold the newest yet; a block that lost its height to another
+	// A payout is recorded once its block is submitted, but the records
+	// were read before CHAIN; a block that lost its height to another
 	// (both agents found one on the same tip) is recorded but not in it.
 	byHash := map[string]store.Block{}
 	byHeight := map[int64]bool{}
@@ -246,4 +253,251 @@ func TestClusterPPLNS(t *testing.T) {
 		t.Fatalf("%d PPLNS blocks paying both addresses in the chain, want at least 2 (%d records, %d stale)", pplns, len(recs), stale)
 	}
 	t.Logf("%d blocks recorded (%d stale), %d in the chain paying both addresses and the fee, checked against %d PostgreSQL shares", len(recs), stale, pplns, len(shares))
+}
+
+// TestClusterPPLNSSubmitsBlockWhilePostgresDown (issue 20, defect 8): a
+// block found while the PPLNS cluster's PostgreSQL is down reaches the
+// chain, and its payout record follows once PostgreSQL is back, exactly
+// once and equal to the block's coinbase to the satoshi. The leader used
+// to record the payout before it submitted the block and not submit
+// while that write failed, so every block found in an outage was
+// withheld. The test mines itself over Stratum: shares that fill the
+// PPLNS window, a block that makes the next job a PPLNS one, then, with
+// PostgreSQL stopped (pg_ctl stop), a block on that job.
+func TestClusterPPLNSSubmitsBlockWhilePostgresDown(t *testing.T) {
+	c := clustertest.StartNATSCluster(t, 1)
+	pg := clustertest.StartPostgres(t)
+	dbURL := pg.CreateDatabase(t)
+	urls := strings.Join(c.URLs(), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	data := t.TempDir() // before commands: removed after the front-end stopped
+	start := commands(t, ctx)
+	start(io.Discard, "ledger", "--cluster", urls, "--replicas", "1", "--postgres", dbURL)
+	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", "", "--postgres", dbURL,
+		"--payout", "pplns", "--pplns-window", "2", "--pool-fee", "1%", "--pool-address", "pool",
+		"--block-difficulty", "1e-6", "--block-time", "1h")
+	out := &lockedBuffer{}
+	start(out, "frontend", "--cluster", urls, "--replicas", "1", "--id", "feD", "--stratum", "127.0.0.1:0",
+		"--http", "", "--data", filepath.Join(data, "feD"), "--share-difficulty", "1e-7", "--shares-per-minute", "0", "--wait", "60s")
+	re := regexp.MustCompile(`frontend feD: Stratum on (\S+),`)
+	var addr string
+	for addr == "" {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("front-end did not start; output:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	nc, err := bus.Connect(ctx, c.URLs(), "test-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A Stratum miner: the newest job from the notifies, and submits.
+	conn, r, en1Hex, err := stratumSubscribe(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	en1, _ := hex.DecodeString(en1Hex)
+	var job *stratum.Job
+	read := func(wantID int) bool { // reads up to the answer to wantID (0: the next notify)
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				t.Fatalf("reading from the front-end: %v; output:\n%s", err, out.String())
+			}
+			var m struct {
+				ID     *int            `json:"id"`
+				Method string          `json:"method"`
+				Params json.RawMessage `json:"params"`
+				Result json.RawMessage `json:"result"`
+			}
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			if m.Method == "mining.notify" {
+				if job, err = stratum.ParseJob(m.Params); err != nil {
+					t.Fatal(err)
+				}
+				if wantID == 0 {
+					return true
+				}
+			}
+			if m.ID != nil && *m.ID == wantID {
+				return string(m.Result) == "true"
+			}
+		}
+	}
+	fmt.Fprintf(conn, `{"id":2,"method":"mining.authorize","params":["alice.rig","x"]}`+"\n")
+	if !read(2) {
+		t.Fatal("mining.authorize of alice.rig refused")
+	}
+	for job == nil {
+		read(0)
+	}
+	shareTarget, err := chainmath.DifficultyToTarget(1e-7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, en2n := 10, uint32(0)
+	// submit finds a share on the newest job (a block when block is
+	// set, a share that is not one otherwise), sends it, and returns the
+	// header's hash once the front-end has answered true.
+	submit := func(block bool) chainmath.Hash {
+		t.Helper()
+		target, err := job.BlockTarget()
+		if err != nil {
+			t.Fatal(err)
+		}
+		en2n++
+		en2 := binary.BigEndian.AppendUint32(nil, en2n)
+		for nonce := uint32(0); ; nonce++ {
+			h := job.Header(en1, en2, job.NTime, nonce, 0, 0)
+			hash := h.Hash()
+			isBlock := target.Meets(&hash)
+			if isBlock != block || chainmath.HashToBig(hash).Cmp(shareTarget) > 0 {
+				continue
+			}
+			id++
+			fmt.Fprintf(conn, `{"id":%d,"method":"mining.submit","params":["alice.rig","%s","%x","%08x","%08x"]}`+"\n",
+				id, job.ID, en2, job.NTime, nonce)
+			if !read(id) {
+				t.Fatalf("share %s (block: %v) answered false", hash, block)
+			}
+			return hash
+		}
+	}
+	waitFor := func(what string, d time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v; output:\n%s", what, d, out.String())
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: %v", what, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	inChain := func(hash chainmath.Hash) *store.Block {
+		blocks, err := chainstore.Reader(js).Blocks(ctx, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range blocks {
+			if b.Hash == hash {
+				return &b
+			}
+		}
+		return nil
+	}
+
+	// Shares in the ledger, then a block: the next job splits the window.
+	for range 3 {
+		submit(false)
+	}
+	waitFor("3 shares in PostgreSQL", 30*time.Second, func() bool {
+		var n int64
+		return db.QueryRow(ctx, `SELECT count(*) FROM shares`).Scan(&n) == nil && n >= 3
+	})
+	first := submit(true)
+	for job.PrevHash != first { // a notify on the new tip
+		read(0)
+	}
+	last, err := jobs.Last(ctx, js)
+	if err != nil || last.PPLNS == nil || last.Template.PrevHash != first {
+		t.Fatalf("job in force after the first block: %+v %v; want a PPLNS job on %s", last, err, first)
+	}
+
+	// PostgreSQL goes down; a block found now must reach the chain.
+	db.Close(ctx)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	second := submit(true)
+	var got *store.Block
+	waitFor("the block found while PostgreSQL is down in the chain", 30*time.Second, func() bool {
+		got = inChain(second)
+		return got != nil
+	})
+	t.Logf("block %s found with PostgreSQL down is in the chain at height %d, %v after the stop", second, got.Height, time.Since(stopped).Round(time.Millisecond))
+
+	// PostgreSQL is back: the record follows, once, as the coinbase pays.
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	waitFor("the payout record of the block found while PostgreSQL was down", 30*time.Second, func() bool {
+		var n int64
+		return db.QueryRow(ctx, `SELECT count(*) FROM payout_blocks WHERE hash = $1`, second[:]).Scan(&n) == nil && n > 0
+	})
+	var n int64
+	var mode string
+	var height, value int64
+	if err := db.QueryRow(ctx, `SELECT count(*), min(mode), min(height), min(value) FROM payout_blocks WHERE hash = $1`, second[:]).Scan(&n, &mode, &height, &value); err != nil {
+		t.Fatal(err)
+	}
+	var blk wire.MsgBlock
+	if err := blk.Deserialize(bytes.NewReader(got.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	var paying []*wire.TxOut
+	var sum int64
+	for _, o := range blk.Transactions[0].TxOut {
+		if o.Value > 0 {
+			paying = append(paying, o)
+			sum += o.Value
+		}
+	}
+	if n != 1 || mode != "pplns" || height != got.Height || value != sum {
+		t.Fatalf("payout_blocks of %s: %d rows, mode %q, height %d, value %d; want 1 row, pplns, height %d, value %d (the coinbase's)", second, n, mode, height, value, got.Height, sum)
+	}
+	rows, err := db.Query(ctx, `SELECT script, amount FROM payouts WHERE hash = $1 ORDER BY idx`, second[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded [][2]string
+	for rows.Next() {
+		var script []byte
+		var amount int64
+		if err := rows.Scan(&script, &amount); err != nil {
+			t.Fatal(err)
+		}
+		recorded = append(recorded, [2]string{hex.EncodeToString(script), strconv.FormatInt(amount, 10)})
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var want [][2]string
+	for _, o := range paying {
+		want = append(want, [2]string{hex.EncodeToString(o.PkScript), strconv.FormatInt(o.Value, 10)})
+	}
+	if len(want) != 2 || fmt.Sprint(recorded) != fmt.Sprint(want) {
+		t.Fatalf("payouts of %s: %v; want the coinbase's 2 paying outputs (alice and the pool fee) %v", second, recorded, want)
+	}
+	t.Logf("payout of %s recorded once after PostgreSQL came back: %v", second, recorded)
 }

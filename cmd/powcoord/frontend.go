@@ -47,11 +47,13 @@ coordinator, checked the same way (internal/listen).
 
 Unique work: at start the front-end leases an extranonce1 prefix (8 bits,
 so up to 256 front-ends) from the KV bucket powcoord-prefixes and renews it
-every --lease-ttl/3; every extranonce1 it hands out starts with it. When
-the lease is lost (the cluster cannot be reached for 9/10 of --lease-ttl,
-or another front-end holds the prefix), the front-end stops accepting
+every third of the lease TTL; every extranonce1 it hands out starts with
+it. When the lease is lost (the cluster cannot be reached for 9/10 of the
+TTL, or another front-end holds the prefix), the front-end stops accepting
 shares and closes every session, so its miners go to another front-end;
-then it leases a prefix again and serves miners anew.
+then it leases a prefix again and serves miners anew. The lease TTL is
+the cluster's, set by the first front-end (--lease-ttl, 3s by default): a
+front-end given a --lease-ttl that differs from it refuses to start.
 
 Ledger (--ledger):
   sharelog  (default) a share is answered true only after the replicated
@@ -97,7 +99,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := fs.String("data", "powcoord-frontend-data", "`directory` of this front-end's files (created if missing): its record of found blocks (found-blocks.db) and, with --ledger sqlite, the ledger")
 	id := fs.String("id", "", "this front-end's `id` in the cluster: letters, digits, '-' and '_' (default: host name, pid and a random suffix)")
 	replicas := fs.Int("replicas", 3, "`copies` of each stream and bucket when this front-end creates them (at most the number of NATS servers)")
-	leaseTTL := fs.Duration("lease-ttl", lease.DefaultTTL, "lifetime of the extranonce1 prefix lease without renewal; the front-end sends its miners away 9/10 of it after it last reached the cluster")
+	leaseTTL := fs.Duration("lease-ttl", 0, "lifetime of the extranonce1 prefix lease without renewal, the same for the whole cluster: 0 takes the cluster's (3s when this front-end is the first); the front-end sends its miners away 9/10 of it after it last reached the cluster")
 	shareDiff := fs.Float64("share-difficulty", 0.001, "starting share `difficulty` of every connection; vardiff moves it from there")
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
@@ -126,8 +128,8 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *ledgerKind != "sharelog" && *ledgerKind != "sqlite" {
 		return fmt.Errorf("--ledger %q: want sharelog or sqlite", *ledgerKind)
 	}
-	if *leaseTTL < time.Second {
-		return fmt.Errorf("--lease-ttl %v: must be at least 1s", *leaseTTL)
+	if *leaseTTL != 0 && *leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl %v: must be at least 1s (or 0: the cluster's)", *leaseTTL)
 	}
 	if *replicas < 1 || *replicas > 5 {
 		return fmt.Errorf("--replicas %d: want 1 to 5", *replicas)
@@ -155,10 +157,11 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if _, err := bus.EnsureStreams(cctx, js, bus.StreamsConfig{Replicas: *replicas, KeepExisting: true}); err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)
 	}
-	leaseKV, err := lease.Ensure(cctx, js, *leaseTTL, *replicas)
+	leaseKV, ttl, err := lease.Ensure(cctx, js, *leaseTTL, *replicas)
 	if err != nil {
-		return fmt.Errorf("--cluster %q: %w", *cluster, err)
+		return fmt.Errorf("--lease-ttl %v, --cluster %q: %w", *leaseTTL, *cluster, err)
 	}
+	*leaseTTL = ttl
 	membersKV, err := members.Ensure(cctx, js, *replicas)
 	if err != nil {
 		return fmt.Errorf("--cluster %q: %w", *cluster, err)

@@ -245,3 +245,146 @@ func grepLines(s, sub string) string {
 	}
 	return b.String()
 }
+
+// TestFrontendLeaseTTLIsTheClusters (issue 20, defect 4): the lease TTL
+// is the cluster's. A front-end started with --lease-ttl 2s on a cluster
+// whose first front-end made it 1s is refused at start with an error
+// naming both values, and the bucket keeps 1s (each front-end used to
+// rewrite it with its own, so that the other's key expired between its
+// renewals and two front-ends served one prefix). A second front-end with
+// the same 1s, and a third with none (it takes the cluster's), run beside
+// the first: each holds its own prefix through several renewals of every
+// key, with no key expiring or changing hands.
+func TestFrontendLeaseTTLIsTheClusters(t *testing.T) {
+	c := clustertest.StartNATSCluster(t, 1)
+	urls := strings.Join(c.URLs(), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dataDir := t.TempDir() // before commands: removed after the front-ends stopped
+	start := commands(t, ctx)
+	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", "",
+		"--block-difficulty", "1000", "--block-time", "10s")
+	started := func(id string, out *lockedBuffer) string {
+		t.Helper()
+		re := regexp.MustCompile(`frontend ` + id + `: Stratum on \S+, extranonce1 prefix (\d+)/8 bits`)
+		for {
+			if m := re.FindStringSubmatch(out.String()); m != nil {
+				return m[1]
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("front-end %s did not start; output:\n%s\n%s", id, out.String(), c.Logs())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	frontend := func(id string, ttl ...string) []string {
+		return append([]string{"frontend", "--cluster", urls, "--replicas", "1", "--id", id, "--stratum", "127.0.0.1:0", "--http", "",
+			"--data", dataDir + "/" + id, "--wait", "60s"}, ttl...)
+	}
+	outA := &lockedBuffer{}
+	start(outA, frontend("feA", "--lease-ttl", "1s")...)
+	prefixA := started("feA", outA)
+
+	// A disagreeing TTL: refused at start, before it leases anything.
+	outB := &lockedBuffer{}
+	bctx, bcancel := context.WithCancel(ctx)
+	refused := make(chan error, 1)
+	go func() { refused <- run(bctx, frontend("feB", "--lease-ttl", "2s"), outB, io.Discard) }()
+	re := regexp.MustCompile(`frontend feB: Stratum on`)
+	var err error
+wait:
+	for {
+		select {
+		case err = <-refused:
+			break wait
+		case <-ctx.Done():
+			bcancel()
+			t.Fatalf("front-end with --lease-ttl 2s neither refused nor started")
+		case <-time.After(20 * time.Millisecond):
+			if re.MatchString(outB.String()) {
+				bcancel()
+				<-refused
+				t.Fatalf("front-end with --lease-ttl 2s started on a cluster whose lease TTL is 1s; output:\n%s", outB.String())
+			}
+		}
+	}
+	bcancel()
+	if err == nil || !strings.Contains(err.Error(), "--lease-ttl 2s") || !strings.Contains(err.Error(), "TTL 2s disagrees with the cluster's lease TTL 1s") {
+		t.Fatalf("front-end with --lease-ttl 2s on a 1s cluster: %v; want an error naming 2s and the cluster's 1s", err)
+	}
+
+	nc, err := bus.Connect(ctx, c.URLs(), "lease-ttl-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, lease.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != time.Second {
+		t.Fatalf("bucket %s TTL %v after the refused front-end, want the cluster's 1s", lease.Bucket, st.TTL())
+	}
+
+	// Watch every key from now on, then start two agreeing front-ends.
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	outC, outD := &lockedBuffer{}, &lockedBuffer{}
+	start(outC, frontend("feC", "--lease-ttl", "1s")...)
+	start(outD, frontend("feD")...) // no --lease-ttl: the cluster's
+	prefixC, prefixD := started("feC", outC), started("feD", outD)
+	if prefixA == prefixC || prefixA == prefixD || prefixC == prefixD {
+		t.Fatalf("prefixes feA %s, feC %s, feD %s: want three distinct ones", prefixA, prefixC, prefixD)
+	}
+	holder := map[string]string{}
+	for id, p := range map[string]string{"feA": prefixA, "feC": prefixC, "feD": prefixD} {
+		n, _ := strconv.Atoi(p)
+		holder[lease.Key(uint32(n))] = id
+	}
+	// Renewals come every TTL/3; wait for 5 writes of each key (feC's and
+	// feD's create and 4 renewals; about 1.7 s): an expiry, a delete or
+	// another holder on any of them fails.
+	const renewals = 5
+	seen := map[string]int{}
+	for {
+		done := true
+		for k := range holder {
+			done = done && seen[k] >= renewals
+		}
+		if done {
+			break
+		}
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			id, ok := holder[e.Key()]
+			if !ok {
+				t.Fatalf("key %s (%v, %q) written: no front-end leased it", e.Key(), e.Operation(), e.Value())
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				t.Fatalf("key %s of %s: %v after %d renewals, want only renewals", e.Key(), id, e.Operation(), seen[e.Key()])
+			}
+			if string(e.Value()) != id {
+				t.Fatalf("key %s held by %q, want %s", e.Key(), e.Value(), id)
+			}
+			seen[e.Key()]++
+		case <-ctx.Done():
+			t.Fatalf("renewals seen %v, want %d of each of %v", seen, renewals, holder)
+		}
+	}
+	t.Logf("feA %s, feC %s, feD %s: writes of each key %v, with the cluster's TTL 1s", prefixA, prefixC, prefixD, seen)
+}

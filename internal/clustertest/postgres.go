@@ -246,10 +246,26 @@ func (p *Postgres) stop() {
 	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err != nil {
 		return // never started, or already stopped
 	}
+	if err := p.Stop(); err != nil {
+		p.t.Log(err)
+	}
+}
+
+// Stop stops the server at once (pg_ctl stop -m immediate), as a crash
+// or an outage would: clients get connection errors until Restart.
+func (p *Postgres) Stop() error {
+	data := filepath.Join(p.Dir, "data")
 	out, err := pgCommand(p.bin, p.runAs, "pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop").CombinedOutput()
 	if err != nil {
-		p.t.Logf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
 	}
+	return nil
+}
+
+// Restart starts a server stopped by Stop again, on the same port with
+// the same data.
+func (p *Postgres) Restart() error {
+	return p.start(p.Port, filepath.Join(p.Dir, "sock"))
 }
 
 // URL returns a postgres:// URL for database name on this server, as the

@@ -20,6 +20,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
@@ -240,6 +241,8 @@ func TestCluster(t *testing.T) {
 	}{
 		{"TemplateReachesFrontEnds", testTemplateReachesFrontEnds},
 		{"BlocksSubmittedOnce", testBlocksSubmittedOnce},
+		{"PayoutRecordFollowsSubmit", testPayoutRecordFollowsSubmit},
+		{"PayoutRecordOfItsOwnJob", testPayoutRecordOfItsOwnJob},
 		{"EmbeddedChainEndToEnd", testEmbeddedChainEndToEnd},
 		{"LargeTemplateAndBlock", testLargeTemplateAndBlock},
 	} {
@@ -445,6 +448,155 @@ func testBlocksSubmittedOnce(t *testing.T, c *clustertest.NATSCluster) {
 	}
 	slices.Sort(lat)
 	t.Logf("found block → leader's source over %d blocks: median %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
+}
+
+// testPayoutRecordFollowsSubmit (issue 20, defect 8): while the payout
+// ledger cannot be written (RecordPayout fails), found blocks still go to
+// the source at once, each once; the record, not the submission, is
+// retried, and once it succeeds the block's message is acknowledged.
+func testPayoutRecordFollowsSubmit(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t5", bus.SubjectBlocks+".t5"
+	src := newFixedSource(richTemplate(300))
+	var mu sync.Mutex
+	down := true
+	tries := map[chainmath.Hash]int{}
+	recorded := make(chan chainmath.Hash, 10)
+	record := func(_ context.Context, blk *wire.MsgBlock, _ string, _ *store.PayoutRecord) error {
+		h := chainmath.Hash(blk.BlockHash())
+		mu.Lock()
+		defer mu.Unlock()
+		tries[h]++
+		if down {
+			return errors.New("ledger down")
+		}
+		recorded <- h
+		return nil
+	}
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t5", RetryDelay: 50 * time.Millisecond, Logger: quiet(),
+		RecordPayout: record})
+	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
+	b1, b2 := testBlock(501), testBlock(502)
+	want := []chainmath.Hash{chainmath.Hash(b1.BlockHash()), chainmath.Hash(b2.BlockHash())}
+	for _, b := range []*wire.MsgBlock{b1, b2} {
+		if err := front.Submit(t.Context(), b, "w5"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timeout := time.After(30 * time.Second)
+	for range 2 {
+		select {
+		case <-src.calls:
+		case <-timeout:
+			src.mu.Lock()
+			t.Fatalf("submissions with the ledger down: %v, want %v", src.got, want)
+		}
+	}
+	// Each record tried and failed 3 times (redelivered every 50 ms).
+	for {
+		mu.Lock()
+		n1, n2 := tries[want[0]], tries[want[1]]
+		if n1 >= 3 && n2 >= 3 {
+			down = false
+		}
+		mu.Unlock()
+		if n1 >= 3 && n2 >= 3 {
+			break
+		}
+		select {
+		case <-timeout:
+			t.Fatalf("record attempts %d and %d, want 3 of each while the ledger is down", n1, n2)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	got := map[chainmath.Hash]bool{}
+	for range 2 {
+		select {
+		case h := <-recorded:
+			got[h] = true
+		case <-timeout:
+			t.Fatalf("records once the ledger is back: %v, want %v", got, want)
+		}
+	}
+	if !got[want[0]] || !got[want[1]] {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	js, err := bus.New(connect(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		info, err := func() (*jetstream.ConsumerInfo, error) {
+			cons, err := js.Consumer(t.Context(), bus.StreamBlocks, "t5")
+			if err != nil {
+				return nil, err
+			}
+			return cons.Info(t.Context())
+		}()
+		if err == nil && info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		select {
+		case <-timeout:
+			t.Fatalf("found-block messages not acknowledged after their records: %+v %v", info, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	src.mu.Lock()
+	subs := slices.Clone(src.got)
+	src.mu.Unlock()
+	slices.SortFunc(subs, func(a, b chainmath.Hash) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(want, func(a, b chainmath.Hash) int { return bytes.Compare(a[:], b[:]) })
+	if !slices.Equal(subs, want) {
+		t.Fatalf("submissions %v, want %v: each block once, however often its record failed", subs, want)
+	}
+}
+
+// testPayoutRecordOfItsOwnJob: jobs at heights 300 and 301 split the
+// same window the same way (as after a block found while the ledger
+// could not be written); a block on the first, recorded after the second
+// was published, gets the first's record (height 300, cutoff 3000), not
+// the second's.
+func testPayoutRecordOfItsOwnJob(t *testing.T, c *clustertest.NATSCluster) {
+	jobSubject, blockSubject := bus.SubjectJobs+".t6", bus.SubjectBlocks+".t6"
+	script, err := simchain.PayoutScript("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t300, t301 := richTemplate(300), richTemplate(301)
+	t301.CoinbaseValue = t300.CoinbaseValue
+	outs := []*wire.TxOut{wire.NewTxOut(t300.CoinbaseValue, script)}
+	src := newFixedSource(t300)
+	got := make(chan *store.PayoutRecord, 4)
+	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
+		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t6", RetryDelay: 50 * time.Millisecond, Logger: quiet(),
+		PPLNS: func(_ context.Context, tm *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error) {
+			return outs, &store.PayoutRecord{Height: tm.Height, Mode: coordinator.PayoutPPLNS, Cutoff: tm.Height * 10, Value: tm.CoinbaseValue}, nil
+		},
+		RecordPayout: func(_ context.Context, _ *wire.MsgBlock, _ string, rec *store.PayoutRecord) error {
+			got <- rec
+			return nil
+		}})
+	front := newSource(t, SourceConfig{Conn: connect(t, c), JobSubject: jobSubject, BlockSubject: blockSubject, Logger: quiet()})
+	if front.Current().Height != 300 {
+		waitUpdate(t, front, 300)
+	}
+	src.set(t301)
+	waitUpdate(t, front, 301)
+	blk := testBlock(601)
+	copy(blk.Header.PrevBlock[:], t300.PrevHash[:])
+	blk.Transactions[0].TxOut = outs
+	if err := front.Submit(t.Context(), blk, "alice.w"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rec := <-got:
+		if rec == nil || rec.Height != 300 || rec.Cutoff != 3000 || rec.Hash != chainmath.Hash(blk.BlockHash()) {
+			t.Fatalf("record of a block on the job at height 300: %+v; want height 300, cutoff 3000, hash %s", rec, blk.BlockHash())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no payout record within 30s")
+	}
 }
 
 func testEmbeddedChainEndToEnd(t *testing.T, c *clustertest.NATSCluster) {

@@ -44,12 +44,17 @@ type PublisherConfig struct {
 	// found on them (Hash unset), or nil and nil while the window holds
 	// no work (the job then pays its finder, as solo).
 	PPLNS func(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error)
-	// BeforeSubmit, when set, is called with every found block before it
-	// is submitted to the source, with the payout record of the recently
-	// published job whose coinbase outputs the block pays (Hash set), or
-	// nil when none does (a solo job, or a job of an earlier leader). An
-	// error delivers the block again later, unsubmitted.
-	BeforeSubmit func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
+	// RecordPayout, when set, records what a found block pays, with the
+	// payout record of the recently published job whose coinbase outputs
+	// the block pays (Hash set), or nil when none does (a solo job, or a
+	// job of an earlier leader: the record then comes from the block's
+	// coinbase). It is called once the source has answered the block
+	// (accepted or rejected), never before: a block goes to the chain
+	// even while its record cannot be written. An error keeps the
+	// block's message and calls RecordPayout again after RetryDelay,
+	// without submitting the block again, until it succeeds. It must be
+	// idempotent.
+	RecordPayout func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
 	// Logger receives the publisher's events (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -62,18 +67,26 @@ type Publisher struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	mu     sync.Mutex
-	recent map[string]*store.PayoutRecord // outputsKey → payout record of a published job
-	order  []string                       // keys of recent, oldest first
+	mu       sync.Mutex
+	recent   map[string]*store.PayoutRecord // jobKey → payout record of a published job
+	order    []string                       // keys of recent, oldest first
+	answered map[chainmath.Hash]int         // submitted and answered, payout record owed → its failed attempts
+	stopping bool                           // Run is returning: no new payout record is started
+	records  sync.WaitGroup                 // payout records being written
 }
 
 // maxRecentPayouts is how many published jobs' payouts a Publisher keeps
 // to match found blocks with.
 const maxRecentPayouts = 64
 
-// outputsKey names a list of paying outputs (value and script each).
-func outputsKey(outs []*wire.TxOut) string {
-	var b []byte
+// jobKey names a job by the block it builds on and its list of paying
+// outputs (value and script each). Without the previous block, a job of
+// the next height that splits the same window the same way (a block
+// found while the ledger could not be written leaves the window as it
+// was) would take the record of a block of the one before, with the
+// wrong height and cutoff.
+func jobKey(prev chainmath.Hash, outs []*wire.TxOut) string {
+	b := append([]byte(nil), prev[:]...)
 	for _, o := range outs {
 		b = binary.LittleEndian.AppendUint64(b, uint64(o.Value))
 		b = binary.AppendUvarint(b, uint64(len(o.PkScript)))
@@ -82,8 +95,8 @@ func outputsKey(outs []*wire.TxOut) string {
 	return string(b)
 }
 
-func (p *Publisher) remember(outs []*wire.TxOut, rec *store.PayoutRecord) {
-	k := outputsKey(outs)
+func (p *Publisher) remember(prev chainmath.Hash, outs []*wire.TxOut, rec *store.PayoutRecord) {
+	k := jobKey(prev, outs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.recent == nil {
@@ -99,8 +112,9 @@ func (p *Publisher) remember(outs []*wire.TxOut, rec *store.PayoutRecord) {
 	}
 }
 
-// payoutOf returns the payout record of the published job whose outputs
-// blk's coinbase pays (its outputs of positive value), with Hash set.
+// payoutOf returns the payout record of the published job on blk's
+// previous block whose outputs blk's coinbase pays (its outputs of
+// positive value), with Hash set.
 func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
 	if len(blk.Transactions) == 0 {
 		return nil
@@ -112,7 +126,7 @@ func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
 		}
 	}
 	p.mu.Lock()
-	rec := p.recent[outputsKey(paying)]
+	rec := p.recent[jobKey(chainmath.Hash(blk.Header.PrevBlock), paying)]
 	p.mu.Unlock()
 	if rec == nil {
 		return nil
@@ -196,7 +210,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jobs: consuming found blocks through %s: %w", p.cfg.Consumer, err)
 	}
-	defer cc.Stop()
+	defer func() {
+		cc.Stop()
+		p.mu.Lock()
+		p.stopping = true
+		p.mu.Unlock()
+		p.records.Wait()
+	}()
 
 	updates := p.cfg.Source.Updates()
 	var lastFail error
@@ -259,7 +279,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 			job.Template = &tt
 			if rec != nil {
 				job.PPLNS = &JobPPLNS{Cutoff: rec.Cutoff, Window: rec.Window}
-				p.remember(outs, rec)
+				p.remember(t.PrevHash, outs, rec)
 			}
 		}
 	}
@@ -313,8 +333,9 @@ func (p *Publisher) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	}
 }
 
-// handleBlock submits one found block and acks it once the source
-// answered.
+// handleBlock submits one found block, then records its payout
+// (RecordPayout), and acks it once the source answered and the payout is
+// recorded.
 func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 	data, err := bus.Body(ctx, p.js, bus.BucketFound, m.Data(), m.Headers())
 	if err != nil {
@@ -334,30 +355,86 @@ func (p *Publisher) handleBlock(ctx context.Context, m jetstream.Msg) {
 		m.Term()
 		return
 	}
-	hash := blk.BlockHash()
+	hash := chainmath.Hash(blk.BlockHash())
 	finder := m.Headers().Get(HeaderFinder)
-	if p.cfg.BeforeSubmit != nil {
-		if err := p.cfg.BeforeSubmit(ctx, &blk, finder, p.payoutOf(&blk)); err != nil {
-			p.log.Warn("found block not submitted: recording its payout failed; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
+	// Submitted first, whatever becomes of its payout record: a block
+	// withheld while the ledger is down is a block lost.
+	p.mu.Lock()
+	_, answered := p.answered[hash]
+	p.mu.Unlock()
+	if !answered {
+		err = p.cfg.Source.Submit(ctx, &blk, finder)
+		switch {
+		case err == nil:
+			p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)
+		case work.IsRejected(err):
+			p.log.Warn("found block rejected by the source", "hash", hash.String(), "finder", finder, "err", err)
+		default:
+			p.log.Warn("found block not submitted; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
 			m.NakWithDelay(p.cfg.RetryDelay)
 			return
 		}
 	}
-	err = p.cfg.Source.Submit(ctx, &blk, finder)
-	switch {
-	case err == nil:
-		p.log.Info("found block submitted", "hash", hash.String(), "finder", finder)
-	case work.IsRejected(err):
-		p.log.Warn("found block rejected by the source", "hash", hash.String(), "finder", finder, "err", err)
-	default:
-		p.log.Warn("found block not submitted; will be redelivered", "hash", hash.String(), "finder", finder, "err", err)
-		m.NakWithDelay(p.cfg.RetryDelay)
+	if p.cfg.RecordPayout == nil {
+		p.ack(m, hash)
 		return
 	}
+	p.mu.Lock()
+	if p.answered == nil {
+		p.answered = make(map[chainmath.Hash]int)
+	}
+	if _, ok := p.answered[hash]; !ok {
+		p.answered[hash] = 0
+	}
+	stopping := p.stopping
+	if !stopping {
+		p.records.Add(1)
+	}
+	p.mu.Unlock()
+	if stopping {
+		m.NakWithDelay(p.cfg.RetryDelay) // the next leader records it
+		return
+	}
+	// Recorded beside the consumer, so that a ledger that does not answer
+	// holds up no other block's submission.
+	rec := p.payoutOf(&blk)
+	go func() {
+		defer p.records.Done()
+		err := p.cfg.RecordPayout(ctx, &blk, finder, rec)
+		p.mu.Lock()
+		failed := p.answered[hash]
+		if err != nil {
+			p.answered[hash] = failed + 1
+		}
+		p.mu.Unlock()
+		switch {
+		case err != nil && failed == 0 && ctx.Err() == nil:
+			p.log.Warn("payout of a submitted block not recorded yet; retrying the record, not the submission", "hash", hash.String(), "finder", finder, "err", err)
+		case err != nil:
+			p.log.Debug("payout of a submitted block still not recorded", "hash", hash.String(), "attempts", failed+1, "err", err)
+		case failed > 0:
+			p.log.Info("payout of a submitted block recorded after failed attempts", "hash", hash.String(), "failed", failed)
+		}
+		if err != nil {
+			m.NakWithDelay(p.cfg.RetryDelay)
+			return
+		}
+		p.ack(m, hash)
+	}()
+}
+
+// ack acknowledges the found-block message m of block hash: submitted,
+// answered and its payout recorded.
+func (p *Publisher) ack(m jetstream.Msg, hash chainmath.Hash) {
 	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(actx); err != nil {
-		// Redelivered later and submitted again: harmless.
+		// Redelivered later and recorded again (in another term also
+		// submitted again): harmless.
 		p.log.Warn("acknowledging a found block failed", "hash", hash.String(), "err", err)
+		return
 	}
+	p.mu.Lock()
+	delete(p.answered, hash)
+	p.mu.Unlock()
 }

@@ -44,7 +44,7 @@ type Config struct {
 	Open func(ctx context.Context, js jetstream.JetStream, term uint64) (work.Source, jobs.Payout, error)
 	// Publisher, when set, completes the job publisher's configuration for
 	// a term's source before it starts (PPLNS payouts: PublisherConfig's
-	// PPLNS and BeforeSubmit).
+	// PPLNS and RecordPayout).
 	Publisher func(src work.Source, pc *jobs.PublisherConfig) error
 	// Logger receives the loop's events (slog.Default()).
 	Logger *slog.Logger

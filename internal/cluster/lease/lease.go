@@ -20,6 +20,11 @@
 // key can expire, so by the time another front-end may claim the prefix
 // the old holder has stopped using it — provided it stops at once, as
 // `powcoord frontend` does (it closes every session).
+//
+// That holds only when every holder renews at a third of the bucket's
+// TTL, so the TTL is the cluster's: set once by the front-end that
+// creates the bucket, and a front-end asking for another one is refused
+// at start (Ensure).
 package lease
 
 import (
@@ -43,8 +48,8 @@ const Count = 1 << Bits
 // Bucket is the KV bucket of the prefix leases.
 const Bucket = "powcoord-prefixes"
 
-// DefaultTTL is the lease's lifetime without renewal when Config.TTL is
-// zero.
+// DefaultTTL is the lease's lifetime without renewal in a bucket created
+// without a TTL of its own (Ensure with ttl zero).
 const DefaultTTL = 3 * time.Second
 
 // Key returns the KV key of prefix p.
@@ -64,35 +69,70 @@ func BucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
 	}
 }
 
-// Ensure creates the bucket with a TTL of ttl (DefaultTTL when zero) and
-// replicas copies, or updates it to that, and returns it. Every
-// front-end calls it at start-up with the same values.
-func Ensure(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
-	if ttl == 0 {
-		ttl = DefaultTTL
-	}
-	if ttl < 100*time.Millisecond {
-		return nil, fmt.Errorf("lease: TTL %v: want at least 100ms", ttl)
+// Ensure returns the bucket and its TTL, creating it with a TTL of ttl
+// (DefaultTTL when zero) and replicas copies when it does not exist.
+//
+// The TTL is the cluster's, set once by the front-end that creates the
+// bucket: an existing bucket keeps its settings, and a non-zero ttl that
+// differs from its TTL is refused with an error naming both, because a
+// front-end renewing at a third of a longer TTL than the bucket's would
+// see its key expire between renewals, and another front-end could lease
+// its prefix while it still serves it. A zero ttl takes the bucket's.
+// To change the TTL, stop every front-end and delete the bucket.
+func Ensure(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, time.Duration, error) {
+	if ttl != 0 && ttl < 100*time.Millisecond {
+		return nil, 0, fmt.Errorf("lease: TTL %v: want at least 100ms", ttl)
 	}
 	if replicas < 1 || replicas > 5 {
-		return nil, fmt.Errorf("lease: %d replicas: want 1 to 5", replicas)
+		return nil, 0, fmt.Errorf("lease: %d replicas: want 1 to 5", replicas)
+	}
+	create := ttl
+	if create == 0 {
+		create = DefaultTTL
 	}
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(actx, BucketConfig(ttl, replicas))
+		kv, have, err := ensureOnce(actx, js, BucketConfig(create, replicas))
 		cancel()
 		if err == nil {
-			return kv, nil
+			if have <= 0 {
+				return nil, 0, fmt.Errorf("lease: KV bucket %s has no TTL: a lost front-end's prefix would never be freed; delete the bucket so that a front-end creates it", Bucket)
+			}
+			if ttl != 0 && ttl != have {
+				return nil, 0, fmt.Errorf("lease: TTL %v disagrees with the cluster's lease TTL %v (KV bucket %s): every front-end must use the cluster's TTL (give the same value, or none to take the cluster's)", ttl, have, Bucket)
+			}
+			return kv, have, nil
 		}
 		if ctx.Err() != nil || !bus.Transient(err) {
-			return nil, fmt.Errorf("lease: creating or updating KV bucket %s (TTL %v, %d replicas): %w", Bucket, ttl, replicas, err)
+			return nil, 0, fmt.Errorf("lease: opening or creating KV bucket %s (TTL %v, %d replicas): %w", Bucket, create, replicas, err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("lease: creating or updating KV bucket %s: %w (last: %v)", Bucket, ctx.Err(), err)
+			return nil, 0, fmt.Errorf("lease: opening or creating KV bucket %s: %w (last: %v)", Bucket, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ensureOnce opens the bucket, or creates it with cfg when it does not
+// exist, and returns it with its TTL.
+func ensureOnce(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, time.Duration, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Created meanwhile by another front-end, with other settings.
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return kv, st.TTL(), nil
 }
 
 // Lease is a held prefix.
@@ -137,8 +177,8 @@ func (l *Lease) Renew(ctx context.Context) error { return l.l.Renew(ctx) }
 func (l *Lease) Release(ctx context.Context) error { return l.l.Resign(ctx) }
 
 // Acquire claims the lowest free prefix in kv (a bucket made by Ensure)
-// as id, with a lease of ttl (at most the bucket's TTL; DefaultTTL when
-// zero). When every prefix is taken it tries again every ttl/4, logging
+// as id, with a lease of ttl (the bucket's TTL, as Ensure returns it;
+// DefaultTTL when zero). When every prefix is taken it tries again every ttl/4, logging
 // a warning, until one is free or ctx ends. The lease is renewed until
 // ctx ends or Release is called (both free the prefix at once) or it is
 // lost. ids must be unique among front-ends.

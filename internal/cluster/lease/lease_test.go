@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestCluster(t *testing.T) {
 		{"ConcurrentLeasersGetDistinctPrefixes", testConcurrentDistinct},
 		{"ClosedConnectionFreesPrefix", testClosedConnectionFreesPrefix},
 		{"DeposedHolderRenewFails", testDeposedRenewFails},
+		{"TTLIsTheClusters", testTTLIsTheClusters},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, c) }) {
 			return
@@ -53,7 +55,7 @@ func connect(t *testing.T, c *clustertest.NATSCluster, name string) (*nats.Conn,
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := Ensure(ctx, js, testTTL, 3)
+	kv, _, err := Ensure(ctx, js, testTTL, 3)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, c.Logs())
 	}
@@ -237,11 +239,40 @@ func testDeposedRenewFails(t *testing.T, c *clustertest.NATSCluster) {
 	b.Release(ctx)
 }
 
+// testTTLIsTheClusters: the bucket made with testTTL keeps it; Ensure
+// with another TTL is refused naming both, and with none returns the
+// bucket's.
+func testTTLIsTheClusters(t *testing.T, c *clustertest.NATSCluster) {
+	_, kv := connect(t, c, "ttl") // made with testTTL
+	nc, err := bus.Connect(t.Context(), c.URLs(), "ttl-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := bus.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = Ensure(ctx, js, 3*testTTL, 3)
+	if want := "lease: TTL 3s disagrees with the cluster's lease TTL 1s (KV bucket powcoord-prefixes)"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Ensure with TTL 3s on a 1s bucket: %v; want an error starting %q", err, want)
+	}
+	_, ttl, err := Ensure(ctx, js, 0, 3)
+	if err != nil || ttl != testTTL {
+		t.Fatalf("Ensure with no TTL: %v, %v; want the bucket's %v", ttl, err, testTTL)
+	}
+	if st, err := kv.Status(ctx); err != nil || st.TTL() != testTTL {
+		t.Fatalf("bucket TTL after the refused Ensure: %v (%v), want %v", st, err, testTTL)
+	}
+}
+
 func TestEnsureBadArguments(t *testing.T) {
-	if _, err := Ensure(context.Background(), nil, 10*time.Millisecond, 3); err == nil || err.Error() != "lease: TTL 10ms: want at least 100ms" {
+	if _, _, err := Ensure(context.Background(), nil, 10*time.Millisecond, 3); err == nil || err.Error() != "lease: TTL 10ms: want at least 100ms" {
 		t.Errorf("Ensure with TTL 10ms: %v", err)
 	}
-	if _, err := Ensure(context.Background(), nil, time.Second, 0); err == nil || err.Error() != "lease: 0 replicas: want 1 to 5" {
+	if _, _, err := Ensure(context.Background(), nil, time.Second, 0); err == nil || err.Error() != "lease: 0 replicas: want 1 to 5" {
 		t.Errorf("Ensure with 0 replicas: %v", err)
 	}
 	if Key(7) != "prefix-007" || Count != 256 {
