@@ -287,7 +287,9 @@ func (v *v2conn) logClose(err error) {
 		v.c.log.Debug("sv2 miner disconnected", "remote", v.remote)
 	case errors.Is(err, sv2.ErrDecrypt):
 		v.c.log.Info("closing sv2 miner: frame failed authentication", "remote", v.remote)
-	case errors.Is(err, sv2.ErrFrameTooLarge), errors.Is(err, sv2.ErrUnknownMessage), errors.Is(err, sv2.ErrShort):
+	case errors.Is(err, sv2.ErrFrameTooLarge):
+		v.c.log.Info("closing sv2 miner: frame over the cap", "remote", v.remote, "err", err)
+	case errors.Is(err, sv2.ErrUnknownMessage), errors.Is(err, sv2.ErrShort):
 		v.c.log.Info("closing sv2 miner: invalid frame", "remote", v.remote, "err", err)
 	case errors.As(err, &ne) && ne.Timeout():
 		v.c.log.Info("closing sv2 miner: read deadline passed", "remote", v.remote)
