@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/proxyproto"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -202,6 +203,13 @@ func (c *Coordinator) serveSV2(ctx context.Context, raw net.Conn, ln net.Listene
 	defer v.finish()
 	raw.SetDeadline(now.Add(c.cfg.HandshakeTimeout))
 	v.br = bufio.NewReaderSize(raw, 4096)
+	// The handshake's first message is 64 bytes: its first 12 show a
+	// PROXY header from a peer not trusted to send one (a trusted
+	// proxy's header was taken by the listener).
+	if b, _ := v.br.Peek(12); proxyproto.StartsWithHeader(b) {
+		c.log.Info("closing sv2 miner: PROXY header from an address not trusted to send one", "remote", v.remote)
+		return
+	}
 	conn, err := srv.Handshake(struct {
 		io.Reader
 		io.Writer
@@ -464,7 +472,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	v.sendWorkLocked(ch, v.c.jobs.current(), false)
 	v.mu.Unlock()
-	v.c.stats.connected(user, v.c.cfg.Now())
+	v.c.stats.connected(user, v.remote, v.c.cfg.Now())
 	v.c.log.Debug("sv2 channel opened", "remote", v.remote, "user", user, "channel", ch.id, "extended", extended, "extranonce1", ch.en1Hex, "difficulty", d)
 }
 

@@ -46,17 +46,10 @@ var ErrNotProxy = errors.New("not a PROXY protocol header")
 // ErrInvalid reports a PROXY header that starts right but is malformed.
 var ErrInvalid = errors.New("invalid PROXY protocol header")
 
-// HasSignature reports whether b starts with the beginning of a PROXY
-// header of either version ("PROXY " or the version 2 signature), or with
-// as much of one as b holds when b is shorter.
-func HasSignature(b []byte) bool {
-	for _, sig := range [][]byte{[]byte("PROXY "), v2Signature} {
-		n := min(len(b), len(sig))
-		if n > 0 && bytes.Equal(b[:n], sig[:n]) {
-			return true
-		}
-	}
-	return false
+// StartsWithHeader reports whether b starts with a PROXY header's
+// signature: "PROXY " (version 1) or the 12-byte version 2 signature.
+func StartsWithHeader(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("PROXY ")) || bytes.HasPrefix(b, v2Signature)
 }
 
 // Read reads one PROXY header from r, version 1 or 2, and not a byte

@@ -154,19 +154,19 @@ func TestReadRefusesBadHeaders(t *testing.T) {
 	}
 }
 
-func TestHasSignature(t *testing.T) {
+func TestStartsWithHeader(t *testing.T) {
 	for in, want := range map[string]bool{
 		"PROXY TCP4 ":                      true,
-		"PRO":                              true,
+		"PROXY ":                           true,
+		"PROXY":                            false,
 		"\r\n\r\n\x00\r\nQUIT\n!":          true,
-		"\r\n":                             true,
+		"\r\n\r\n\x00\r\nQUIT":             false,
 		`{"id":1}`:                         false,
-		"PROXYX":                           false,
 		"":                                 false,
 		"\x16\x03\x01 (a TLS ClientHello)": false,
 	} {
-		if HasSignature([]byte(in)) != want {
-			t.Errorf("HasSignature(%q) = %v", in, !want)
+		if StartsWithHeader([]byte(in)) != want {
+			t.Errorf("StartsWithHeader(%q) = %v", in, !want)
 		}
 	}
 }
