@@ -14,20 +14,21 @@ const hashrateTau = 60 * time.Second
 
 // WorkerStats is the accounting of one worker name.
 type WorkerStats struct {
-	Name           string    `json:"name"`
-	Sessions       int       `json:"sessions"`
-	ConnectedSince time.Time `json:"connected_since"`
+	Name           string            `json:"name"`
+	Sessions       int               `json:"sessions"`
+	ConnectedSince time.Time         `json:"connected_since"`
+	Difficulty     float64           `json:"difficulty"`
+	Accepted       uint64            `json:"accepted"`
+	Rejected       map[string]uint64 `json:"rejected"`
+	RejectedTotal  uint64            `json:"rejected_total"`
+	Work           float64           `json:"work"` // sum of accepted share difficulties
+	Hashrate       float64           `json:"hashrate"`
+	LastShare      time.Time         `json:"last_share"`
+	Blocks         int               `json:"blocks"`
+
 	// Remote is the address (ip:port) the worker's latest session came
 	// from: behind a trusted PROXY-protocol proxy, the miner's own.
-	Remote        string            `json:"remote"`
-	Difficulty    float64           `json:"difficulty"`
-	Accepted      uint64            `json:"accepted"`
-	Rejected      map[string]uint64 `json:"rejected"`
-	RejectedTotal uint64            `json:"rejected_total"`
-	Work          float64           `json:"work"` // sum of accepted share difficulties
-	Hashrate      float64           `json:"hashrate"`
-	LastShare     time.Time         `json:"last_share"`
-	Blocks        int               `json:"blocks"`
+	Remote string `json:"remote"`
 
 	// BestSession, BestSinceBlock and BestAllTime are the highest share
 	// difficulties of the worker: since its sessions began, since the
