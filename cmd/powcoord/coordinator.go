@@ -65,6 +65,7 @@ type coordFlags struct {
 	reconnectAddr           string        // --reconnect-addr host:port
 	reconnectWait           time.Duration // --reconnect-wait
 	stratum2                string        // --stratum2: Stratum V2 listen address
+	proxyFrom               *proxyFlag    // --proxy-protocol-from (coordinator command only)
 	authorityKey            string        // --authority-key file
 
 	// Payouts (docs/payouts.md).
@@ -86,6 +87,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.stratum, "stratum", "127.0.0.1:3333", "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
 		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
 		f.node = addNodeFlags(fs)
+		f.proxyFrom = addProxyFlag(fs)
 		fs.IntVar(&f.maxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
 		fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
 		fs.IntVar(&f.banMinShares, "ban-min-shares", 100, "shares a connection must have sent before the ban rule judges it; negative disables bans")
@@ -356,12 +358,20 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if err != nil {
 		return fail(err)
 	}
-	inst.stratumLn, err = net.Listen("tcp", f.stratum)
+	// Every Stratum listener takes PROXY headers from --proxy-protocol-from
+	// (under TLS: the header comes before the TLS handshake).
+	ln, err := net.Listen("tcp", f.stratum)
 	if err != nil {
 		return fail(fmt.Errorf("--stratum %q: %w", f.stratum, err))
 	}
+	inst.stratumLn = f.proxyFrom.wrap(ln, f.handshakeTimeout, log)
 	if f.stratumTLS != "" {
-		if inst.tlsLn, err = coordinator.ListenTLS(f.stratumTLS, f.tlsCert, f.tlsKey); err != nil {
+		ln, err := net.Listen("tcp", f.stratumTLS)
+		if err != nil {
+			return fail(fmt.Errorf("--stratum-tls %q: %w", f.stratumTLS, err))
+		}
+		if inst.tlsLn, err = coordinator.WithTLS(f.proxyFrom.wrap(ln, f.handshakeTimeout, log), f.tlsCert, f.tlsKey); err != nil {
+			ln.Close()
 			return fail(err)
 		}
 	}
@@ -543,9 +553,11 @@ func (f *coordFlags) listenSV2(inst *instance, log *slog.Logger) (net.Listener, 
 	if err != nil {
 		return nil, err
 	}
-	if inst.sv2Ln, err = net.Listen("tcp", f.stratum2); err != nil {
+	ln, err := net.Listen("tcp", f.stratum2)
+	if err != nil {
 		return nil, fmt.Errorf("--stratum2 %q: %w", f.stratum2, err)
 	}
+	inst.sv2Ln = f.proxyFrom.wrap(ln, f.handshakeTimeout, log)
 	inst.sv2URL = sv2.URL(inst.sv2Ln.Addr().String(), sv2.XOnly(key))
 	log.Info("stratum v2 listening", "addr", inst.sv2Ln.Addr().String(), "url", inst.sv2URL)
 	return coordinator.WithMinDifficulty(coordinator.WithSV2(inst.sv2Ln, srv), f.minDiff), nil

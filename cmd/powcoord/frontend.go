@@ -96,6 +96,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	proxyFrom := addProxyFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), frontendUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -203,6 +204,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("--stratum %q: %w", *stratum, err)
 	}
 	stratumAddr := ln.Addr().String()
+	ln = proxyFrom.wrap(ln, 0, log)
 	var hln net.Listener
 	if *httpAddr != "" {
 		if hln, err = net.Listen("tcp", *httpAddr); err != nil {
@@ -297,6 +299,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			// same address again (the port stays free for a moment at most).
 			for {
 				ln, err = net.Listen("tcp", stratumAddr)
+				if err == nil {
+					ln = proxyFrom.wrap(ln, 0, log)
+				}
 				if err == nil || ctx.Err() != nil {
 					break
 				}
