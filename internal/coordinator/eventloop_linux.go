@@ -295,7 +295,6 @@ func (l *eventLoop) add(ctx context.Context, s *session, done func()) bool {
 		return false
 	}
 	tc, ok := s.conn.(syscall.Conn) // TCP, or TCP behind a PROXY header
-
 	if !ok {
 		return false
 	}
