@@ -74,7 +74,7 @@ func TestSV2FrameCapBeforeSetup(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { raw.Close() })
-		raw.SetDeadline(time.Now().Add(10 * time.Second))
+		raw.SetDeadline(time.Now().Add(20 * time.Second))
 		w := &captureWriter{Writer: raw}
 		conn, err := sv2.ClientHandshake(struct {
 			io.Reader
@@ -92,6 +92,11 @@ func TestSV2FrameCapBeforeSetup(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	for _, c := range hs {
+		// Deadlines from now: the handshakes may have taken long on a
+		// loaded machine. They only bound a failure.
+		c.raw.SetDeadline(time.Now().Add(20 * time.Second))
+	}
 	for _, c := range hs {
 		if _, err := c.raw.Write(c.head); err != nil {
 			t.Fatal(err)
