@@ -57,7 +57,7 @@ func TestClusterSoloRecordOfUnstorableFinder(t *testing.T) {
 		cb.AddTxOut(&wire.TxOut{Value: 5_000_000_000, PkScript: []byte{0x51, byte(i)}})
 		blk.AddTransaction(cb)
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		err := pc.BeforeSubmit(rctx, blk, c.finder, nil)
+		err := pc.RecordPayout(rctx, blk, c.finder, nil)
 		rcancel()
 		if err != nil {
 			t.Fatalf("finder %q: recording the solo payout failed (the block would be retried for ever): %v", c.finder, err)

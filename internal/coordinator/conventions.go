@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -147,7 +148,12 @@ func (s *session) sendReconnect() bool {
 // written (a FIN, not a reset), and reports whether it did. Its reader
 // goes on until the miner closes or the session is aborted.
 func (s *session) shutWrite() bool {
-	tc, ok := s.conn.(*net.TCPConn)
+	// TCP, or TCP behind a PROXY header: not TLS, whose CloseWrite
+	// sends an alert instead.
+	tc, ok := s.conn.(interface {
+		syscall.Conn
+		CloseWrite() error
+	})
 	return ok && tc.CloseWrite() == nil
 }
 

@@ -410,7 +410,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}()
 			continue
 		}
-		if _, tcp := conn.(*net.TCPConn); tcp && !loopTried {
+		if _, fd := conn.(syscall.Conn); fd && !loopTried {
 			loopTried = true
 			loop = newEventLoop(c.log)
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -295,7 +294,7 @@ func (l *eventLoop) add(ctx context.Context, s *session, done func()) bool {
 	if l == nil {
 		return false
 	}
-	tc, ok := s.conn.(*net.TCPConn)
+	tc, ok := s.conn.(syscall.Conn) // TCP, or TCP behind a PROXY header
 	if !ok {
 		return false
 	}

@@ -114,7 +114,7 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 	}
 	s.mu.Unlock()
 	if first {
-		s.c.stats.connected(user, s.c.cfg.Now())
+		s.c.stats.connected(user, s.remote, s.c.cfg.Now())
 		s.c.log.Debug("miner authorized", "remote", s.remote, "user", user, "extranonce1", s.en1Hex)
 	}
 	s.reply(m.ID, true, nil)

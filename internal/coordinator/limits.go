@@ -176,13 +176,25 @@ func (c *Coordinator) authorized(user, password string) string {
 // happens on the session's first read, so the handshake deadline bounds
 // it too.
 func ListenTLS(addr, certFile, keyFile string) (net.Listener, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate %q / key %q: %w", certFile, keyFile, err)
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("TLS Stratum listener %q: %w", addr, err)
+	}
+	tln, err := WithTLS(ln, certFile, keyFile)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return tln, nil
+}
+
+// WithTLS returns ln serving Stratum over TLS with the PEM certificate
+// chain and key in certFile and keyFile, for a listener ListenTLS does
+// not open itself (one that takes PROXY headers first, say).
+func WithTLS(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate %q / key %q: %w", certFile, keyFile, err)
 	}
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

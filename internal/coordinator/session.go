@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/proxyproto"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -215,6 +216,12 @@ func (s *session) handleLine(ctx context.Context, line []byte, sub *stratum.Subm
 	// Anything else is answered after the shares before it.
 	s.drain()
 	m, err := stratum.Parse(line)
+	if err != nil && proxyproto.StartsWithHeader(line) {
+		// A trusted proxy's header never gets here (the listener takes
+		// it): this peer is not on --proxy-protocol-from.
+		s.c.log.Info("closing miner: PROXY header from an address not trusted to send one", "remote", s.remote)
+		return false
+	}
 	if err != nil {
 		s.c.log.Info("closing miner: invalid message", "remote", s.remote, "err", err)
 		s.reply(nil, nil, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})

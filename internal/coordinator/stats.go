@@ -53,6 +53,10 @@ type WorkerStats struct {
 	LastShare      time.Time         `json:"last_share"`
 	Blocks         int               `json:"blocks"`
 
+	// Remote is the address (ip:port) the worker's latest session came
+	// from: behind a trusted PROXY-protocol proxy, the miner's own.
+	Remote string `json:"remote"`
+
 	// BestSession, BestSinceBlock and BestAllTime are the highest share
 	// difficulties of the worker: since its sessions began, since the
 	// pool's last block, ever (0: none yet; see best.go).
@@ -164,10 +168,11 @@ func (a *accounting) capLocked() {
 	}
 }
 
-func (a *accounting) connected(name string, now time.Time) {
+func (a *accounting) connected(name, remote string, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	w := a.get(name)
+	w.Remote = remote
 	if w.Sessions == 0 {
 		w.ConnectedSince = now
 		w.best, w.BestSession = sessionBest{}, 0

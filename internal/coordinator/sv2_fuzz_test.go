@@ -40,7 +40,7 @@ func FuzzSV2Session(f *testing.F) {
 		f.Fatal(err)
 	}
 	auth, _ := btcec.NewPrivateKey()
-	srv, _ := sv2.NewServer(sv2.ServerConfig{Authority: auth, MaxPayload: 4096})
+	srv, _ := sv2.NewServer(sv2.ServerConfig{Authority: auth})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Fatal(err)

@@ -528,7 +528,9 @@ func TestSV2HostileInput(t *testing.T) {
 	for name, send := range map[string]func(*v2client){
 		"unknown type":   func(c *v2client) { c.conn.WriteFrame(sv2.Header{MsgType: 0x50}, nil) },
 		"server message": func(c *v2client) { c.send(&sv2.SetTarget{ChannelID: c.ch}) },
-		"over the cap":   func(c *v2client) { c.conn.WriteFrame(sv2.Header{MsgType: 0x1a}, make([]byte, sv2.DefaultMaxPayload+1)) },
+		"over the cap": func(c *v2client) {
+			c.conn.WriteFrame(sv2.Header{ExtensionType: 0x8000, MsgType: 0x1a}, make([]byte, 25))
+		},
 		"truncated": func(c *v2client) {
 			c.conn.WriteFrame(sv2.Header{ExtensionType: 0x8000, MsgType: 0x1a}, make([]byte, 10))
 		},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
+	"github.com/powcoord/powcoord/internal/proxyproto"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -209,6 +210,13 @@ func (c *Coordinator) serveSV2(ctx context.Context, raw net.Conn, ln net.Listene
 	defer v.finish()
 	raw.SetDeadline(now.Add(c.cfg.HandshakeTimeout))
 	v.br = bufio.NewReaderSize(raw, 4096)
+	// The handshake's first message is 64 bytes: its first 12 show a
+	// PROXY header from a peer not trusted to send one (a trusted
+	// proxy's header was taken by the listener).
+	if b, _ := v.br.Peek(12); proxyproto.StartsWithHeader(b) {
+		c.log.Info("closing sv2 miner: PROXY header from an address not trusted to send one", "remote", v.remote)
+		return
+	}
 	conn, err := srv.Handshake(struct {
 		io.Reader
 		io.Writer
@@ -294,7 +302,9 @@ func (v *v2conn) logClose(err error) {
 		v.c.log.Debug("sv2 miner disconnected", "remote", v.remote)
 	case errors.Is(err, sv2.ErrDecrypt):
 		v.c.log.Info("closing sv2 miner: frame failed authentication", "remote", v.remote)
-	case errors.Is(err, sv2.ErrFrameTooLarge), errors.Is(err, sv2.ErrUnknownMessage), errors.Is(err, sv2.ErrShort):
+	case errors.Is(err, sv2.ErrFrameTooLarge):
+		v.c.log.Info("closing sv2 miner: frame over the cap", "remote", v.remote, "err", err)
+	case errors.Is(err, sv2.ErrUnknownMessage), errors.Is(err, sv2.ErrShort):
 		v.c.log.Info("closing sv2 miner: invalid frame", "remote", v.remote, "err", err)
 	case errors.As(err, &ne) && ne.Timeout():
 		v.c.log.Info("closing sv2 miner: read deadline passed", "remote", v.remote)
@@ -474,7 +484,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	v.sendWorkLocked(ch, v.c.jobs.current(), false)
 	v.mu.Unlock()
-	v.c.stats.connected(user, v.c.cfg.Now())
+	v.c.stats.connected(user, v.remote, v.c.cfg.Now())
 	v.c.log.Debug("sv2 channel opened", "remote", v.remote, "user", user, "channel", ch.id, "extended", extended, "extranonce1", ch.en1Hex, "difficulty", d)
 }
 

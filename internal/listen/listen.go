@@ -13,12 +13,14 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/proxyproto"
 	"github.com/powcoord/powcoord/internal/sv2"
 )
 
@@ -50,6 +52,10 @@ type Flags struct {
 	ReconnectWait time.Duration // --reconnect-wait
 
 	VersionMask uint32 // --version-mask
+
+	// ProxyFrom are the proxies whose connections start with a PROXY
+	// protocol header (--proxy-protocol-from, docs/proxy-protocol.md).
+	ProxyFrom []netip.Prefix
 }
 
 // Register adds the listener flags to fs, --stratum defaulting to
@@ -82,6 +88,7 @@ func (f *Flags) Register(fs *flag.FlagSet, v1Default string, minimal bool) {
 	fs.StringVar(&f.ReconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
 	fs.DurationVar(&f.ReconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
 	f.VersionMask = coordinator.DefaultVersionMask
+	fs.Var((*prefixList)(&f.ProxyFrom), "proxy-protocol-from", "take PROXY protocol v1/v2 headers (HAProxy send-proxy, send-proxy-v2) on every Stratum listener from these proxies: comma-separated CIDR `prefixes` or addresses (e.g. 10.0.0.5,fd00::/8). Their connections must start with one (else they are closed and logged) and count as the miner's address for bans, per-IP limits, logs and the API; a PROXY header from any other address is refused. Empty: none")
 	fs.Var((*hexMask)(&f.VersionMask), "version-mask", "header version bits miners may roll, in `hex`, inside 1fffffe0 (BIP 323); a V1 miner is granted its mining.configure mask ANDed with this, a V2 channel rolls under it")
 }
 
@@ -96,6 +103,33 @@ func (m *hexMask) Set(s string) error {
 		return fmt.Errorf("version mask %q: want 8 hex digits, e.g. 1fffffe0", s)
 	}
 	*m = hexMask(v)
+	return nil
+}
+
+// prefixList is a flag.Value for --proxy-protocol-from, checked when set.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	if p == nil {
+		return ""
+	}
+	s := make([]string, len(*p))
+	for i, x := range *p {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		*p = nil
+		return nil
+	}
+	ps, err := proxyproto.ParsePrefixes(v)
+	if err != nil {
+		return err
+	}
+	*p = ps
 	return nil
 }
 
@@ -179,8 +213,10 @@ func (f *Flags) Apply(cfg *coordinator.Config) {
 type Set struct {
 	f   *Flags
 	srv *sv2.Server // with V2
+	log *slog.Logger
 
-	// V1, TLS and V2 are the raw listeners (nil when not configured),
+	// V1, TLS and V2 are the listeners (nil when not configured), under
+	// the PROXY protocol and TLS but without the coordinator's wrappers,
 	// for their addresses.
 	V1, TLS, V2 net.Listener
 	// SV2URL is stratum2+tcp://host:port/<authority key> with V2: what a
@@ -193,15 +229,16 @@ type Set struct {
 func (f *Flags) Open(dataDir string, log *slog.Logger) (*Set, error) {
 	s := &Set{f: f}
 	fail := func(err error) (*Set, error) { s.Close(); return nil, err }
+	s.log = log
 	var err error
 	if f.V1 != "" {
-		if s.V1, err = net.Listen("tcp", f.V1); err != nil {
+		if s.V1, err = s.listen(f.V1); err != nil {
 			return fail(fmt.Errorf("--stratum %q: %w", f.V1, err))
 		}
 	}
 	if f.TLS != "" {
-		if s.TLS, err = coordinator.ListenTLS(f.TLS, f.TLSCert, f.TLSKey); err != nil {
-			return fail(fmt.Errorf("--stratum-tls: %w", err))
+		if s.TLS, err = s.listenTLS(f.TLS); err != nil {
+			return fail(fmt.Errorf("--stratum-tls %q: %w", f.TLS, err))
 		}
 	}
 	if f.V2 != "" {
@@ -219,13 +256,37 @@ func (f *Flags) Open(dataDir string, log *slog.Logger) (*Set, error) {
 		if s.srv, err = sv2.NewServer(sv2.ServerConfig{Authority: key}); err != nil {
 			return fail(err)
 		}
-		if s.V2, err = net.Listen("tcp", f.V2); err != nil {
+		if s.V2, err = s.listen(f.V2); err != nil {
 			return fail(fmt.Errorf("--stratum2 %q: %w", f.V2, err))
 		}
 		s.SV2URL = sv2.URL(s.V2.Addr().String(), sv2.XOnly(key))
 		log.Info("stratum v2 listening", "addr", s.V2.Addr().String(), "url", s.SV2URL)
 	}
 	return s, nil
+}
+
+// listen listens on addr, taking PROXY headers from --proxy-protocol-from.
+func (s *Set) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || len(s.f.ProxyFrom) == 0 {
+		return ln, err
+	}
+	return proxyproto.NewListener(ln, proxyproto.Config{Trusted: s.f.ProxyFrom, Timeout: s.f.HandshakeTimeout, Logger: s.log}), nil
+}
+
+// listenTLS is listen under TLS: a PROXY header comes before the TLS
+// handshake.
+func (s *Set) listenTLS(addr string) (net.Listener, error) {
+	ln, err := s.listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := coordinator.WithTLS(ln, s.f.TLSCert, s.f.TLSKey)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return tl, nil
 }
 
 // Serve returns the listeners for Coordinator.Run, each with its
@@ -251,7 +312,7 @@ func (s *Set) Serve() []net.Listener {
 // Reopen listens again on the addresses the listeners had (ports
 // included), after Coordinator.Run closed them: a front-end serves one
 // lease term per Run. The port stays free for a moment at most; an
-// address still taken is retried until ctxDone says stop.
+// address still taken is retried until stop is closed.
 func (s *Set) Reopen(stop <-chan struct{}) error {
 	again := func(old net.Listener, listen func(string) (net.Listener, error)) (net.Listener, error) {
 		if old == nil {
@@ -270,15 +331,14 @@ func (s *Set) Reopen(stop <-chan struct{}) error {
 			}
 		}
 	}
-	tcp := func(a string) (net.Listener, error) { return net.Listen("tcp", a) }
 	var err error
-	if s.V1, err = again(s.V1, tcp); err != nil {
+	if s.V1, err = again(s.V1, s.listen); err != nil {
 		return fmt.Errorf("--stratum %s: %w", s.f.V1, err)
 	}
-	if s.TLS, err = again(s.TLS, func(a string) (net.Listener, error) { return coordinator.ListenTLS(a, s.f.TLSCert, s.f.TLSKey) }); err != nil {
+	if s.TLS, err = again(s.TLS, s.listenTLS); err != nil {
 		return fmt.Errorf("--stratum-tls %s: %w", s.f.TLS, err)
 	}
-	if s.V2, err = again(s.V2, tcp); err != nil {
+	if s.V2, err = again(s.V2, s.listen); err != nil {
 		return fmt.Errorf("--stratum2 %s: %w", s.f.V2, err)
 	}
 	return nil

@@ -15,13 +15,8 @@ const HeaderSize = 6
 // is 0x80 (docs/stratum-v2.md, "channel_msg bit").
 const ChannelMsgBit uint16 = 0x8000
 
-// DefaultMaxPayload is the frame payload cap used when none is given: far
-// above any message powcoord exchanges (the largest, NewExtendedMiningJob,
-// is bounded by two B0_64K and a 255-entry merkle path) and far below
-// msg_length's 16 MiB ceiling.
-const DefaultMaxPayload = 1 << 18
-
-// ErrFrameTooLarge reports a frame whose msg_length is over the cap.
+// ErrFrameTooLarge reports a frame whose msg_length is over the cap (see
+// Caps).
 var ErrFrameTooLarge = errors.New("frame payload over the limit")
 
 // ErrUnknownMessage reports a core message type (extension 0) this package
@@ -141,22 +136,22 @@ func Decode(h Header, payload []byte) (Message, error) {
 }
 
 // FrameReader reads plaintext frames from an io.Reader, however the input
-// is split across reads, refusing any frame whose payload is over the cap
-// before reading it.
+// is split across reads, refusing any frame whose payload is over its cap
+// before reading it, and growing its buffer as payload bytes arrive.
 type FrameReader struct {
-	r   io.Reader
-	max int
-	hdr [HeaderSize]byte
-	buf []byte
+	r    io.Reader
+	caps *Caps
+	hdr  [HeaderSize]byte
+	buf  []byte
 }
 
-// NewFrameReader returns a FrameReader with payload cap maxPayload (<= 0:
-// DefaultMaxPayload).
-func NewFrameReader(r io.Reader, maxPayload int) *FrameReader {
-	if maxPayload <= 0 {
-		maxPayload = DefaultMaxPayload
+// NewFrameReader returns a FrameReader with the given caps (nil:
+// FromMiner()).
+func NewFrameReader(r io.Reader, caps *Caps) *FrameReader {
+	if caps == nil {
+		caps = FromMiner()
 	}
-	return &FrameReader{r: r, max: maxPayload}
+	return &FrameReader{r: r, caps: caps}
 }
 
 // Next reads one frame. The payload is valid until the next call. io.EOF
@@ -167,17 +162,12 @@ func (fr *FrameReader) Next() (Header, []byte, error) {
 		return Header{}, nil, err
 	}
 	h, _ := ParseHeader(fr.hdr[:])
-	if int(h.Length) > fr.max {
-		return h, nil, fmt.Errorf("sv2: %s: msg_length %d over the cap %d: %w", MessageName(h.MsgType), h.Length, fr.max, ErrFrameTooLarge)
+	if err := fr.caps.check(h); err != nil {
+		return h, nil, err
 	}
-	if cap(fr.buf) < int(h.Length) {
-		fr.buf = make([]byte, h.Length)
-	}
-	p := fr.buf[:h.Length]
-	if _, err := io.ReadFull(fr.r, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	p, err := readGrowing(fr.r, fr.buf, int(h.Length))
+	fr.buf = p
+	if err != nil {
 		return h, nil, err
 	}
 	return h, p, nil

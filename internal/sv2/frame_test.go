@@ -48,7 +48,7 @@ func TestFrameReaderSplitReads(t *testing.T) {
 	stream := allFrames(t)
 	cases := messageCases()
 	for _, split := range [][]byte{nil, {0}, {1, 2, 3, 4, 5, 6, 7}, {5, 0, 200, 1}} {
-		fr := NewFrameReader(&chunkReader{data: stream, sizes: bytes.Repeat(split, 1000)}, 0)
+		fr := NewFrameReader(&chunkReader{data: stream, sizes: bytes.Repeat(split, 1000)}, UniformCaps(MaxU24))
 		for i, c := range cases {
 			h, p, err := fr.Next()
 			if err != nil {
@@ -71,22 +71,22 @@ func TestFrameReaderSplitReads(t *testing.T) {
 func TestFrameReaderCapAndTruncation(t *testing.T) {
 	// msg_length 0x000101 = 257 over a 256-byte cap: refused before reading.
 	big := fixture(t, `0080 1a 010100 | SubmitSharesStandard claiming 257 bytes`)
-	fr := NewFrameReader(bytes.NewReader(big), 256)
+	fr := NewFrameReader(bytes.NewReader(big), UniformCaps(256))
 	if _, _, err := fr.Next(); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("257 over 256: %v", err)
 	}
 	// The largest length msg_length can carry, with the default cap.
-	fr = NewFrameReader(bytes.NewReader(fixture(t, `0000 00 ffffff | 16 MiB - 1`)), 0)
+	fr = NewFrameReader(bytes.NewReader(fixture(t, `0000 00 ffffff | 16 MiB - 1`)), nil)
 	if _, _, err := fr.Next(); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("16 MiB: %v", err)
 	}
 	// A header cut short and a payload cut short.
-	fr = NewFrameReader(bytes.NewReader([]byte{0, 0, 0}), 0)
+	fr = NewFrameReader(bytes.NewReader([]byte{0, 0, 0}), nil)
 	if _, _, err := fr.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("3-byte header: %v", err)
 	}
 	fr = NewFrameReader(bytes.NewReader(fixture(t, `0080 1a 180000 | 24 bytes
-	                                                   0100 | only 2`)), 0)
+	                                                   0100 | only 2`)), nil)
 	if _, _, err := fr.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("short payload: %v", err)
 	}
@@ -94,15 +94,15 @@ func TestFrameReaderCapAndTruncation(t *testing.T) {
 
 // FuzzFrameReader checks that however a byte stream is split across reads
 // the reader yields the frames a direct parse of the bytes yields, never a
-// payload over the cap, and that every payload that decodes re-encodes to a
+// payload over its type's cap from a miner, and that every payload that decodes re-encodes to a
 // message that decodes to the same value.
 func FuzzFrameReader(f *testing.F) {
 	f.Add(allFrames(f), []byte{3, 1, 4, 1, 5})
 	f.Add(fixture(f, `0080 1a 180000`), []byte{0})
 	f.Add(fixture(f, `0000 00 ffffff`), []byte{})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
-		const max = 1024
-		fr := NewFrameReader(&chunkReader{data: data, sizes: sizes}, max)
+		caps := FromMiner()
+		fr := NewFrameReader(&chunkReader{data: data, sizes: sizes}, caps)
 		rest := data
 		for {
 			h, p, err := fr.Next()
@@ -116,7 +116,7 @@ func FuzzFrameReader(f *testing.F) {
 			if want != h {
 				t.Fatalf("header %+v, want %+v", h, want)
 			}
-			if want.Length > max {
+			if int(want.Length) > caps.Limit(want) {
 				if !errors.Is(err, ErrFrameTooLarge) {
 					t.Fatalf("length %d: err %v", want.Length, err)
 				}
@@ -185,5 +185,9 @@ func TestWriteSeedCorpus(t *testing.T) {
 	write("FuzzFrameReader", "over-cap", fixture(t, `0080 1a 010400`), nil)
 	write("FuzzFrameReader", "bad-option", fixture(t, `0080 15 2d0000 01000000 02000000 02`), []byte{0})
 	write("FuzzFrameReader", "extension-frame", fixture(t, `01c0 07 030000 010203`), nil)
+	write("FuzzFrameReader", "SubmitSharesExtended-over-type-cap", fixture(t, `0080 1b 3a0000`), nil)
+	write("FuzzFrameReader", "SetupConnection-at-cap", AppendHeader(nil, Header{Length: maxSetupConnection}), nil)
+	b, _ := AppendFrame(nil, maximal(TypeSubmitSharesExtended))
+	write("FuzzFrameReader", "SubmitSharesExtended-largest", b, []byte{0, 9, 1})
 	writeTransportSeeds(t, write)
 }

@@ -122,7 +122,7 @@ type Server struct {
 	validity  time.Duration
 	backdate  time.Duration
 	now       func() time.Time
-	max       int
+	caps      *Caps
 }
 
 // ServerConfig configures a Server.
@@ -139,8 +139,8 @@ type ServerConfig struct {
 	Backdate time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// MaxPayload caps received frame payloads (default DefaultMaxPayload).
-	MaxPayload int
+	// Caps caps received frame payloads (default FromMiner()).
+	Caps *Caps
 }
 
 // NewServer returns a Server.
@@ -159,7 +159,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{authority: cfg.Authority, static: sk, validity: cfg.CertValidity, backdate: cfg.Backdate, now: cfg.Now, max: cfg.MaxPayload}
+	s := &Server{authority: cfg.Authority, static: sk, validity: cfg.CertValidity, backdate: cfg.Backdate, now: cfg.Now, caps: cfg.Caps}
 	if s.validity <= 0 {
 		s.validity = 24 * time.Hour
 	}
@@ -168,6 +168,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.caps == nil {
+		s.caps = FromMiner()
 	}
 	return s, nil
 }
@@ -198,7 +201,7 @@ func (s *Server) Handshake(rw io.ReadWriter) (*Conn, error) {
 	if _, err := rw.Write(out); err != nil {
 		return nil, fmt.Errorf("sv2: writing the second handshake message: %w", err)
 	}
-	return newConn(rw, res, s.max), nil
+	return newConn(rw, res, s.caps), nil
 }
 
 // ClientConfig configures ClientHandshake.
@@ -207,8 +210,8 @@ type ClientConfig struct {
 	Authority [32]byte
 	// Now is the clock the certificate is checked against (default time.Now).
 	Now func() time.Time
-	// MaxPayload caps received frame payloads (default DefaultMaxPayload).
-	MaxPayload int
+	// Caps caps received frame payloads (default FromPool()).
+	Caps *Caps
 }
 
 // ClientHandshake runs the initiator side over rw and returns the
@@ -239,5 +242,9 @@ func ClientHandshake(rw io.ReadWriter, cfg ClientConfig) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(rw, res, cfg.MaxPayload), nil
+	caps := cfg.Caps
+	if caps == nil {
+		caps = FromPool()
+	}
+	return newConn(rw, res, caps), nil
 }

@@ -197,11 +197,11 @@ func pipePair(t testing.TB, srv *Server, cfg ClientConfig) (client, server *Conn
 
 func TestHandshakeBothWays(t *testing.T) {
 	auth := fixedKey(t, 0x42)
-	srv, err := NewServer(ServerConfig{Authority: auth, MaxPayload: 1 << 20})
+	srv, err := NewServer(ServerConfig{Authority: auth, Caps: UniformCaps(1 << 20)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, sv, cerr, serr := pipePair(t, srv, ClientConfig{Authority: XOnly(auth), MaxPayload: 1 << 20})
+	cl, sv, cerr, serr := pipePair(t, srv, ClientConfig{Authority: XOnly(auth), Caps: UniformCaps(1 << 20)})
 	if cerr != nil || serr != nil {
 		t.Fatalf("handshake: client %v, server %v", cerr, serr)
 	}
@@ -358,7 +358,7 @@ func TestTamperedHandshake(t *testing.T) {
 func TestTamperedFrameRefused(t *testing.T) {
 	_, _, cli, srv := detPair(t)
 	var wire bytes.Buffer
-	w := newConn(&wire, cli, 0)
+	w := newConn(&wire, cli, nil)
 	if err := w.WriteMessages(&SubmitSharesStandard{ChannelID: 1, SequenceNumber: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestTamperedFrameRefused(t *testing.T) {
 	for _, pos := range []int{0, 5, 21, 22, len(frame) - 1} {
 		b := append([]byte(nil), frame...)
 		b[pos] ^= 0x80
-		r := newConn(bytes.NewBuffer(b), srv, 0)
+		r := newConn(bytes.NewBuffer(b), srv, FromMiner())
 		if _, _, err := r.ReadFrame(); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("flip at %d: %v", pos, err)
 		}
@@ -377,7 +377,7 @@ func TestTamperedFrameRefused(t *testing.T) {
 			t.Fatalf("after a failure the conn must stay failed: %v", err)
 		}
 	}
-	r := newConn(bytes.NewBuffer(frame), srv, 0)
+	r := newConn(bytes.NewBuffer(frame), srv, FromMiner())
 	if _, m, err := r.ReadMessage(); err != nil || m.(*SubmitSharesStandard).SequenceNumber != 1 {
 		t.Fatalf("untampered: %v", err)
 	}
@@ -386,11 +386,11 @@ func TestTamperedFrameRefused(t *testing.T) {
 func TestEncryptedFrameCap(t *testing.T) {
 	_, _, cli, srv := detPair(t)
 	var wire bytes.Buffer
-	w := newConn(&wire, cli, 0)
+	w := newConn(&wire, cli, nil)
 	if err := w.WriteFrame(Header{MsgType: TypeSetupConnection}, make([]byte, 300)); err != nil {
 		t.Fatal(err)
 	}
-	r := newConn(&wire, srv, 256)
+	r := newConn(&wire, srv, UniformCaps(256))
 	if _, _, err := r.ReadFrame(); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("300 over 256: %v", err)
 	}

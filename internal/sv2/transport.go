@@ -38,7 +38,7 @@ type Conn struct {
 	werr error
 
 	recv cipherState
-	max  int
+	caps *Caps
 	hdr  [EncHeaderSize]byte
 	ct   []byte
 	pt   []byte
@@ -48,11 +48,8 @@ type Conn struct {
 	cert   Certificate
 }
 
-func newConn(rw io.ReadWriter, r handshakeResult, max int) *Conn {
-	if max <= 0 {
-		max = DefaultMaxPayload
-	}
-	return &Conn{rw: rw, send: r.send, recv: r.recv, max: max, server: r.server, cert: r.cert}
+func newConn(rw io.ReadWriter, r handshakeResult, caps *Caps) *Conn {
+	return &Conn{rw: rw, send: r.send, recv: r.recv, caps: caps, server: r.server, cert: r.cert}
 }
 
 // ServerKey returns the server's x-only static key (on the client side).
@@ -135,8 +132,9 @@ func (c *Conn) flush() error {
 }
 
 // ReadFrame reads and decrypts one frame. The payload is valid until the
-// next call. A frame over the payload cap is refused after its header is
-// decrypted and before its payload is read.
+// next call. A frame over its cap (see Caps) is refused after its header
+// is decrypted and before its payload is read; the ciphertext buffer grows
+// as bytes arrive, never from msg_length alone.
 func (c *Conn) ReadFrame() (Header, []byte, error) {
 	if c.rerr != nil {
 		return Header{}, nil, c.rerr
@@ -157,18 +155,12 @@ func (c *Conn) readFrame() (Header, []byte, error) {
 		return Header{}, nil, fmt.Errorf("sv2: frame header: %w", err)
 	}
 	h, _ := ParseHeader(hb[:])
-	if int(h.Length) > c.max {
-		return h, nil, fmt.Errorf("sv2: %s: msg_length %d over the cap %d: %w", MessageName(h.MsgType), h.Length, c.max, ErrFrameTooLarge)
+	if err := c.caps.check(h); err != nil {
+		return h, nil, err
 	}
-	n := CiphertextLen(int(h.Length))
-	if cap(c.ct) < n {
-		c.ct = make([]byte, n)
-	}
-	ct := c.ct[:n]
-	if _, err := io.ReadFull(c.rw, ct); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	ct, err := readGrowing(c.rw, c.ct, CiphertextLen(int(h.Length)))
+	c.ct = ct
+	if err != nil {
 		return h, nil, err
 	}
 	pt := c.pt[:0]

@@ -32,7 +32,7 @@ func fixedPair(t testing.TB) (cli, srv handshakeResult) {
 func encryptedStream(t testing.TB) []byte {
 	cli, _ := fixedPair(t)
 	var wire bytes.Buffer
-	w := newConn(&wire, cli, 0)
+	w := newConn(&wire, cli, nil)
 	for _, c := range messageCases() {
 		if err := w.WriteMessages(c.msg); err != nil {
 			t.Fatal(err)
@@ -43,14 +43,15 @@ func encryptedStream(t testing.TB) []byte {
 
 // FuzzTransportRead feeds arbitrary bytes, split across reads anywhere, to
 // the server side of the fixed-key handshake: it must never panic, never
-// return a payload over the cap, and once it fails it stays failed.
+// return a payload over its type's cap from a miner, and once it fails it
+// stays failed.
 func FuzzTransportRead(f *testing.F) {
 	f.Add(encryptedStream(f), []byte{5, 9})
 	f.Add(encryptedStream(f)[:40], []byte{})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		_, srv := fixedPair(t)
-		const max = 4096
-		c := newConn(rw{&chunkReader{data: data, sizes: sizes}, io.Discard}, srv, max)
+		caps := FromMiner()
+		c := newConn(rw{&chunkReader{data: data, sizes: sizes}, io.Discard}, srv, caps)
 		for {
 			h, p, err := c.ReadFrame()
 			if err != nil {
@@ -59,7 +60,7 @@ func FuzzTransportRead(f *testing.F) {
 				}
 				return
 			}
-			if len(p) != int(h.Length) || len(p) > max {
+			if len(p) != int(h.Length) || len(p) > caps.Limit(h) {
 				t.Fatalf("payload %d bytes, header %d", len(p), h.Length)
 			}
 			Decode(h, p)
@@ -77,7 +78,7 @@ func FuzzTransportRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ext uint16, typ uint8, payload, sizes []byte, flip uint32) {
 		cli, srv := fixedPair(t)
 		var wire bytes.Buffer
-		w := newConn(&wire, cli, 0)
+		w := newConn(&wire, cli, nil)
 		h := Header{ExtensionType: ext, MsgType: typ}
 		if err := w.WriteFrame(h, payload); err != nil {
 			t.Fatal(err)
@@ -86,7 +87,7 @@ func FuzzTransportRoundTrip(f *testing.F) {
 			t.Fatalf("%d bytes on the wire, want %d", wire.Len(), want)
 		}
 		b := wire.Bytes()
-		r := newConn(rw{&chunkReader{data: append([]byte(nil), b...), sizes: sizes}, io.Discard}, srv, 1<<20)
+		r := newConn(rw{&chunkReader{data: append([]byte(nil), b...), sizes: sizes}, io.Discard}, srv, UniformCaps(1<<20))
 		gh, gp, err := r.ReadFrame()
 		if err != nil || gh.ExtensionType != ext || gh.MsgType != typ || !bytes.Equal(gp, payload) {
 			t.Fatalf("round trip: %+v %v", gh, err)
@@ -95,7 +96,7 @@ func FuzzTransportRoundTrip(f *testing.F) {
 		bad := append([]byte(nil), b...)
 		bit := int(flip) % (len(bad) * 8)
 		bad[bit/8] ^= 1 << (bit % 8)
-		r = newConn(rw{bytes.NewReader(bad), io.Discard}, srv2, 1<<20)
+		r = newConn(rw{bytes.NewReader(bad), io.Discard}, srv2, UniformCaps(1<<20))
 		if _, _, err := r.ReadFrame(); !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("flipped bit %d accepted: %v", bit, err)
 		}
@@ -109,4 +110,10 @@ func writeTransportSeeds(t *testing.T, write func(target, name string, args ...[
 	bad := append([]byte(nil), s...)
 	bad[30] ^= 4
 	write("FuzzTransportRead", "tampered-payload", bad, []byte{0})
+	cli, _ := fixedPair(t)
+	var wire bytes.Buffer
+	w := newConn(&wire, cli, nil)
+	w.WriteMessages(maximal(TypeSetupConnection))
+	w.WriteFrame(Header{ExtensionType: ChannelMsgBit, MsgType: TypeSubmitSharesExtended}, make([]byte, maxSubmitExtended+1))
+	write("FuzzTransportRead", "largest-setup-then-over-cap", wire.Bytes(), []byte{7, 200, 3})
 }
