@@ -50,6 +50,9 @@ func avx512x16NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[
 //go:noescape
 func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
+//go:noescape
+func shaniX4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
 // Generated functions a laneKernel can run.
 const (
 	idSHANI1 = iota
@@ -62,6 +65,7 @@ const (
 	idAVX512
 	idAVX512NoPre
 	idAVX512NoEarly
+	idSHANIX4
 )
 
 // run calls the kernel's generated function directly (not through a func
@@ -88,6 +92,8 @@ func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7
 		return avx512x16NoPre(c, nonce, batches, top, h7)
 	case idAVX512NoEarly:
 		return avx512x16NoEarly(c, nonce, batches, top, h7)
+	case idSHANIX4:
+		return shaniX4(c, nonce, batches, top, h7)
 	}
 	panic("hasher: bad kernel id")
 }

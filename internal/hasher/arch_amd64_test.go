@@ -23,6 +23,11 @@ func variants() []Kernel {
 			&laneKernel{name: "sha-ni-4-no-early-exit", lanes: 4, id: idSHANI4NoEarly},
 		)
 	}
+	if hasSHA() && cpu.X86.HasAVX {
+		ks = append(ks,
+			&laneKernel{name: "sha-ni-x4", lanes: 4, id: idSHANIX4},
+		)
+	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
 		ks = append(ks,
 			&laneKernel{name: "avx512", lanes: 16, id: idAVX512},

@@ -53,6 +53,8 @@ type consts struct {
 	m0     [4]uint32 // 160: W0, W1, W2, 0
 	w      [3]uint32 // 176: W0..W2 (header bytes 64..75 as big-endian words)
 	_      uint32
+	abef4  [4]uint32 // 192: SHA-NI state (ABEF) after rounds 0..3, less W3 in A and E
+	cdgh4  [4]uint32 // 208: SHA-NI state (CDGH) after rounds 0..3
 }
 
 // NewJob prepares header (its nonce field is ignored) for scanning against
@@ -82,6 +84,8 @@ func NewJob(header *[chainmath.HeaderSize]byte, target chainmath.Target) *Job {
 	t1 := h + bsig1(e) + (e&f ^ ^e&g) + k[3]
 	c.pE = d + t1
 	c.pA = t1 + bsig0(a) + (a&b ^ a&cc ^ b&cc)
+	c.abef4 = [4]uint32{s[4], c.pE, s[0], c.pA}
+	c.cdgh4 = [4]uint32{s[6], s[5], s[2], s[1]}
 	c.w16 = ssig0(c.w[1]) + c.w[0]
 	c.w17 = ssig1(640) + ssig0(c.w[2]) + c.w[1]
 	c.c18 = ssig1(c.w16) + c.w[2]

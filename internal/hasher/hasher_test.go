@@ -55,8 +55,9 @@ func TestConstsLayout(t *testing.T) {
 		unsafe.Offsetof(c.w16), unsafe.Offsetof(c.w17), unsafe.Offsetof(c.c18), unsafe.Offsetof(c.c19),
 		unsafe.Offsetof(c.s0w16), unsafe.Offsetof(c.s0w17), unsafe.Offsetof(c.abef2), unsafe.Offsetof(c.cdgh2),
 		unsafe.Offsetof(c.midAB), unsafe.Offsetof(c.midCD), unsafe.Offsetof(c.m0), unsafe.Offsetof(c.w),
+		unsafe.Offsetof(c.abef4), unsafe.Offsetof(c.cdgh4),
 	}
-	want := []uintptr{0, 32, 64, 68, 72, 76, 80, 84, 88, 92, 96, 112, 128, 144, 160, 176}
+	want := []uintptr{0, 32, 64, 68, 72, 76, 80, 84, 88, 92, 96, 112, 128, 144, 160, 176, 192, 208}
 	if !slices.Equal(got, want) {
 		t.Fatalf("consts offsets %v, asmgen assumes %v", got, want)
 	}
