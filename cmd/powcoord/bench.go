@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -26,7 +27,8 @@ type benchResult struct {
 
 // benchReport is what `bench --json` prints.
 type benchReport struct {
-	Default string        `json:"default"`
+	Default string        `json:"default"` // the kernel the agent's --kernel auto would pick here, by this run
+	Why     string        `json:"why"`     // why: its rate against the next fastest
 	Results []benchResult `json:"results"`
 }
 
@@ -34,7 +36,9 @@ const benchUsage = `Usage: powcoord bench [flags]
 
 Measures every hashing kernel this CPU supports (sha256d nonces per second)
 at each thread count, and prints the median of several runs. The runs of
-all kernels are interleaved, so background load affects them alike.
+all kernels are interleaved, so background load affects them alike. It
+ends with the fastest kernel at the first thread count and why; the agent's
+--kernel auto (its default) picks by the same measurement, shorter, at start.
 
 Examples:
   powcoord bench
@@ -101,12 +105,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 	}
-	rep := benchReport{Default: hasher.Default().Name()}
+	var rep benchReport
+	var ranked []hasher.Rated
 	for ki, k := range kernels {
 		for ti, t := range tcounts {
-			rep.Results = append(rep.Results, benchResult{Kernel: k.Name(), Threads: t, MHs: median(samples[ki][ti])})
+			rep.Results = append(rep.Results, benchResult{Kernel: k.Name(), Threads: t, MHs: hasher.Median(samples[ki][ti])})
 		}
+		ranked = append(ranked, hasher.Rated{Kernel: k, MHs: hasher.Median(samples[ki][0])})
 	}
+	slices.SortStableFunc(ranked, func(a, b hasher.Rated) int { return cmp.Compare(b.MHs, a.MHs) })
+	rep.Default, rep.Why = ranked[0].Kernel.Name(), hasher.Why(ranked)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(rep)
@@ -125,7 +133,7 @@ func printBenchTable(w io.Writer, rep benchReport, runs int, d time.Duration) er
 			one[r.Kernel] = r.MHs
 		}
 	}
-	fmt.Fprintf(w, "median of %d runs of %v; default kernel: %s\n", runs, d, rep.Default)
+	fmt.Fprintf(w, "median of %d runs of %v\n", runs, d)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kernel\tthreads\tMH/s\t× stdlib\t× 1 thread\t")
 	for _, r := range rep.Results {
@@ -138,7 +146,11 @@ func printBenchTable(w io.Writer, rep benchReport, runs int, d time.Duration) er
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%s\t%s\t\n", r.Kernel, r.Threads, r.MHs, vs, scale)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "fastest kernel here: %s (agent --kernel auto picks it); %s\n", rep.Default, rep.Why)
+	return err
 }
 
 // parseThreads parses "1,2,4".
@@ -152,15 +164,6 @@ func parseThreads(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // benchJob is a random header at difficulty 1: like real work, almost no
