@@ -51,6 +51,9 @@ func avx512x16NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[
 func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 //go:noescape
+func shaniX6(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
+//go:noescape
 func shaniX4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
 // Generated functions a laneKernel can run.
@@ -66,6 +69,7 @@ const (
 	idAVX512NoPre
 	idAVX512NoEarly
 	idSHANIX4
+	idSHANIX6
 )
 
 // run calls the kernel's generated function directly (not through a func
@@ -94,6 +98,8 @@ func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7
 		return avx512x16NoEarly(c, nonce, batches, top, h7)
 	case idSHANIX4:
 		return shaniX4(c, nonce, batches, top, h7)
+	case idSHANIX6:
+		return shaniX6(c, nonce, batches, top, h7)
 	}
 	panic("hasher: bad kernel id")
 }

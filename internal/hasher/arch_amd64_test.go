@@ -23,6 +23,11 @@ func variants() []Kernel {
 			&laneKernel{name: "sha-ni-4-no-precompute", lanes: 4, id: idSHANI4NoPre},
 			&laneKernel{name: "sha-ni-4-no-early-exit", lanes: 4, id: idSHANI4NoEarly},
 		)
+		if cpu.X86.HasAVX {
+			ks = append(ks,
+				&laneKernel{name: "sha-ni-x6", lanes: 6, id: idSHANIX6},
+			)
+		}
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
 		ks = append(ks,

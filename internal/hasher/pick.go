@@ -19,7 +19,8 @@ type Rated struct {
 
 // Rank measures each kernel in ks on j for runs rounds of d on one
 // thread, the kernels' runs interleaved so that background load falls on
-// all of them alike, and returns them fastest first by median rate.
+// all of them alike, and returns them fastest first by median rate
+// (Rate.Best: per CPU second where the OS says).
 func Rank(ctx context.Context, ks []Kernel, j *Job, d time.Duration, runs int) ([]Rated, error) {
 	if runs < 1 {
 		return nil, fmt.Errorf("rank kernels: %d runs: need at least 1", runs)
@@ -31,7 +32,7 @@ func Rank(ctx context.Context, ks []Kernel, j *Job, d time.Duration, runs int) (
 			if err != nil {
 				return nil, fmt.Errorf("rank kernels: %w", err)
 			}
-			samples[i] = append(samples[i], mhs)
+			samples[i] = append(samples[i], mhs.Best())
 		}
 	}
 	rs := make([]Rated, len(ks))

@@ -2,11 +2,12 @@ package main
 
 import "fmt"
 
-// The four-lane SHA-NI kernel behind the "sha-ni-x4" name. Like shani4 it
-// keeps four nonces' SHA256RNDS2 chains in flight, and in addition it
-// spends fewer instructions around them, because on AMD Zen the cost of a
-// nonce is set as much by the instructions issued beside SHA256RNDS2 as by
-// SHA256RNDS2 itself (see docs/hashing.md):
+// The SHA-NI kernel behind the "sha-ni-x4" name (and its six-lane variant,
+// which measures no faster: four chains already keep SHA256RNDS2 busy).
+// Like shani4 it keeps four nonces' SHA256RNDS2 chains in flight, so that
+// SHA256RNDS2's throughput (one per two cycles on AMD Zen), not its
+// latency, is the limit; it does fewer of them and spends fewer
+// instructions around them (see docs/hashing.md):
 //
 //   - the first hash's round 3 is two additions (a = pA+W3, e = pE+W3;
 //     consts.abef4), so SHA256RNDS2 starts at round 4: 61 of them per
@@ -16,38 +17,36 @@ import "fmt"
 //     per call, not once per nonce, and read from there by SHA256MSG1 and
 //     PALIGNR as memory operands (the stack area is 16-byte aligned for
 //     that); their W+K upper halves are loaded, not shuffled;
+//   - the previous message group is read back from its slot rather than
+//     kept in a register, which leaves the XMM registers to the lanes;
 //   - W+K is one VEX addition with a memory operand.
 //
 // It needs AVX (VEX encodings) besides SHA-NI and SSE4.1.
 
-// Stack layout of shaniX4: one 16-group area per hash and lane.
-const (
-	fxLanes = 4
-	fxArea  = 16 * 16 * fxLanes // bytes per hash
-	fxFrame = 2*fxArea + 16     // plus alignment slack
-)
+// fxMaxLanes is as many lanes as fit the 16 XMM registers that the SSE-only
+// SHA instructions can name: two state registers a lane, X0, X13..X15.
+const fxMaxLanes = 6
 
 type shaniX4 struct{ *shani }
 
-// ring is message group g of lane l of hash h (1 or 2), at R10 (aligned).
+// ring is message group g of lane l of hash h (1 or 2): the stack holds
+// one 16-group area per hash and lane, from R10 (16-byte aligned).
 func (s *shaniX4) ring(h, l, g int) string {
-	return fmt.Sprintf("%d(R10)", (h-1)*fxArea+(l*16+g)*16)
+	return fmt.Sprintf("%d(R10)", (h-1)*16*16*s.n+(l*16+g)*16)
 }
 
 // sched computes group q of lane l of hash h into X13 (and its ring slot
-// and previous-group register while later groups read them), then does
-// rounds 4q..4q+3 (only the first pair when half).
+// while later groups read it), then does rounds 4q..4q+3 (only the first
+// pair when half).
 func (s *shaniX4) sched(h, l, q int, half bool) {
 	s.p("\tMOVOU %s, X13", s.ring(h, l, q-4))
 	s.p("\tSHA256MSG1 %s, X13", s.ring(h, l, q-3))
-	s.p("\tVPALIGNR $4, %s, %s, X15", s.ring(h, l, q-2), s.prev(l))
-	s.p("\tPADDD X15, X13")
-	s.p("\tSHA256MSG2 %s, X13", s.prev(l))
-	if q <= 13 {
-		s.p("\tMOVOU X13, %s", s.ring(h, l, q))
-	}
+	s.p("\tMOVOU %s, X15", s.ring(h, l, q-1))
+	s.p("\tVPALIGNR $4, %s, X15, X14", s.ring(h, l, q-2))
+	s.p("\tPADDD X14, X13")
+	s.p("\tSHA256MSG2 X15, X13")
 	if q < 15 {
-		s.p("\tMOVO X13, %s", s.prev(l))
+		s.p("\tMOVOU X13, %s", s.ring(h, l, q))
 	}
 	s.p("\tVPADDD shaniData<>+%d(SB), X13, X0", sdK+16*q)
 	s.quad(l, half)
@@ -63,7 +62,7 @@ func (s *shaniX4) constQuad(l, off int) {
 
 func (s *shaniX4) body() {
 	s.p("\t// first hash, second block: rounds 0..3 from the job and W3")
-	for l := 0; l < fxLanes; l++ {
+	for l := 0; l < s.n; l++ {
 		s.p("\t// lane %d", l)
 		s.p("\tMOVL DX, AX")
 		if l > 0 {
@@ -80,16 +79,15 @@ func (s *shaniX4) body() {
 		for g := 1; g < 4; g++ {
 			s.constQuad(l, sdKW1+16*(g-1))
 		}
-		s.p("\tMOVOU shaniData<>+%d(SB), %s", sdPad1+32, s.prev(l))
 	}
 	for q := 4; q < 16; q++ {
 		s.p("\t// rounds %d..%d", 4*q, 4*q+3)
-		for l := 0; l < fxLanes; l++ {
+		for l := 0; l < s.n; l++ {
 			s.sched(1, l, q, false)
 		}
 	}
 	s.p("\t// feed-forward; the first hash becomes the second's W0..W7")
-	for l := 0; l < fxLanes; l++ {
+	for l := 0; l < s.n; l++ {
 		s.p("\t// lane %d", l)
 		s.p("\tVPADDD %d(DI), %s, X13", offMidAB, s.abef[l])
 		s.p("\tVPADDD %d(DI), %s, X14", offMidCD, s.cdgh[l])
@@ -108,16 +106,15 @@ func (s *shaniX4) body() {
 		for g := 2; g < 4; g++ {
 			s.constQuad(l, sdKW2+16*(g-2))
 		}
-		s.p("\tMOVOU shaniData<>+%d(SB), %s", sdPad2+16, s.prev(l))
 	}
 	for q := 4; q < 16; q++ {
 		s.p("\t// rounds %d..%d", 4*q, 4*q+3)
-		for l := 0; l < fxLanes; l++ {
+		for l := 0; l < s.n; l++ {
 			s.sched(2, l, q, q == 15)
 		}
 	}
 	s.p("\t// the hash's last word: S62.f = S64.h, lane 0 of ABEF")
-	for l := 0; l < fxLanes; l++ {
+	for l := 0; l < s.n; l++ {
 		s.p("\tPEXTRD $0, %s, AX", s.abef[l])
 		s.p("\tADDL $0x%08x, AX", iv[7])
 		s.p("\tBSWAPL AX")
@@ -126,10 +123,13 @@ func (s *shaniX4) body() {
 	}
 }
 
-func genSHANIX4(e *emitter, name string) {
-	s := &shaniX4{newSHANI(e, fxLanes, true, true)}
+func genSHANIX4(e *emitter, name string, lanes int) {
+	if lanes > fxMaxLanes {
+		panic("too many lanes for the XMM registers")
+	}
+	s := &shaniX4{newSHANI(e, lanes, true, true)}
 	s.p("// func %s(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)", name)
-	s.p("TEXT ·%s(SB), 0, $%d-49", name, fxFrame)
+	s.p("TEXT ·%s(SB), 0, $%d-49", name, 2*16*16*s.n+16)
 	s.p("\tMOVQ c+0(FP), DI")
 	s.p("\tMOVL nonce+8(FP), DX")
 	s.p("\tMOVQ batches+16(FP), BX")
@@ -138,7 +138,7 @@ func genSHANIX4(e *emitter, name string) {
 	s.p("\tLEAQ 15(SP), R10")
 	s.p("\tANDQ $~15, R10")
 	s.p("\t// the nonce-free message groups, once per call")
-	for l := 0; l < fxLanes; l++ {
+	for l := 0; l < s.n; l++ {
 		for g := 1; g < 4; g++ {
 			s.p("\tMOVOU shaniData<>+%d(SB), X13", sdPad1+16*(g-1))
 			s.p("\tMOVOU X13, %s", s.ring(1, l, g))
@@ -155,7 +155,7 @@ func genSHANIX4(e *emitter, name string) {
 	s.p("loop:")
 	s.body()
 	s.p("\tINCQ CX")
-	s.p("\tADDL $%d, DX", fxLanes)
+	s.p("\tADDL $%d, DX", s.n)
 	s.p("\tTESTL R9, R9")
 	s.p("\tJNZ ret")
 	s.p("\tDECQ BX")
