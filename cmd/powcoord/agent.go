@@ -51,7 +51,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	user := fs.String("user", "powcoord", "worker `name` for mining.authorize (e.g. address.worker)")
 	pass := fs.String("pass", "x", "`password` for mining.authorize")
 	threads := fs.Int("threads", runtime.NumCPU(), "hashing threads (`N` >= 1)")
-	kernel := fs.String("kernel", hasher.Default().Name(), "hashing kernel `name` (see powcoord bench); available: "+kernelNames())
+	kernel := fs.String("kernel", "auto", "hashing kernel `name` (see powcoord bench), or auto: the fastest here, measured at start (about half a second); available: "+kernelNames())
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	statsEvery := fs.Duration("stats-interval", 10*time.Second, "how often to log hashrate and share counts (`duration`, e.g. 10s)")
 	primaryRetry := fs.Duration("primary-retry", 30*time.Second, "while on a backup pool, how often to check the primary (`duration`)")
@@ -76,9 +76,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *primaryRetry <= 0 {
 		return fmt.Errorf("agent: --primary-retry %v: must be positive", *primaryRetry)
 	}
-	k, err := hasher.ByName(*kernel)
-	if err != nil {
-		return fmt.Errorf("agent: --kernel: %w", err)
+	var k hasher.Kernel
+	if *kernel != "auto" {
+		var err error
+		if k, err = hasher.ByName(*kernel); err != nil {
+			return fmt.Errorf("agent: --kernel: %w", err)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -90,6 +93,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logw, *statsEvery = status, 1<<62
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
+	if k == nil {
+		var why string
+		k, why = hasher.Fastest()
+		log.Info("hashing kernel chosen", "kernel", k.Name(), "why", why)
+	}
 	var tlsConf *tls.Config
 	if *tlsCA != "" {
 		pem, err := os.ReadFile(*tlsCA)

@@ -50,6 +50,12 @@ func avx512x16NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[
 //go:noescape
 func shani4NoEarly(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
 
+//go:noescape
+func shaniX6(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
+//go:noescape
+func shaniX4(c *consts, nonce uint32, batches uint64, top uint32, h7 *[32]uint32) (done uint64, hit bool)
+
 // Generated functions a laneKernel can run.
 const (
 	idSHANI1 = iota
@@ -62,6 +68,8 @@ const (
 	idAVX512
 	idAVX512NoPre
 	idAVX512NoEarly
+	idSHANIX4
+	idSHANIX6
 )
 
 // run calls the kernel's generated function directly (not through a func
@@ -88,30 +96,59 @@ func (k *laneKernel) run(c *consts, nonce uint32, batches uint64, top uint32, h7
 		return avx512x16NoPre(c, nonce, batches, top, h7)
 	case idAVX512NoEarly:
 		return avx512x16NoEarly(c, nonce, batches, top, h7)
+	case idSHANIX4:
+		return shaniX4(c, nonce, batches, top, h7)
+	case idSHANIX6:
+		return shaniX6(c, nonce, batches, top, h7)
 	}
 	panic("hasher: bad kernel id")
 }
 
 var (
-	shaniKernel  = &laneKernel{name: "sha-ni", lanes: 3, id: idSHANI3}
-	avx2Kernel   = &laneKernel{name: "avx2", lanes: 8, id: idAVX2}
-	avx512Kernel = &laneKernel{name: "avx512", lanes: 16, id: idAVX512}
+	shaniKernel   = &laneKernel{name: "sha-ni", lanes: 3, id: idSHANI3}
+	shaniX4Kernel = &laneKernel{name: "sha-ni-x4", lanes: 4, id: idSHANIX4}
+	avx2Kernel    = &laneKernel{name: "avx2", lanes: 8, id: idAVX2}
+	avx512Kernel  = &laneKernel{name: "avx512", lanes: 16, id: idAVX512}
 )
+
+// features is what the amd64 kernels need from the CPU and OS. detect
+// reads it from the CPU; golang.org/x/sys/cpu honours
+// GODEBUG=cpu.avx2=off (and cpu.avx=off, cpu.avx512f=off), which is how
+// a machine without a feature is imitated.
+type features struct {
+	sha, avx, avx2, avx512 bool
+}
+
+func detect() features {
+	return features{
+		sha:    hasSHA(),
+		avx:    cpu.X86.HasAVX,
+		avx2:   cpu.X86.HasAVX2,
+		avx512: cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW,
+	}
+}
 
 // archKernels lists the amd64 kernels this CPU and OS support, slowest
 // first.
-func archKernels() []Kernel {
-	// On the AMD EPYC (Zen 4) we measure on, AVX-512 is a little faster
-	// than SHA-NI (whose SHA256RNDS2 issues once per two cycles), and both
-	// are about twice AVX2; see `powcoord bench`.
+func archKernels() []Kernel { return kernelsFor(detect()) }
+
+// kernelsFor lists the amd64 kernels a CPU with f supports, in the order
+// they usually rank (slowest first); Fastest measures the real order.
+func kernelsFor(f features) []Kernel {
+	// On the AMD EPYC (Zen 5) we measure on, AVX-512 leads, then
+	// sha-ni-x4, sha-ni and AVX2; without AVX-512 the SHA-NI kernels lead.
+	// See docs/hashing.md.
 	var ks []Kernel
-	if cpu.X86.HasAVX2 {
+	if f.avx2 {
 		ks = append(ks, avx2Kernel)
 	}
-	if hasSHA() {
+	if f.sha {
 		ks = append(ks, shaniKernel)
+		if f.avx {
+			ks = append(ks, shaniX4Kernel)
+		}
 	}
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
+	if f.avx512 {
 		ks = append(ks, avx512Kernel)
 	}
 	return ks

@@ -4,6 +4,7 @@ package hasher
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -22,6 +23,11 @@ func variants() []Kernel {
 			&laneKernel{name: "sha-ni-4-no-precompute", lanes: 4, id: idSHANI4NoPre},
 			&laneKernel{name: "sha-ni-4-no-early-exit", lanes: 4, id: idSHANI4NoEarly},
 		)
+		if cpu.X86.HasAVX {
+			ks = append(ks,
+				&laneKernel{name: "sha-ni-x6", lanes: 6, id: idSHANIX6},
+			)
+		}
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW {
 		ks = append(ks,
@@ -77,5 +83,34 @@ func archTricks(b *testing.B, j *Job, run func(string, func(uint32) bool)) {
 			}
 			b.ReportMetric(float64(b.N)*benchChunk/b.Elapsed().Seconds()/1e6, "MH/s")
 		})
+	}
+}
+
+// TestKernelSelectionByFeatures pins which kernels a CPU gets for its
+// features, so that the choice on a machine without SHA-NI (or without
+// AVX for sha-ni-x4) is checked on any amd64 machine, this one included.
+func TestKernelSelectionByFeatures(t *testing.T) {
+	for _, c := range []struct {
+		f    features
+		want []string
+	}{
+		{features{}, nil},
+		{features{avx: true, avx2: true}, []string{"avx2"}},
+		{features{sha: true}, []string{"sha-ni"}},
+		{features{sha: true, avx: true}, []string{"sha-ni", "sha-ni-x4"}},
+		{features{sha: true, avx: true, avx2: true}, []string{"avx2", "sha-ni", "sha-ni-x4"}},
+		{features{avx: true, avx2: true, avx512: true}, []string{"avx2", "avx512"}},
+		{features{sha: true, avx: true, avx2: true, avx512: true}, []string{"avx2", "sha-ni", "sha-ni-x4", "avx512"}},
+	} {
+		var got []string
+		for _, k := range kernelsFor(c.f) {
+			got = append(got, k.Name())
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("features %+v: kernels %v, want %v", c.f, got, c.want)
+		}
+	}
+	if got, want := kernelsFor(detect()), archKernels(); !slices.Equal(got, want) {
+		t.Errorf("archKernels %v is not kernelsFor(detect()) %v", want, got)
 	}
 }

@@ -53,6 +53,8 @@ type consts struct {
 	m0     [4]uint32 // 160: W0, W1, W2, 0
 	w      [3]uint32 // 176: W0..W2 (header bytes 64..75 as big-endian words)
 	_      uint32
+	abef4  [4]uint32 // 192: SHA-NI state (ABEF) after rounds 0..3, less W3 in A and E
+	cdgh4  [4]uint32 // 208: SHA-NI state (CDGH) after rounds 0..3
 }
 
 // NewJob prepares header (its nonce field is ignored) for scanning against
@@ -82,6 +84,8 @@ func NewJob(header *[chainmath.HeaderSize]byte, target chainmath.Target) *Job {
 	t1 := h + bsig1(e) + (e&f ^ ^e&g) + k[3]
 	c.pE = d + t1
 	c.pA = t1 + bsig0(a) + (a&b ^ a&cc ^ b&cc)
+	c.abef4 = [4]uint32{s[4], c.pE, s[0], c.pA}
+	c.cdgh4 = [4]uint32{s[6], s[5], s[2], s[1]}
 	c.w16 = ssig0(c.w[1]) + c.w[0]
 	c.w17 = ssig1(640) + ssig0(c.w[2]) + c.w[1]
 	c.c18 = ssig1(c.w16) + c.w[2]
@@ -202,7 +206,8 @@ func Available() []Kernel {
 	return append(ks, archKernels()...)
 }
 
-// Default returns the fastest available kernel.
+// Default returns the kernel that usually ranks fastest on a CPU with
+// this one's features, without measuring; Fastest measures.
 func Default() Kernel {
 	k := Available()
 	return k[len(k)-1]
@@ -211,7 +216,7 @@ func Default() Kernel {
 // Names lists the names of every kernel this package knows, available on
 // this CPU or not.
 func Names() []string {
-	return []string{"stdlib", "generic", "avx2", "avx512", "sha-ni"}
+	return []string{"stdlib", "generic", "avx2", "avx512", "sha-ni", "sha-ni-x4"}
 }
 
 // ByName returns the available kernel called name.

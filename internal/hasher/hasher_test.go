@@ -55,8 +55,9 @@ func TestConstsLayout(t *testing.T) {
 		unsafe.Offsetof(c.w16), unsafe.Offsetof(c.w17), unsafe.Offsetof(c.c18), unsafe.Offsetof(c.c19),
 		unsafe.Offsetof(c.s0w16), unsafe.Offsetof(c.s0w17), unsafe.Offsetof(c.abef2), unsafe.Offsetof(c.cdgh2),
 		unsafe.Offsetof(c.midAB), unsafe.Offsetof(c.midCD), unsafe.Offsetof(c.m0), unsafe.Offsetof(c.w),
+		unsafe.Offsetof(c.abef4), unsafe.Offsetof(c.cdgh4),
 	}
-	want := []uintptr{0, 32, 64, 68, 72, 76, 80, 84, 88, 92, 96, 112, 128, 144, 160, 176}
+	want := []uintptr{0, 32, 64, 68, 72, 76, 80, 84, 88, 92, 96, 112, 128, 144, 160, 176, 192, 208}
 	if !slices.Equal(got, want) {
 		t.Fatalf("consts offsets %v, asmgen assumes %v", got, want)
 	}
@@ -315,4 +316,45 @@ func BenchmarkTricks(b *testing.B) {
 	})
 	archTricks(b, j, run)
 	_ = sink
+}
+
+// TestVersionRolling varies the version field (header bytes 0..3, which
+// ASICBoost-style version rolling changes) of one job: the midstate
+// changes with it, and every kernel still finds exactly the reference's
+// nonces, including across the 2^32 nonce wrap.
+func TestVersionRolling(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	hdr := randHeader(r)
+	tg := targetWithTop(0x1fffffff, 0xff)
+	for _, version := range []uint32{0x20000000, 0x20000000 | 0x1fffe000, 0x3fffe004, 0xffffffff, 0} {
+		binary.LittleEndian.PutUint32(hdr[0:], version)
+		j := NewJob(hdr, tg)
+		for _, k := range Available() {
+			checkKernel(t, k, j, scanCase{fmt.Sprintf("version-%08x", version), tg, 1<<32 - 37, 37 + 64, 200})
+		}
+	}
+}
+
+// TestEveryTargetBoundary sets the target to exactly the hash of each
+// nonce of a window (which meets it) and to one less (which does not), at
+// every lane offset, so each kernel's top-word shortcut and full compare
+// decide every boundary the way the reference does.
+func TestEveryTargetBoundary(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	hdr := randHeader(r)
+	const start = 1<<32 - 16 // the window ends at the 2^32 wrap
+	for i := uint32(0); i < 16; i++ {
+		nonce := start + i
+		for _, below := range []bool{false, true} {
+			tg := equalTopTarget(hdr, nonce, below)
+			j := NewJob(hdr, tg)
+			if got := len(refScan(j, nonce, 1)); got != map[bool]int{false: 1, true: 0}[below] {
+				t.Fatalf("nonce %d, target one below its hash %v: the reference found it %d times", nonce, below, got)
+			}
+			for _, k := range Available() {
+				// From start-3, so the boundary nonce sits at every lane offset of some kernel; the count runs past 2^32 and is clamped.
+				checkKernel(t, k, j, scanCase{fmt.Sprintf("boundary-%d-below-%v", i, below), tg, start - 3, 1 << 40, 40})
+			}
+		}
+	}
 }

@@ -11,9 +11,12 @@ import (
 func TestMeasure(t *testing.T) {
 	j := NewJob(randHeader(rand.New(rand.NewPCG(1, 1))), benchTarget)
 	for _, threads := range []int{1, 2} {
-		mhs, err := Measure(context.Background(), Default(), j, threads, 20*time.Millisecond)
-		if err != nil || mhs <= 0 {
-			t.Fatalf("Measure(%d threads) = %v, %v", threads, mhs, err)
+		r, err := Measure(context.Background(), Default(), j, threads, 20*time.Millisecond)
+		if err != nil || r.Wall <= 0 {
+			t.Fatalf("Measure(%d threads) = %v, %v", threads, r, err)
+		}
+		if _, ok := threadCPU(); ok && r.CPU <= 0 {
+			t.Fatalf("Measure(%d threads) = %+v: no CPU-time rate where the OS reports thread CPU time", threads, r)
 		}
 	}
 	if _, err := Measure(context.Background(), Default(), j, 0, time.Millisecond); err == nil {

@@ -188,11 +188,11 @@ func MeasureBaseRate(ctx context.Context, p Plan) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	mhs, err := hasher.Measure(ctx, hasher.Default(), hasher.NewJob(&hdr, tgt), 1, 300*time.Millisecond)
+	r, err := hasher.Measure(ctx, hasher.Default(), hasher.NewJob(&hdr, tgt), 1, 300*time.Millisecond)
 	if err != nil {
 		return 0, fmt.Errorf("measuring the hash rate for --base-rate: %w", err)
 	}
-	return 0.5 * mhs * 1e6 * float64(runtime.NumCPU()) / sum, nil
+	return 0.5 * r.Wall * 1e6 * float64(runtime.NumCPU()) / sum, nil
 }
 
 // Online reports whether the agent is mining now.

@@ -40,6 +40,8 @@ const (
 	offMidCD = 144
 	offM0    = 160
 	offW     = 176
+	offABEF4 = 192
+	offCDGH4 = 208
 )
 
 var iv = [8]uint32{

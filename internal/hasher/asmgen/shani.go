@@ -230,5 +230,7 @@ func genSHANI() []byte {
 	}
 	genSHANIFunc(&e, "shani4NoPre", 4, false, true)
 	genSHANIFunc(&e, "shani4NoEarly", 4, true, false)
+	genSHANIX4(&e, "shaniX4", 4)
+	genSHANIX4(&e, "shaniX6", 6)
 	return e.Bytes()
 }
