@@ -121,7 +121,7 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 			return err
 		}
 		lcfg.Publisher = func(src work.Source, pc *jobs.PublisherConfig) error {
-			return clusterPPLNS(pcfg, pgPayouts{led}, src, pc, log)
+			return clusterPPLNS(pcfg, led, src, pc, log)
 		}
 		log.Info("cluster PPLNS payouts", "postgres", pgledger.RedactURL(f.postgres), "window", f.pplnsWindow)
 	}
@@ -184,18 +184,6 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 //go:embed cluster.html
 var clusterPage []byte
 
-// pgPayouts is the cluster's PostgreSQL ledger as a PPLNS ledger
-// (coordinator.PayoutLedger).
-type pgPayouts struct{ *pgledger.Ledger }
-
-func (p pgPayouts) RecordPayouts(ctx context.Context, rec store.PayoutRecord) error {
-	r := pgledger.PayoutRecord{Hash: rec.Hash, Height: rec.Height, Mode: rec.Mode, Cutoff: rec.Cutoff, Window: rec.Window, Value: rec.Value}
-	for _, o := range rec.Outputs {
-		r.Outputs = append(r.Outputs, pgledger.PayoutOutput(o))
-	}
-	return p.Ledger.RecordPayouts(ctx, r)
-}
-
 // clusterPPLNS makes the leader's job publisher fix every job's coinbase
 // outputs from the shared ledger (coordinator.PPLNS over src's payout
 // scripts) and record each found block's payout there once it has
@@ -204,7 +192,7 @@ func (p pgPayouts) RecordPayouts(ctx context.Context, rec store.PayoutRecord) er
 // not wait for the record: while PostgreSQL cannot be written the block
 // goes to the chain all the same, and its record is written when the
 // database is back (docs/payouts.md, "In a cluster").
-func clusterPPLNS(cfg coordinator.Config, led pgPayouts, src work.Source, pc *jobs.PublisherConfig, log *slog.Logger) error {
+func clusterPPLNS(cfg coordinator.Config, led *pgledger.Ledger, src work.Source, pc *jobs.PublisherConfig, log *slog.Logger) error {
 	pp, err := coordinator.NewPPLNS(cfg, led, src.PayoutScript, log)
 	if err != nil {
 		return err

@@ -43,7 +43,7 @@ func TestClusterSoloRecordOfUnstorableFinder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pc jobs.PublisherConfig
-	if err := clusterPPLNS(coordinator.Config{}, pgPayouts{led}, chain, &pc, log); err != nil {
+	if err := clusterPPLNS(coordinator.Config{}, led, chain, &pc, log); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range []struct{ finder, label string }{
