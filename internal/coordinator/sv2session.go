@@ -95,7 +95,7 @@ type sv2Listener struct {
 // sv2ServerOf returns the sv2.Server of a WithSV2 listener (also under
 // WithMinDifficulty), or nil for a V1 listener.
 func sv2ServerOf(ln net.Listener) *sv2.Server {
-	if m, ok := ln.(*minDiffListener); ok {
+	if m, ok := ln.(*diffListener); ok {
 		ln = m.Listener
 	}
 	if l, ok := ln.(*sv2Listener); ok {
@@ -113,7 +113,7 @@ type v2conn struct {
 	id          uint64
 	ip, remote  string
 	connectedAt time.Time
-	floor       float64 // the listener's difficulty floor
+	floor, ceil float64 // the listener's difficulty floor and ceiling
 
 	conn *sv2.Conn
 	br   *bufio.Reader
@@ -123,8 +123,7 @@ type v2conn struct {
 	setup       bool
 	channels    map[uint32]*v2channel
 	nextChannel uint32
-	banTotal    int
-	banRejected int
+	rule        rejectRule // shares counted towards the reject rule
 
 	// Reader goroutine only: the coinbase scratch, and the valid shares
 	// read since the last commit (committed together once the read buffer
@@ -191,7 +190,7 @@ func (c *Coordinator) serveSV2(ctx context.Context, raw net.Conn, ln net.Listene
 	if reason == "" {
 		c.nextSID++
 		v = &v2conn{c: c, raw: raw, ln: ln, id: c.nextSID, ip: ip, remote: raw.RemoteAddr().String(), connectedAt: now,
-			channels: make(map[uint32]*v2channel), floor: listenerMinDifficulty(ln)}
+			channels: make(map[uint32]*v2channel), floor: listenerMinDifficulty(ln), ceil: listenerMaxDifficulty(ln, &c.cfg)}
 		c.v2[v.id] = v
 	}
 	c.mu.Unlock()
@@ -414,11 +413,11 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	maxDiff := difficultyOfTarget(chainmath.Target(maxTarget))
 	lo = max(lo, maxDiff)
-	if lo > cfg.MaxDifficulty {
+	if lo > v.ceil {
 		fail(SV2ErrMaxTarget)
 		return
 	}
-	d = min(max(d, lo), cfg.MaxDifficulty)
+	d = min(max(d, lo), v.ceil)
 	tgt, err := targetFor(d)
 	if err != nil {
 		fail(SV2ErrMaxTarget)
@@ -447,7 +446,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	v.nextChannel++
 	ch := &v2channel{id: v.nextChannel, extended: extended, user: user, payout: script, mask: cfg.VersionMask, en1: en1,
 		diff: d, tgt: tgt, minDiff: lo, vd: newVardiff(cfg), jobs: make(map[uint32]*job), dups: make(map[chainmath.Hash]struct{}), inFlight: make(map[chainmath.Hash]struct{})}
-	ch.vd.min = lo
+	ch.vd.min, ch.vd.max = lo, v.ceil
 	binary.BigEndian.PutUint32(ch.en1Bytes[:], ch.en1)
 	ch.en1Hex = hex.EncodeToString(ch.en1Bytes[:])
 	v.channels[ch.id] = ch
@@ -545,7 +544,7 @@ func (v *v2conn) sendWorkLocked(ch *v2channel, ep *epoch, force bool) {
 
 // setDiffLocked sets the channel's difficulty and target.
 func (v *v2conn) setDiffLocked(ch *v2channel, d float64) {
-	d = min(max(d, ch.minDiff), v.c.cfg.MaxDifficulty)
+	d = min(max(d, ch.minDiff), v.ceil)
 	tgt, err := targetFor(d)
 	if err != nil {
 		v.c.log.Error("share target", "difficulty", d, "err", err)
@@ -563,7 +562,7 @@ func (v *v2conn) updateChannel(m *sv2.UpdateChannel) {
 		return
 	}
 	lo := max(v.c.cfg.MinDifficulty, v.floor, difficultyOfTarget(chainmath.Target(m.MaximumTarget)))
-	if lo > v.c.cfg.MaxDifficulty {
+	if lo > v.ceil {
 		v.writeLocked(&sv2.UpdateChannelError{ChannelID: m.ChannelID, ErrorCode: SV2ErrMaxTarget})
 		return
 	}
@@ -676,6 +675,9 @@ func (v *v2conn) commit(ctx context.Context) {
 		}
 	}
 	var retarget []*v2channel
+	var tripped bool
+	var rule rejectRule
+	var worker string
 	for i, b := range batch {
 		v.mu.Lock()
 		delete(b.ch.inFlight, b.sh.Hash)
@@ -705,8 +707,16 @@ func (v *v2conn) commit(ctx context.Context) {
 			v.setDiffLocked(ch, d)
 			retarget = append(retarget, ch)
 		}
-		v.noteShareLocked(false)
+		if !v.closed && v.rule.note(&v.c.cfg, false) {
+			v.closed = true
+			tripped, rule, worker = true, v.rule, b.sh.Worker
+		}
 		v.mu.Unlock()
+	}
+	if tripped {
+		v.c.closedForRejects(v.ip, v.remote, worker, rule, batch[len(batch)-1].sh.Time)
+		v.raw.Close()
+		return
 	}
 	if len(retarget) > 0 {
 		v.flushSuccesses()
@@ -744,33 +754,16 @@ func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Ti
 	v.flushSuccesses()
 	v.mu.Lock()
 	v.writeLocked(&sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
-	banned := banCountable(reason) && v.noteShareLocked(true)
-	total, bad := v.banTotal, v.banRejected
-	if banned {
+	tripped := banCountable(reason, false, false) && v.rule.note(&v.c.cfg, true) && !v.closed
+	if tripped {
 		v.closed = true
 	}
+	rule := v.rule
 	v.mu.Unlock()
-	if banned {
-		v.c.ban(v.ip, now)
-		v.c.metrics.bans.Inc()
-		v.c.log.Warn("banning miner: shares mostly rejected", "remote", v.remote, "ip", v.ip, "shares", total, "rejected", bad, "for", v.c.cfg.BanDuration)
+	if tripped {
+		v.c.closedForRejects(v.ip, v.remote, user, rule, now)
 		v.raw.Close()
 	}
-}
-
-// noteShareLocked is the ban rule of noteShareLocked for sessions.
-func (v *v2conn) noteShareLocked(rejected bool) bool {
-	if v.c.cfg.BanMinShares < 0 {
-		return false
-	}
-	v.banTotal++
-	if rejected {
-		v.banRejected++
-	}
-	if v.banTotal < v.c.cfg.BanMinShares {
-		return false
-	}
-	return float64(v.banRejected) >= v.c.cfg.BanRejectRatio*float64(v.banTotal)
 }
 
 // flushSuccesses sends one SubmitShares.Success per channel with accepted
