@@ -279,10 +279,10 @@ type Coordinator struct {
 	en1Live  map[uint32]bool
 	en1Next  uint32
 	nextSID  uint64
-	perIP    map[string]int       // live sessions per remote IP
+	perIP    map[string]int    // live sessions per remote IP
 	bans     map[string]*Ban   // banned IP → its ban (expired ones until looked at)
 	trips    map[string][]trip // IP → its connections closed by the reject rule, within BanWindow
-	allow    map[string]bool      // AllowList as a set
+	allow    map[string]bool   // AllowList as a set
 
 	stats   *accounting
 	ledgerQ ledgerQueue // valid shares on their way to the ledger

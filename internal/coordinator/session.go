@@ -85,7 +85,7 @@ type session struct {
 	dups        map[chainmath.Hash]struct{}
 	dupGen      uint64
 	vd          vardiff
-	rule        rejectRule // shares counted towards the reject rule
+	rejectCount rejectRule // shares counted towards the reject rule
 
 	// pend holds the valid shares handed to the ledger and not yet
 	// answered, in request order; settled is signalled (with mu) when

@@ -174,7 +174,7 @@ func (s *session) flushSettled() {
 			s.rememberLocked(h.hash)
 		}
 		buf = stratum.AppendResult(buf, h.id, true, nil)
-		if s.rule.note(&s.c.cfg, false) && !s.closed {
+		if s.rejectCount.note(&s.c.cfg, false) && !s.closed {
 			banned = true
 		}
 		if d, changed := s.vd.retarget(h.now, s.diff, true); changed {
@@ -186,7 +186,7 @@ func (s *session) flushSettled() {
 	if banned {
 		s.closed = true
 	}
-	rule, worker := s.rule, s.user
+	rule, worker := s.rejectCount, s.user
 	if len(s.pend) < maxPipelined {
 		s.settled.Broadcast()
 	}
@@ -359,8 +359,8 @@ func (s *session) rememberLocked(h chainmath.Hash) {
 // trips it is closed, and its address judged (closedForRejects).
 func (s *session) countForBan(rejected bool, now time.Time) {
 	s.mu.Lock()
-	tripped := s.rule.note(&s.c.cfg, rejected) && !s.closed
-	rule, worker := s.rule, s.user
+	tripped := s.rejectCount.note(&s.c.cfg, rejected) && !s.closed
+	rule, worker := s.rejectCount, s.user
 	if tripped {
 		s.closed = true
 	}

@@ -554,7 +554,7 @@ func TestSV2HostileInput(t *testing.T) {
 }
 
 func TestSV2BanAndChannels(t *testing.T) {
-	h := newV2Harness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.BanMinShares = 4; c.BanRejectRatio = 0.75 }})
+	h := newV2Harness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.BanMinShares = 4; c.BanRejectRatio = 0.75; c.BanIPAfter = 1 }})
 	c := h.readyV2("banme", false)
 	// A second channel on the connection gets another extranonce prefix.
 	first := c.ch

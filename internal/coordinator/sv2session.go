@@ -123,7 +123,7 @@ type v2conn struct {
 	setup       bool
 	channels    map[uint32]*v2channel
 	nextChannel uint32
-	rule        rejectRule // shares counted towards the reject rule
+	rejectCount rejectRule // shares counted towards the reject rule
 
 	// Reader goroutine only: the coinbase scratch, and the valid shares
 	// read since the last commit (committed together once the read buffer
@@ -707,9 +707,9 @@ func (v *v2conn) commit(ctx context.Context) {
 			v.setDiffLocked(ch, d)
 			retarget = append(retarget, ch)
 		}
-		if !v.closed && v.rule.note(&v.c.cfg, false) {
+		if !v.closed && v.rejectCount.note(&v.c.cfg, false) {
 			v.closed = true
-			tripped, rule, worker = true, v.rule, b.sh.Worker
+			tripped, rule, worker = true, v.rejectCount, b.sh.Worker
 		}
 		v.mu.Unlock()
 	}
@@ -754,11 +754,11 @@ func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Ti
 	v.flushSuccesses()
 	v.mu.Lock()
 	v.writeLocked(&sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
-	tripped := banCountable(reason, false, false) && v.rule.note(&v.c.cfg, true) && !v.closed
+	tripped := banCountable(reason, false, false) && v.rejectCount.note(&v.c.cfg, true) && !v.closed
 	if tripped {
 		v.closed = true
 	}
-	rule := v.rule
+	rule := v.rejectCount
 	v.mu.Unlock()
 	if tripped {
 		v.c.closedForRejects(v.ip, v.remote, user, rule, now)
