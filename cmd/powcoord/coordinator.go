@@ -46,9 +46,8 @@ type coordFlags struct {
 
 	// Limits and access (coordinator command only).
 	maxConns, maxConnsPerIP int
-	banMinShares            int
-	banRejectRatio          float64
-	banDuration             time.Duration
+	pool                    poolFlags // shared with frontend: bans, ceiling, coinbase tag, admin
+	hasPool                 bool      // pool was registered (not in the demo)
 	auth                    string
 	allowUsers              string
 	authPassword            string
@@ -62,6 +61,7 @@ type coordFlags struct {
 	leaderTTL               time.Duration // --leader-ttl
 	replicas                int           // --replicas
 	minDiff, tlsMinDiff     float64       // per-listener difficulty floors
+	tlsMaxDiff              float64       // the --stratum-tls ceiling (--max-difficulty is in pool)
 	reconnectAddr           string        // --reconnect-addr host:port
 	reconnectWait           time.Duration // --reconnect-wait
 	stratum2                string        // --stratum2: Stratum V2 listen address
@@ -88,9 +88,8 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		f.node = addNodeFlags(fs)
 		fs.IntVar(&f.maxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
 		fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
-		fs.IntVar(&f.banMinShares, "ban-min-shares", 100, "shares a connection must have sent before the ban rule judges it; negative disables bans")
-		fs.Float64Var(&f.banRejectRatio, "ban-reject-ratio", 0.9, "ban the address of a connection with at least this `fraction` of its shares rejected (stale ones not counted)")
-		fs.DurationVar(&f.banDuration, "ban-duration", 10*time.Minute, "how long a ban refuses the address")
+		f.pool.register(fs)
+		f.hasPool = true
 		fs.StringVar(&f.auth, "auth", "open", "authorization `mode`: open, allowlist (--allow-users) or password (--auth-password)")
 		fs.StringVar(&f.allowUsers, "allow-users", "", "comma-separated `usernames` (or the part before the first '.') for --auth allowlist")
 		fs.StringVar(&f.authPassword, "auth-password", "", "the `password` every miner must send with --auth password")
@@ -102,6 +101,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
 		fs.Float64Var(&f.minDiff, "min-difficulty", 0, "lowest share `difficulty` on the --stratum listener: vardiff, suggest_difficulty and a d= password never go below it (0: no floor)")
 		fs.Float64Var(&f.tlsMinDiff, "stratum-tls-min-difficulty", -1, "the same floor for the --stratum-tls listener (negative: the --min-difficulty value)")
+		fs.Float64Var(&f.tlsMaxDiff, "stratum-tls-max-difficulty", -1, "the ceiling of --max-difficulty for the --stratum-tls listener (negative: the --max-difficulty value)")
 		fs.StringVar(&f.reconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
 		fs.DurationVar(&f.reconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
@@ -200,6 +200,20 @@ func (f *coordFlags) check() error {
 	if math.IsNaN(f.tlsMinDiff) || math.IsInf(f.tlsMinDiff, 0) {
 		return fmt.Errorf("--stratum-tls-min-difficulty %v: must be a number", f.tlsMinDiff)
 	}
+	if f.hasPool {
+		if err := f.pool.check(); err != nil {
+			return err
+		}
+	}
+	if math.IsNaN(f.tlsMaxDiff) || math.IsInf(f.tlsMaxDiff, 0) {
+		return fmt.Errorf("--stratum-tls-max-difficulty %v: must be a number", f.tlsMaxDiff)
+	}
+	if f.pool.maxDiff > 0 && f.pool.maxDiff < f.minDiff {
+		return fmt.Errorf("--max-difficulty %v is below --min-difficulty %v", f.pool.maxDiff, f.minDiff)
+	}
+	if tlsMin, tlsMax := f.tlsBounds(); tlsMax > 0 && tlsMax < tlsMin {
+		return fmt.Errorf("the --stratum-tls ceiling %v is below its floor %v (--stratum-tls-max-difficulty, --stratum-tls-min-difficulty)", tlsMax, tlsMin)
+	}
 	if f.reconnectAddr != "" {
 		if _, _, err := f.reconnect(); err != nil {
 			return err
@@ -227,23 +241,35 @@ func (f *coordFlags) reconnect() (string, int, error) {
 	return host, port, nil
 }
 
-// wrapListeners applies the per-listener difficulty floors.
+// tlsBounds are the --stratum-tls listener's floor and ceiling, each
+// the plain listener's unless set.
+func (f *coordFlags) tlsBounds() (lo, hi float64) {
+	lo, hi = f.tlsMinDiff, f.tlsMaxDiff
+	if lo < 0 {
+		lo = f.minDiff
+	}
+	if hi < 0 {
+		hi = f.pool.maxDiff
+	}
+	return lo, hi
+}
+
+// wrapListeners applies the per-listener difficulty floors and ceilings.
 func (f *coordFlags) wrapListeners(plain, tlsLn net.Listener) (net.Listener, net.Listener) {
-	tlsMin := f.tlsMinDiff
-	if tlsMin < 0 {
-		tlsMin = f.minDiff
-	}
 	if tlsLn != nil {
-		tlsLn = coordinator.WithMinDifficulty(tlsLn, tlsMin)
+		lo, hi := f.tlsBounds()
+		tlsLn = coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(tlsLn, lo), hi)
 	}
-	return coordinator.WithMinDifficulty(plain, f.minDiff), tlsLn
+	return coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(plain, f.minDiff), f.pool.maxDiff), tlsLn
 }
 
 // limits copies the limit and access flags into cfg; zero values (the
 // demo's) leave the coordinator's defaults.
-func (f *coordFlags) limits(cfg *coordinator.Config) {
+func (f *coordFlags) limits(cfg *coordinator.Config) error {
 	cfg.MaxConns, cfg.MaxConnsPerIP = f.maxConns, f.maxConnsPerIP
-	cfg.BanMinShares, cfg.BanRejectRatio, cfg.BanDuration = f.banMinShares, f.banRejectRatio, f.banDuration
+	if err := f.pool.apply(cfg); err != nil {
+		return err
+	}
 	cfg.AuthMode, cfg.Password = f.auth, f.authPassword
 	for _, u := range strings.Split(f.allowUsers, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -256,6 +282,7 @@ func (f *coordFlags) limits(cfg *coordinator.Config) {
 	}
 	cfg.Reconnect.Wait = max(f.reconnectWait, 0)
 	cfg.Reconnect.Disabled = f.reconnectWait < 0
+	return nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -283,6 +310,7 @@ type instance struct {
 	sv2Ln      net.Listener
 	sv2URL     string // stratum2+tcp://host:port/<authority key>, with --stratum2
 	httpLn     net.Listener
+	adminLn    net.Listener // --admin-http
 	httpServer *http.Server
 	web        *web.Server // nil without --http
 	done       chan error  // the servers' first error (or nil), once all is closed
@@ -344,7 +372,9 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		ShareDifficulty: f.shareDiff, SharesPerMinute: spm,
 		Logger: log, OnBlock: onBlock, Registerer: reg,
 	}
-	f.limits(&cfg)
+	if err := f.limits(&cfg); err != nil {
+		return fail(err)
+	}
 	poolScript := simchain.PayoutScript
 	if !embedded {
 		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
@@ -387,12 +417,20 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 			ws.SetBlockTime(f.blockTime) // the embedded chain's target; a node's is 10 min
 		}
 		inst.web = ws
+		ws.HandleBans(web.BanAccess{Token: f.pool.adminToken})
 		ws.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		inst.httpServer = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	adminSrv, adminLn, err := f.pool.listenAdmin(func() web.BanList { return inst.coord }, log)
+	if err != nil {
+		return fail(err)
+	}
+	inst.adminLn = adminLn
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return inst.coord.Run(gctx, lns...) })
+	g.Go(func() error { return serveAdmin(gctx, adminSrv, adminLn) })
 	if alerts != nil {
 		g.Go(func() error { alerts.Run(gctx); return nil })
 	}
@@ -446,7 +484,7 @@ func (inst *instance) wait() error {
 // returned.
 func (inst *instance) close() {
 	inst.closeOnce.Do(func() {
-		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.sv2Ln, inst.httpLn} {
+		for _, ln := range []net.Listener{inst.stratumLn, inst.tlsLn, inst.sv2Ln, inst.httpLn, inst.adminLn} {
 			if ln != nil {
 				ln.Close()
 			}
@@ -548,5 +586,5 @@ func (f *coordFlags) listenSV2(inst *instance, log *slog.Logger) (net.Listener, 
 	}
 	inst.sv2URL = sv2.URL(inst.sv2Ln.Addr().String(), sv2.XOnly(key))
 	log.Info("stratum v2 listening", "addr", inst.sv2Ln.Addr().String(), "url", inst.sv2URL)
-	return coordinator.WithMinDifficulty(coordinator.WithSV2(inst.sv2Ln, srv), f.minDiff), nil
+	return coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(coordinator.WithSV2(inst.sv2Ln, srv), f.minDiff), f.pool.maxDiff), nil
 }

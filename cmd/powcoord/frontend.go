@@ -27,6 +27,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -96,6 +97,8 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	var pf poolFlags
+	pf.register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), frontendUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -115,6 +118,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if *wait <= 0 {
 		return fmt.Errorf("--wait %v: must be positive", *wait)
+	}
+	if err := pf.check(); err != nil {
+		return err
 	}
 	if *ledgerKind != "sharelog" && *ledgerKind != "sqlite" {
 		return fmt.Errorf("--ledger %q: want sharelog or sqlite", *ledgerKind)
@@ -238,6 +244,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{base, prometheus.GathererFunc(fe.gather)}, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /api/status", fe.serveStatus)
+		web.BanRoutes(mux, fe.bans, web.BanAccess{Token: pf.adminToken}, log)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		bg.Go(func() { srv.Serve(hln) })
 		bg.Go(func() {
@@ -248,6 +255,17 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		})
 		fe.http = hln.Addr().String()
 		log.Info("frontend HTTP", "addr", fe.http)
+	}
+	adminSrv, adminLn, err := pf.listenAdmin(fe.bans, log)
+	if err != nil {
+		return err
+	}
+	if adminSrv != nil {
+		bg.Go(func() {
+			if err := serveAdmin(runCtx, adminSrv, adminLn); err != nil {
+				log.Error("admin HTTP server", "err", err)
+			}
+		})
 	}
 	var lastCount uint64
 	lastTime := time.Now()
@@ -283,10 +301,15 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		fe.leases.Add(1)
 		reg := prometheus.NewRegistry()
-		coord, err := coordinator.New(coordinator.Config{
+		cfg := coordinator.Config{
 			Source: src, Store: ledger, ShareDifficulty: *shareDiff, SharesPerMinute: rate, Logger: log,
 			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
-		})
+		}
+		err = pf.apply(&cfg)
+		var coord *coordinator.Coordinator
+		if err == nil {
+			coord, err = coordinator.New(cfg)
+		}
 		if err != nil {
 			l.Release(context.Background())
 			ln.Close()
@@ -329,7 +352,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			endTerm()
 		}()
-		err = coord.Run(termCtx, ln)
+		err = coord.Run(termCtx, coordinator.WithMaxDifficulty(ln, pf.maxDiff))
 		endTerm()
 		fe.set(nil)
 		ln = nil
@@ -360,6 +383,15 @@ type term struct {
 }
 
 func (f *frontend) set(t *term) { f.cur.Store(t) }
+
+// bans is the current term's coordinator for the ban routes; nil between
+// leases. The bans of a term end with it.
+func (f *frontend) bans() web.BanList {
+	if t := f.current(); t != nil {
+		return t.coord
+	}
+	return nil
+}
 
 func (f *frontend) current() *term { return f.cur.Load() }
 

@@ -135,6 +135,21 @@ type Config struct {
 // DefaultCoinbaseTag is the coinbase tag of a Config without one.
 const DefaultCoinbaseTag = "/powcoord/"
 
+// CheckCoinbaseTag returns an error naming the byte budget when tag does
+// not fit into the coinbase scriptSig of a coordinator with extranonce2
+// size en2Size (0: the default 4) beside the BIP 34 height and the
+// extranonce (chainmath.CoinbaseTagBudget).
+func CheckCoinbaseTag(tag string, en2Size int) error {
+	if en2Size == 0 {
+		en2Size = 4
+	}
+	if budget := chainmath.CoinbaseTagBudget(4 + en2Size); len(tag) > budget {
+		return fmt.Errorf("coinbase tag %q is %d bytes, over its budget of %d: the coinbase scriptSig's %d bytes also hold the BIP 34 height (up to 5), the extranonce (1 + 4 + %d of extranonce2) and the tag's push opcode",
+			tag, len(tag), budget, chainmath.MaxScriptSig, en2Size)
+	}
+	return nil
+}
+
 // Ledger is where the coordinator makes accepted shares and found blocks
 // durable. *store.Store implements it.
 type Ledger interface {
@@ -214,9 +229,8 @@ func (c *Config) setDefaults() error {
 	if c.CoinbaseTag == "" {
 		c.CoinbaseTag = DefaultCoinbaseTag
 	}
-	if budget := chainmath.CoinbaseTagBudget(4 + c.Extranonce2Size); len(c.CoinbaseTag) > budget {
-		return fmt.Errorf("coinbase tag %q is %d bytes, over its budget of %d: the coinbase scriptSig's %d bytes also hold the BIP 34 height (up to 5), the extranonce (1 + 4 + %d extranonce2) and the tag's push opcode",
-			c.CoinbaseTag, len(c.CoinbaseTag), budget, chainmath.MaxScriptSig, c.Extranonce2Size)
+	if err := CheckCoinbaseTag(c.CoinbaseTag, c.Extranonce2Size); err != nil {
+		return err
 	}
 	if c.VersionMask == 0 {
 		c.VersionMask = 0x1fffe000
