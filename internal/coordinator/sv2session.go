@@ -599,10 +599,13 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	ch := v.channels[chID]
 	if ch == nil || ch.extended != extended {
 		v.mu.Unlock()
-		v.reject(chID, seq, "", ReasonUnauthorized, SV2ErrInvalidChannel, now)
+		v.reject(chID, seq, "", ReasonUnauthorized, SV2ErrInvalidChannel, true, now)
 		return
 	}
 	j := ch.jobs[jobID]
+	// A job id the channel was sent that our job changes have since
+	// dropped: not the miner's fault (banCountable).
+	expired := j == nil && jobID != 0 && jobID <= ch.jobSeq
 	if j != nil && ch.diff < j.diff {
 		// SetTarget applies to jobs already sent: judge at the easier
 		// target, credit its difficulty.
@@ -637,7 +640,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 		v.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: vd.raw, coinbase: vd.cb, hash: vd.hash, finder: user, user: user, pplns: j.ep.pplns})
 	}
 	if vd.err != nil {
-		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), now)
+		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), banCountable(vd.reason, expired, false), now)
 		return
 	}
 	sh := store.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
@@ -688,7 +691,7 @@ func (v *v2conn) commit(ctx context.Context) {
 			} else {
 				v.c.log.Error("recording share", "worker", b.sh.Worker, "err", err)
 			}
-			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, b.sh.Time)
+			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, false, b.sh.Time)
 			continue
 		}
 		v.c.stats.accepted(b.sh.Worker, b.sh.Difficulty, b.sh.Achieved, b.sh.Hash, b.sh.Time)
@@ -745,8 +748,9 @@ func (v *v2conn) isDuplicate(ch *v2channel, j *job, vd *verdict) bool {
 
 // reject answers one share with SubmitShares.Error (after acknowledging
 // the channel's accepted shares, so sequence numbers stay in order) and
-// counts it for metrics, accounting and bans.
-func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Time) {
+// counts it for metrics, accounting and, when counts is set (see
+// banCountable), the reject rule.
+func (v *v2conn) reject(chID, seq uint32, user, reason, code string, counts bool, now time.Time) {
 	v.c.metrics.shares.WithLabelValues(reason).Inc()
 	if user != "" {
 		v.c.stats.rejected(user, reason)
@@ -754,7 +758,7 @@ func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Ti
 	v.flushSuccesses()
 	v.mu.Lock()
 	v.writeLocked(&sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
-	tripped := banCountable(reason, false, false) && v.rejectCount.note(&v.c.cfg, true) && !v.closed
+	tripped := counts && v.rejectCount.note(&v.c.cfg, true) && !v.closed
 	if tripped {
 		v.closed = true
 	}
