@@ -543,6 +543,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		if f.payout == coordinator.PayoutPPLNS && f.postgres == "" {
 			return errors.New("--payout pplns with --cluster needs --postgres URL: the cluster's PPLNS window is read from the shared ledger (docs/payouts.md)")
 		}
+		if set := givenPoolFlags(fs); len(set) > 0 {
+			return fmt.Errorf("%s with --cluster: a cluster coordinator serves no miners and builds no coinbase; give them to each powcoord frontend", strings.Join(set, ", "))
+		}
 		return runClusterCoordinator(ctx, &f, log, stdout)
 	}
 	if f.postgres != "" {

@@ -45,6 +45,20 @@ func (p *poolFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.adminHTTP, "admin-http", "", "admin HTTP listen `address` (keep it private, e.g. 127.0.0.1:8081) serving GET /api/bans and DELETE /api/bans/{ip} without a token; empty disables it")
 }
 
+// givenPoolFlags lists the pool flags set on fs (command line or
+// --config), as "--name".
+func givenPoolFlags(fs *flag.FlagSet) []string {
+	names := flag.NewFlagSet("", flag.ContinueOnError)
+	new(poolFlags).register(names)
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if names.Lookup(f.Name) != nil {
+			set = append(set, "--"+f.Name)
+		}
+	})
+	return set
+}
+
 // check validates the flags, naming the one at fault and its value.
 func (p *poolFlags) check() error {
 	if !(p.banRejectRatio > 0 && p.banRejectRatio <= 1) {

@@ -46,6 +46,12 @@ func TestPoolFlagsRefusedAtStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--max-difficulty 0.01 is below --min-difficulty 0.1") {
 		t.Errorf("ceiling below the floor: %v", err)
 	}
+	// A cluster coordinator serves no miners: the flags belong to the
+	// front-ends, and are refused rather than ignored.
+	err = run(context.Background(), []string{"coordinator", "--cluster", "nats://127.0.0.1:1", "--coinbase-tag", "/x/", "--max-difficulty", "8"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--coinbase-tag, --max-difficulty with --cluster") {
+		t.Errorf("pool flags with --cluster: %v", err)
+	}
 }
 
 // TestPoolFlagsHelpOnce: both commands document every shared flag, each

@@ -191,6 +191,9 @@ func (c *Coordinator) closedForRejects(ip, remote, worker string, r rejectRule, 
 	}
 	kept = append(kept, trip{at: now, shares: r.shares, rejected: r.rejected, worker: worker})
 	c.trips[ip] = kept
+	if len(c.trips) > sweepTripsOver {
+		c.sweepTripsLocked(now)
+	}
 	var b *Ban
 	if !exempt && c.cfg.BanIPAfter > 0 && len(kept) >= c.cfg.BanIPAfter {
 		b = &Ban{IP: ip, Since: now, Until: now.Add(c.cfg.BanDuration), Connections: len(kept)}
@@ -211,6 +214,20 @@ func (c *Coordinator) closedForRejects(ip, remote, worker string, r rejectRule, 
 		c.log.Warn("banning address: connections mostly rejected", "ip", ip, "connections", b.Connections, "shares", b.Shares, "rejected", b.Rejected, "for", c.cfg.BanDuration)
 	} else if exempt {
 		c.log.Info("address exempt from bans", "ip", ip, "connections", len(kept))
+	}
+}
+
+// sweepTripsOver is how many addresses with trips the coordinator keeps
+// before it forgets those whose trips are all past the window.
+const sweepTripsOver = 4096
+
+// sweepTripsLocked forgets the addresses whose trips are all older than
+// BanWindow. c.mu must be held.
+func (c *Coordinator) sweepTripsLocked(now time.Time) {
+	for ip, ts := range c.trips {
+		if now.Sub(ts[len(ts)-1].at) >= c.cfg.BanWindow {
+			delete(c.trips, ip)
+		}
 	}
 }
 
