@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,11 @@ type coordFlags struct {
 	logLevel     string
 	node         *nodeFlags
 
+	// pool is the miner policy shared with frontend: the reject rule and
+	// bans, the coinbase tag, who may lift a ban (poolflags.go).
+	pool    poolFlags
+	hasPool bool // pool was registered (not in the demo)
+
 	// Cluster (coordinator command only).
 	cluster   string        // NATS URLs: run as the cluster's active/standby coordinator
 	postgres  string        // --postgres: the cluster's shared ledger (PPLNS window)
@@ -68,6 +74,8 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	if !demo {
 		fs.StringVar(&f.data, "data", "powcoord-data", "`directory` for the database (created if missing)")
 		f.node = addNodeFlags(fs)
+		f.pool.register(fs)
+		f.hasPool = true
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
@@ -153,6 +161,11 @@ func (f *coordFlags) check() error {
 	if err := f.listen.Validate(); err != nil {
 		return err
 	}
+	if f.hasPool {
+		if err := f.pool.check(); err != nil {
+			return err
+		}
+	}
 	if _, err := alert.New(alert.Config{URLs: f.webhooks, Format: f.webhookFormat}); err != nil {
 		return fmt.Errorf("--webhook / --webhook-format: %w", err)
 	}
@@ -184,6 +197,7 @@ type instance struct {
 	source     work.Source
 	lns        *listen.Set // the Stratum listeners
 	httpLn     net.Listener
+	adminLn    net.Listener // --admin-http
 	httpServer *http.Server
 	web        *web.Server // nil without --http
 	done       chan error  // the servers' first error (or nil), once all is closed
@@ -246,6 +260,9 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 		Logger: log, OnBlock: onBlock, Registerer: reg,
 	}
 	f.listen.Apply(&cfg)
+	if err := f.pool.apply(&cfg); err != nil {
+		return fail(err)
+	}
 	poolScript := simchain.PayoutScript
 	if !embedded {
 		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
@@ -271,12 +288,20 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 			ws.SetBlockTime(f.blockTime) // the embedded chain's target; a node's is 10 min
 		}
 		inst.web = ws
+		ws.HandleBans(web.BanAccess{Token: f.pool.adminToken})
 		ws.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		inst.httpServer = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	adminSrv, adminLn, err := f.pool.listenAdmin(func() web.BanList { return inst.coord }, log)
+	if err != nil {
+		return fail(err)
+	}
+	inst.adminLn = adminLn
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return inst.coord.Run(gctx, lns...) })
+	g.Go(func() error { return serveAdmin(gctx, adminSrv, adminLn) })
 	if alerts != nil {
 		g.Go(func() error { alerts.Run(gctx); return nil })
 	}
@@ -333,8 +358,10 @@ func (inst *instance) close() {
 		if inst.lns != nil {
 			inst.lns.Close()
 		}
-		if inst.httpLn != nil {
-			inst.httpLn.Close()
+		for _, ln := range []net.Listener{inst.httpLn, inst.adminLn} {
+			if ln != nil {
+				ln.Close()
+			}
 		}
 		if inst.source != nil {
 			inst.source.Close()
@@ -389,6 +416,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if f.cluster != "" {
 		if f.payout == coordinator.PayoutPPLNS && f.postgres == "" {
 			return errors.New("--payout pplns with --cluster needs --postgres URL: the cluster's PPLNS window is read from the shared ledger (docs/payouts.md)")
+		}
+		if set := givenPoolFlags(fs); len(set) > 0 {
+			return fmt.Errorf("%s with --cluster: a cluster coordinator serves no miners and builds no coinbase; give them to each powcoord frontend", strings.Join(set, ", "))
 		}
 		return runClusterCoordinator(ctx, &f, log, stdout)
 	}

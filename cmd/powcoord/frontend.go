@@ -28,6 +28,7 @@ import (
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -104,6 +105,8 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	spm := fs.Float64("shares-per-minute", 20, "vardiff aims each connection at this `rate`; 0 or less turns vardiff off")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster to answer and for the first job")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	var pf poolFlags
+	pf.register(fs)
 	configPath := addConfigFlag(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), frontendUsage); fs.PrintDefaults() }
 	if err := parseArgs(fs, args, configPath); err != nil {
@@ -124,6 +127,9 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if *wait <= 0 {
 		return fmt.Errorf("--wait %v: must be positive", *wait)
+	}
+	if err := pf.check(); err != nil {
+		return err
 	}
 	if *ledgerKind != "sharelog" && *ledgerKind != "sqlite" {
 		return fmt.Errorf("--ledger %q: want sharelog or sqlite", *ledgerKind)
@@ -254,6 +260,7 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{base, prometheus.GathererFunc(fe.gather)}, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /api/status", fe.serveStatus)
+		web.BanRoutes(mux, fe.bans, web.BanAccess{Token: pf.adminToken}, log)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		bg.Go(func() { srv.Serve(hln) })
 		bg.Go(func() {
@@ -264,6 +271,17 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		})
 		fe.http = hln.Addr().String()
 		log.Info("frontend HTTP", "addr", fe.http)
+	}
+	adminSrv, adminLn, err := pf.listenAdmin(fe.bans, log)
+	if err != nil {
+		return err
+	}
+	if adminSrv != nil {
+		bg.Go(func() {
+			if err := serveAdmin(runCtx, adminSrv, adminLn); err != nil {
+				log.Error("admin HTTP server", "err", err)
+			}
+		})
 	}
 	var lastCount uint64
 	lastTime := time.Now()
@@ -301,7 +319,11 @@ func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			Extranonce1Prefix: l.Prefix(), Extranonce1PrefixBits: lease.Bits, Registerer: reg,
 		}
 		lf.Apply(&cfg)
-		coord, err := coordinator.New(cfg)
+		err = pf.apply(&cfg)
+		var coord *coordinator.Coordinator
+		if err == nil {
+			coord, err = coordinator.New(cfg)
+		}
 		if err != nil {
 			l.Release(context.Background())
 			return err
@@ -368,6 +390,15 @@ type term struct {
 }
 
 func (f *frontend) set(t *term) { f.cur.Store(t) }
+
+// bans is the current term's coordinator for the ban routes; nil between
+// leases. The bans of a term end with it.
+func (f *frontend) bans() web.BanList {
+	if t := f.current(); t != nil {
+		return t.coord
+	}
+	return nil
+}
 
 func (f *frontend) current() *term { return f.cur.Load() }
 

@@ -20,7 +20,7 @@ func TestEndToEndV1AndV2(t *testing.T) {
 	dir := t.TempDir()
 	f := testFlags(dir)
 	f.listen.V2 = "127.0.0.1:0"
-	f.listen.BanMinShares = -1 // every agent shares 127.0.0.1: a ban would stop them all
+	f.pool.banMinShares = -1 // every agent shares 127.0.0.1: a ban would stop them all
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inst, err := startCoordinator(ctx, f, quietLogger(), nil)

@@ -68,6 +68,29 @@ func WitnessCommitment(wtxids []Hash) Hash {
 // (a one-byte push of one byte); tag budgets must leave it free.
 const JobTagSize = 2
 
+// MaxScriptSig is the consensus limit on a coinbase scriptSig, in bytes.
+const MaxScriptSig = 100
+
+// maxHeightPush is the longest BIP 34 height push BuildCoinbase writes
+// for a height below 2^31: a push opcode and 4 bytes.
+const maxHeightPush = 5
+
+// CoinbaseTagBudget is the longest tag, in bytes, that BuildCoinbase fits
+// into the scriptSig beside an extranonce slot of extranonceSize bytes at
+// any height below 2^31: MaxScriptSig less the height push (5), the slot
+// and its push opcode (1 + extranonceSize), the job variant (JobTagSize,
+// always reserved) and the tag's own push opcode (1, or 2 for a tag over
+// 75 bytes).
+func CoinbaseTagBudget(extranonceSize int) int {
+	room := MaxScriptSig - maxHeightPush - 1 - extranonceSize - JobTagSize
+	switch {
+	case room-1 <= 75:
+		return max(room-1, 0)
+	default:
+		return min(room-2, 255)
+	}
+}
+
 // BuildCoinbase returns the coinbase transaction's non-witness serialization
 // split around the extranonce slot: coinb1 ‖ extranonce1 ‖ extranonce2 ‖
 // coinb2 is the whole transaction. The scriptSig is
@@ -94,8 +117,8 @@ func BuildCoinbase(p CoinbaseParams) (coinb1, coinb2 []byte, err error) {
 		}
 	}
 	sigLen := len(heightPush) + 1 + p.ExtranonceSize + len(tagPush)
-	if sigLen+JobTagSize > 100 {
-		return nil, nil, fmt.Errorf("coinbase scriptSig is %d bytes with the %d-byte job variant, over the limit of 100 (tag %q too long?)", sigLen+JobTagSize, JobTagSize, p.Tag)
+	if sigLen+JobTagSize > MaxScriptSig {
+		return nil, nil, fmt.Errorf("coinbase scriptSig is %d bytes with the %d-byte job variant, over the limit of %d (tag %q too long?)", sigLen+JobTagSize, JobTagSize, MaxScriptSig, p.Tag)
 	}
 	if p.Variant != 0 {
 		tagPush = append(tagPush, 1, p.Variant)

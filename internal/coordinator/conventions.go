@@ -22,25 +22,63 @@ import (
 // accepted on it mines at least at difficulty d, whatever vardiff,
 // mining.suggest_difficulty or a d= password field would choose (an ASIC
 // listener can refuse to hand out CPU-sized work). d <= 0 returns ln
-// itself. Hand the result to Serve or Run.
+// itself. Hand the result to Serve or Run; it keeps a ceiling set by
+// WithMaxDifficulty.
 func WithMinDifficulty(ln net.Listener, d float64) net.Listener {
 	if !(d > 0) {
 		return ln
 	}
-	return &minDiffListener{Listener: ln, min: d}
+	l := diffBoundsOf(ln)
+	l.min = d
+	return l
 }
 
-type minDiffListener struct {
+// WithMaxDifficulty returns ln with a difficulty ceiling: every session
+// accepted on it mines at most at difficulty d, whatever vardiff,
+// mining.suggest_difficulty or a d= password field would choose (a
+// listener for small devices whose shares must keep coming). d <= 0
+// returns ln itself. Hand the result to Serve or Run; it keeps a floor
+// set by WithMinDifficulty. A ceiling below the floor wins.
+func WithMaxDifficulty(ln net.Listener, d float64) net.Listener {
+	if !(d > 0) {
+		return ln
+	}
+	l := diffBoundsOf(ln)
+	l.max = d
+	return l
+}
+
+// diffListener is a listener with difficulty bounds (0: none).
+type diffListener struct {
 	net.Listener
-	min float64
+	min, max float64
+}
+
+// diffBoundsOf returns a copy of ln's bounds around its inner listener,
+// or new empty bounds around ln.
+func diffBoundsOf(ln net.Listener) *diffListener {
+	if l, ok := ln.(*diffListener); ok {
+		cp := *l
+		return &cp
+	}
+	return &diffListener{Listener: ln}
 }
 
 // listenerMinDifficulty is the floor ln sets (0 for none).
 func listenerMinDifficulty(ln net.Listener) float64 {
-	if m, ok := ln.(*minDiffListener); ok {
+	if m, ok := ln.(*diffListener); ok {
 		return m.min
 	}
 	return 0
+}
+
+// listenerMaxDifficulty is the ceiling of a session on ln: the
+// coordinator's MaxDifficulty, lowered by ln's own.
+func listenerMaxDifficulty(ln net.Listener, cfg *Config) float64 {
+	if m, ok := ln.(*diffListener); ok && m.max > 0 {
+		return min(m.max, cfg.MaxDifficulty)
+	}
+	return cfg.MaxDifficulty
 }
 
 // minDiff is the lowest difficulty a session may mine at: the
@@ -50,9 +88,9 @@ func (s *session) minDiff() float64 {
 }
 
 // clampSession bounds d to what the session's listener and the
-// coordinator allow.
+// coordinator allow; the ceiling wins over the floor.
 func (s *session) clampSession(d float64) float64 {
-	return min(max(d, s.minDiff()), s.c.cfg.MaxDifficulty)
+	return min(max(d, s.minDiff()), listenerMaxDifficulty(s.ln, &s.c.cfg))
 }
 
 // parsePassword splits a mining.authorize password into its

@@ -371,3 +371,67 @@ func TestReconnectThenLingers(t *testing.T) {
 	c.conn.Close()
 	<-stopped
 }
+
+// TestListenerMaxDifficulty: a listener's ceiling holds against the
+// starting difficulty, a d= password, mining.suggest_difficulty and
+// vardiff (virtual time), and keeps a floor set on the same listener.
+func TestListenerMaxDifficulty(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, harnessOpts{pipe: true, shareDiff: 1e-6, cfg: func(c *coordinator.Config) {
+			c.SharesPerMinute, c.VardiffInterval = 20, 30*time.Second
+		}, listen: func(ln net.Listener) net.Listener {
+			return coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(ln, 5e-8), 2e-7)
+		}})
+		// The starting difficulty 1e-6 is lowered to the ceiling.
+		c := h.dial()
+		c.subscribe()
+		c.authorize("alice")
+		if d := c.firstDifficulty(); d != 2e-7 {
+			t.Fatalf("first difficulty %v, want the ceiling 2e-07", d)
+		}
+		// A suggestion above the ceiling leaves it there (no new job);
+		// one below it is taken, one below the floor raised to it.
+		c.call("mining.suggest_difficulty", []any{4})
+		c.noDifficultyChange()
+		c.call("mining.suggest_difficulty", []any{1e-7})
+		if m := c.next(); m.Method != "mining.set_difficulty" || c.diff != 1e-7 {
+			t.Fatalf("after suggesting 1e-7: %s %v", m.Method, c.diff)
+		}
+		c.waitNotify()
+		c.call("mining.suggest_difficulty", []any{1e-9})
+		if m := c.next(); m.Method != "mining.set_difficulty" || c.diff != 5e-8 {
+			t.Fatalf("after suggesting 1e-9 over a 5e-8 floor: %s %v", m.Method, c.diff)
+		}
+		c.waitNotify()
+		c.call("mining.suggest_difficulty", []any{1e-7})
+		c.next()
+		c.waitNotify()
+		c.queue = nil
+
+		// d= above the ceiling is lowered to it.
+		fixed := h.dial()
+		fixed.subscribe()
+		fixed.authorizePass("bob", "x,d=1024")
+		if d := fixed.firstDifficulty(); d != 2e-7 {
+			t.Fatalf("d=1024 under a 2e-7 ceiling gave %v", d)
+		}
+
+		// Vardiff: shares far too fast would raise 1e-7 fourfold; the
+		// ceiling stops it at 2e-7.
+		time.Sleep(4 * time.Second) // past an eighth of the interval
+		for i := range uint32(42) {
+			sh := c.solve(c.lastJob, i, c.diff, false, 0)
+			sh.worker = "alice"
+			if ok, code := c.submit(sh); !ok {
+				t.Fatalf("share %d refused (%d)", i, code)
+			}
+		}
+		c.call("mining.extranonce.subscribe", []any{})
+		if c.diff != 2e-7 {
+			t.Fatalf("vardiff took the difficulty to %v, want the ceiling 2e-07", c.diff)
+		}
+		if ln := newPipeListener(); coordinator.WithMaxDifficulty(ln, 0) != net.Listener(ln) {
+			t.Fatal("WithMaxDifficulty(ln, 0) must return ln itself")
+		}
+	})
+}

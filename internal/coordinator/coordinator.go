@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,9 @@ type Config struct {
 	Extranonce1PrefixBits int
 	// JobInterval is the longest time between two jobs (30 s).
 	JobInterval time.Duration
-	// CoinbaseTag is pushed into every coinbase scriptSig ("/powcoord/").
+	// CoinbaseTag is pushed into every coinbase scriptSig after the
+	// extranonce (DefaultCoinbaseTag); New refuses one longer than
+	// chainmath.CoinbaseTagBudget leaves room for.
 	CoinbaseTag string
 	// VersionMask is the set of header version bits miners may roll:
 	// inside DefaultVersionMask (BIP 323), which is also the default.
@@ -84,12 +87,20 @@ type Config struct {
 	// connection gets one Stratum error line, then is closed.
 	MaxConns, MaxConnsPerIP int
 	// A connection that has submitted at least BanMinShares shares (100;
-	// negative: never ban) of which at least BanRejectRatio (0.9) were
-	// rejected for its own fault (stale shares do not count) is closed
-	// and its IP address refused for BanDuration (10 min).
+	// negative: never) of which at least BanRejectRatio (0.9) were
+	// rejected for its own fault (banCountable: stale shares, ledger
+	// failures and rejects caused by our own job changes do not count)
+	// trips the reject rule: it is closed and its worker marked. Its
+	// address is refused for BanDuration (10 min) only once BanIPAfter
+	// (3; negative: never) of its connections have tripped the rule
+	// within BanWindow (10 min), and never when it is in one of the
+	// BanExempt networks.
 	BanMinShares   int
 	BanRejectRatio float64
 	BanDuration    time.Duration
+	BanIPAfter     int
+	BanWindow      time.Duration
+	BanExempt      []netip.Prefix
 	// AuthMode is AuthOpen (the default), AuthAllowList (only usernames
 	// in AllowList, matched whole or by the part before the first '.')
 	// or AuthPassword (any username with Password).
@@ -133,6 +144,24 @@ type Config struct {
 	// past it the sessionless ones least recently active go first.
 	WorkerRetention time.Duration
 	MaxWorkers      int
+}
+
+// DefaultCoinbaseTag is the coinbase tag of a Config without one.
+const DefaultCoinbaseTag = "/powcoord/"
+
+// CheckCoinbaseTag returns an error naming the byte budget when tag does
+// not fit into the coinbase scriptSig of a coordinator with extranonce2
+// size en2Size (0: the default 4) beside the BIP 34 height and the
+// extranonce (chainmath.CoinbaseTagBudget).
+func CheckCoinbaseTag(tag string, en2Size int) error {
+	if en2Size == 0 {
+		en2Size = 4
+	}
+	if budget := chainmath.CoinbaseTagBudget(4 + en2Size); len(tag) > budget {
+		return fmt.Errorf("coinbase tag %q is %d bytes, over its budget of %d: the coinbase scriptSig's %d bytes also hold the BIP 34 height (up to 5), the extranonce (1 + 4 + %d of extranonce2), the job variant (2) and the tag's push opcode",
+			tag, len(tag), budget, chainmath.MaxScriptSig, en2Size)
+	}
+	return nil
 }
 
 // Ledger is where the coordinator makes accepted shares and found blocks
@@ -212,7 +241,10 @@ func (c *Config) setDefaults() error {
 		c.JobInterval = 30 * time.Second
 	}
 	if c.CoinbaseTag == "" {
-		c.CoinbaseTag = "/powcoord/"
+		c.CoinbaseTag = DefaultCoinbaseTag
+	}
+	if err := CheckCoinbaseTag(c.CoinbaseTag, c.Extranonce2Size); err != nil {
+		return err
 	}
 	if c.VersionMask == 0 {
 		c.VersionMask = DefaultVersionMask
@@ -278,9 +310,10 @@ type Coordinator struct {
 	en1Live  map[uint32]bool
 	en1Next  uint32
 	nextSID  uint64
-	perIP    map[string]int       // live sessions per remote IP
-	bans     map[string]time.Time // banned IP → end of the ban
-	allow    map[string]bool      // AllowList as a set
+	perIP    map[string]int    // live sessions per remote IP
+	bans     map[string]*Ban   // banned IP → its ban (expired ones until looked at)
+	trips    map[string][]trip // IP → its connections closed by the reject rule, within BanWindow
+	allow    map[string]bool   // AllowList as a set
 
 	stats   *accounting
 	ledgerQ ledgerQueue // valid shares on their way to the ledger
@@ -315,7 +348,8 @@ func New(cfg Config) (*Coordinator, error) {
 		v2:       make(map[uint64]*v2conn),
 		en1Live:  make(map[uint32]bool),
 		perIP:    make(map[string]int),
-		bans:     make(map[string]time.Time),
+		bans:     make(map[string]*Ban),
+		trips:    make(map[string][]trip),
 		allow:    make(map[string]bool, len(cfg.AllowList)),
 		en1Next:  binary.BigEndian.Uint32(seed[:]),
 		stats:    newAccounting(cfg.Now, cfg.WorkerRetention, cfg.MaxWorkers),

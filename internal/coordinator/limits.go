@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/ledger"
@@ -27,6 +30,8 @@ const (
 	defaultBanMinShares   = 100
 	defaultBanRejectRatio = 0.9
 	defaultBanDuration    = 10 * time.Minute
+	defaultBanIPAfter     = 3
+	defaultBanWindow      = 10 * time.Minute
 )
 
 // checkLimits validates and defaults the connection-limit, ban and
@@ -52,6 +57,15 @@ func (c *Config) checkLimits() error {
 	}
 	if c.BanDuration < 0 {
 		return fmt.Errorf("ban duration %v: must be positive", c.BanDuration)
+	}
+	if c.BanIPAfter == 0 {
+		c.BanIPAfter = defaultBanIPAfter
+	}
+	if c.BanWindow == 0 {
+		c.BanWindow = defaultBanWindow
+	}
+	if c.BanWindow < 0 {
+		return fmt.Errorf("ban window %v: must be positive", c.BanWindow)
 	}
 	switch c.AuthMode {
 	case "":
@@ -87,8 +101,8 @@ func remoteIP(a net.Addr) string {
 // returns "" and counts the connection when it may, or the reason it may
 // not. c.mu must be held.
 func (c *Coordinator) admitLocked(ip string, now time.Time) string {
-	if until, ok := c.bans[ip]; ok {
-		if now.Before(until) {
+	if b, ok := c.bans[ip]; ok {
+		if now.Before(b.Until) {
 			return "banned"
 		}
 		delete(c.bans, ip)
@@ -114,41 +128,185 @@ func (c *Coordinator) refuse(conn net.Conn, reason string) {
 	conn.Close()
 }
 
-// ban refuses connections from ip until BanDuration has passed.
-func (c *Coordinator) ban(ip string, now time.Time) {
+// Ban is one banned address, as Bans lists it: why, since when, until
+// when, and the counts that earned it.
+type Ban struct {
+	IP     string    `json:"ip"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+	// Connections of the address that tripped the reject rule within
+	// BanWindow, the shares they sent that the rule counted, how many of
+	// those were rejected, and their workers.
+	Connections int      `json:"connections"`
+	Shares      int      `json:"shares"`
+	Rejected    int      `json:"rejected"`
+	Workers     []string `json:"workers"`
+}
+
+// trip is one connection closed by the reject rule, kept for BanWindow
+// against its address.
+type trip struct {
+	at               time.Time
+	shares, rejected int
+	worker           string
+}
+
+// rejectRule counts one connection's shares towards the reject rule:
+// at least BanMinShares shares of which at least BanRejectRatio were
+// rejected for the miner's own fault. Its connection's lock guards it.
+type rejectRule struct{ shares, rejected int }
+
+// note counts one share and reports whether the connection now trips the
+// rule.
+func (r *rejectRule) note(cfg *Config, rejected bool) bool {
+	if cfg.BanMinShares < 0 {
+		return false
+	}
+	r.shares++
+	if rejected {
+		r.rejected++
+	}
+	if r.shares < cfg.BanMinShares {
+		return false
+	}
+	return float64(r.rejected) >= cfg.BanRejectRatio*float64(r.shares)
+}
+
+// closedForRejects judges the address of a connection that tripped the
+// reject rule (its caller closes the connection): the worker is marked in
+// the accounting, the trip is kept against the address for BanWindow, and
+// the address is banned for BanDuration when it has BanIPAfter trips in
+// that window, unless it is exempt.
+func (c *Coordinator) closedForRejects(ip, remote, worker string, r rejectRule, now time.Time) {
+	c.metrics.rejectCloses.Inc()
+	c.stats.closedForRejects(worker, now)
+	c.log.Warn("closing miner: shares mostly rejected", "remote", remote, "ip", ip, "worker", worker, "shares", r.shares, "rejected", r.rejected)
+	exempt := c.exempt(ip)
 	c.mu.Lock()
-	c.bans[ip] = now.Add(c.cfg.BanDuration)
+	kept := c.trips[ip][:0]
+	for _, t := range c.trips[ip] {
+		if now.Sub(t.at) < c.cfg.BanWindow {
+			kept = append(kept, t)
+		}
+	}
+	kept = append(kept, trip{at: now, shares: r.shares, rejected: r.rejected, worker: worker})
+	c.trips[ip] = kept
+	if len(c.trips) > sweepTripsOver {
+		c.sweepTripsLocked(now)
+	}
+	var b *Ban
+	if !exempt && c.cfg.BanIPAfter > 0 && len(kept) >= c.cfg.BanIPAfter {
+		b = &Ban{IP: ip, Since: now, Until: now.Add(c.cfg.BanDuration), Connections: len(kept)}
+		for _, t := range kept {
+			b.Shares += t.shares
+			b.Rejected += t.rejected
+			if t.worker != "" && !slices.Contains(b.Workers, t.worker) {
+				b.Workers = append(b.Workers, t.worker)
+			}
+		}
+		b.Reason = fmt.Sprintf("%d connections within %v had mostly rejected shares (%d of %d)", b.Connections, c.cfg.BanWindow, b.Rejected, b.Shares)
+		c.bans[ip] = b
+		delete(c.trips, ip)
+	}
 	c.mu.Unlock()
+	if b != nil {
+		c.metrics.bans.Inc()
+		c.log.Warn("banning address: connections mostly rejected", "ip", ip, "connections", b.Connections, "shares", b.Shares, "rejected", b.Rejected, "for", c.cfg.BanDuration)
+	} else if exempt {
+		c.log.Info("address exempt from bans", "ip", ip, "connections", len(kept))
+	}
+}
+
+// sweepTripsOver is how many addresses with trips the coordinator keeps
+// before it forgets those whose trips are all past the window.
+const sweepTripsOver = 4096
+
+// sweepTripsLocked forgets the addresses whose trips are all older than
+// BanWindow. c.mu must be held.
+func (c *Coordinator) sweepTripsLocked(now time.Time) {
+	for ip, ts := range c.trips {
+		if now.Sub(ts[len(ts)-1].at) >= c.cfg.BanWindow {
+			delete(c.trips, ip)
+		}
+	}
+}
+
+// exempt reports whether ip is in one of the BanExempt networks.
+func (c *Coordinator) exempt(ip string) bool {
+	if len(c.cfg.BanExempt) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range c.cfg.BanExempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Banned reports whether ip is banned now.
 func (c *Coordinator) Banned(ip string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	until, ok := c.bans[ip]
-	return ok && c.cfg.Now().Before(until)
+	b, ok := c.bans[ip]
+	return ok && c.cfg.Now().Before(b.Until)
 }
 
-// banCountable says whether a rejection counts towards a ban: stale
-// shares and ledger failures are not the miner's fault.
-func banCountable(reason string) bool {
-	return reason != ReasonStale && reason != ReasonLedger
+// Bans lists the addresses banned now, ordered by address.
+func (c *Coordinator) Bans() []Ban {
+	now := c.cfg.Now()
+	c.mu.Lock()
+	out := make([]Ban, 0, len(c.bans))
+	for ip, b := range c.bans {
+		if !now.Before(b.Until) {
+			delete(c.bans, ip)
+			continue
+		}
+		cp := *b
+		cp.Workers = slices.Clone(b.Workers)
+		out = append(out, cp)
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b Ban) int { return strings.Compare(a.IP, b.IP) })
+	return out
 }
 
-// noteShareLocked counts one share of the session towards the ban rule and
-// reports whether the session should now be banned. s.mu must be held.
-func (s *session) noteShareLocked(rejected bool) bool {
-	if s.c.cfg.BanMinShares < 0 {
+// Unban lifts the ban of ip, and forgets the trips counted against it;
+// it reports whether ip was banned.
+func (c *Coordinator) Unban(ip string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.bans[ip]
+	delete(c.bans, ip)
+	delete(c.trips, ip)
+	if ok && c.cfg.Now().Before(b.Until) {
+		c.log.Info("ban lifted", "ip", ip)
+		return true
+	}
+	return false
+}
+
+// banCountable says whether a rejection counts towards the reject rule.
+// Not the miner's fault, so never counted: stale shares (blocks that lost
+// a race among them), ledger failures, a job id this connection was sent
+// and our own job changes have since dropped (expired), and a share too
+// easy only for a job whose difficulty we have since lowered (eased).
+func banCountable(reason string, expired, eased bool) bool {
+	switch reason {
+	case ReasonStale, ReasonLedger:
 		return false
+	case ReasonJobNotFound:
+		return !expired
+	case ReasonLowDifficulty:
+		return !eased
 	}
-	s.banTotal++
-	if rejected {
-		s.banRejected++
-	}
-	if s.banTotal < s.c.cfg.BanMinShares {
-		return false
-	}
-	return float64(s.banRejected) >= s.c.cfg.BanRejectRatio*float64(s.banTotal)
+	return true
 }
 
 // authorized applies the authorization mode to a username and password;
@@ -197,4 +355,39 @@ func WithTLS(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
 		return nil, fmt.Errorf("TLS certificate %q / key %q: %w", certFile, keyFile, err)
 	}
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// ParseNetworks reads a comma-separated list of networks, each in CIDR
+// form (10.0.0.0/8, 2001:db8::/32) or a single address (a /32 or /128),
+// as Config.BanExempt takes them. Spaces around entries and empty entries
+// are skipped; an IPv4-mapped IPv6 entry is read as IPv4.
+func ParseNetworks(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("network %q: want an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32", f)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("network %q: want an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32", f)
+		}
+		if a := p.Addr(); a.Is4In6() {
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("network %q: an IPv4-mapped prefix needs at least 96 bits", f)
+			}
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

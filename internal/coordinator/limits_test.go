@@ -217,6 +217,7 @@ func TestBan(t *testing.T) {
 		c.BanMinShares = 10
 		c.BanRejectRatio = 0.8
 		c.BanDuration = time.Hour
+		c.BanIPAfter = 1 // the first connection to trip the rule bans its address
 		c.Now = now
 	}})
 	// An honest miner from another address, with a few rejects of its own.

@@ -16,6 +16,7 @@ type metrics struct {
 	shareLatency  prometheus.Histogram
 	refused       *prometheus.CounterVec
 	bans          prometheus.Counter
+	rejectCloses  prometheus.Counter
 	reconnects    prometheus.Counter
 }
 
@@ -49,7 +50,11 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		bans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "powcoord_bans_total",
-			Help: "Addresses banned for submitting mostly rejected shares.",
+			Help: "Addresses banned because several of their connections submitted mostly rejected shares.",
+		}),
+		rejectCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "powcoord_reject_closes_total",
+			Help: "Connections closed for submitting mostly rejected shares (the reject rule).",
 		}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "powcoord_reconnects_sent_total",
@@ -60,7 +65,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans, m.reconnects,
+	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans, m.rejectCloses, m.reconnects,
 		newBestCollector(c),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_blocks_pending",

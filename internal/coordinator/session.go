@@ -104,8 +104,7 @@ type session struct {
 	dups        map[chainmath.Hash]struct{}
 	dupGen      uint64
 	vd          vardiff
-	banTotal    int // shares counted towards a ban
-	banRejected int
+	rejectCount rejectRule // shares counted towards the reject rule
 
 	// pend holds the valid shares handed to the ledger and not yet
 	// answered, in request order; settled is signalled (with mu) when
@@ -130,10 +129,9 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		diff:        c.cfg.ShareDifficulty,
 		vd:          newVardiff(&c.cfg),
 	}
-	if floor := listenerMinDifficulty(ln); floor > 0 {
-		s.diff = min(max(s.diff, floor), c.cfg.MaxDifficulty)
-		s.vd.min = max(s.vd.min, floor)
-	}
+	s.vd.max = listenerMaxDifficulty(ln, &c.cfg)
+	s.vd.min = min(max(s.vd.min, listenerMinDifficulty(ln)), s.vd.max)
+	s.diff = s.clampSession(s.diff)
 	s.settled.L = &s.mu
 	binary.BigEndian.PutUint32(s.en1Bytes[:], en1)
 	s.en1Hex = hex.EncodeToString(s.en1Bytes[:])

@@ -52,6 +52,10 @@ type WorkerStats struct {
 	Hashrate       float64           `json:"hashrate"`
 	LastShare      time.Time         `json:"last_share"`
 	Blocks         int               `json:"blocks"`
+	// RejectCloses counts the worker's connections closed by the reject
+	// rule (mostly rejected shares); RejectClosedAt is the last one.
+	RejectCloses   uint64    `json:"reject_closes"`
+	RejectClosedAt time.Time `json:"reject_closed_at,omitzero"`
 
 	// Remote is the address (ip:port) the worker's latest session came
 	// from: behind a trusted PROXY-protocol proxy, the miner's own.
@@ -239,6 +243,19 @@ func decay(w *WorkerStats, now time.Time) {
 		w.Hashrate *= math.Exp(-now.Sub(w.rateAt).Seconds() / hashrateTau.Seconds())
 	}
 	w.rateAt = now
+}
+
+// closedForRejects marks a connection of worker name closed by the
+// reject rule.
+func (a *accounting) closedForRejects(name string, now time.Time) {
+	if name == "" {
+		name = "(unauthorized)"
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.get(name)
+	w.RejectCloses++
+	w.RejectClosedAt = now
 }
 
 func (a *accounting) block(name string) {

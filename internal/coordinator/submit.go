@@ -48,7 +48,7 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 		s.c.metrics.shares.WithLabelValues(v.reason).Inc()
 		s.c.stats.rejected(user, v.reason)
 		s.reply(id, false, v.err)
-		if banCountable(v.reason) {
+		if banCountable(v.reason, f.expired, f.eased(&v)) {
 			s.countForBan(true, now)
 		}
 		return
@@ -183,7 +183,7 @@ func (s *session) flushSettled() {
 			s.rememberLocked(h.hash)
 		}
 		buf = stratum.AppendResult(buf, h.id, true, nil)
-		if s.noteShareLocked(false) {
+		if s.rejectCount.note(&s.c.cfg, false) && !s.closed {
 			banned = true
 		}
 		if d, changed := s.vd.retarget(h.now, s.diff, true); changed {
@@ -195,7 +195,7 @@ func (s *session) flushSettled() {
 	if banned {
 		s.closed = true
 	}
-	total, bad := s.banTotal, s.banRejected
+	rule, worker := s.rejectCount, s.user
 	if len(s.pend) < maxPipelined {
 		s.settled.Broadcast()
 	}
@@ -216,9 +216,7 @@ func (s *session) flushSettled() {
 		h.release()
 	}
 	if banned {
-		s.c.ban(s.ip, now)
-		s.c.metrics.bans.Inc()
-		s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
+		s.c.closedForRejects(s.ip, s.remote, worker, rule, now)
 		s.closeConn()
 	}
 	if retarget {
@@ -258,7 +256,14 @@ func (s *session) drain() {
 func (s *session) shareFacts(p *stratum.Submit, now time.Time) (*job, shareFacts, string) {
 	s.mu.Lock()
 	j := s.findJob(p.JobID)
+	var expired bool
+	if j == nil {
+		seq, ok := parseJobID(p.JobID)
+		expired = ok && seq <= s.jobSeq
+	}
 	f := shareFacts{
+		expired:     expired,
+		current:     s.diffSent,
 		subscribed:  s.subscribed,
 		authorized:  s.isWorker(p.Worker),
 		payTo:       s.payoutOf(p.Worker),
@@ -360,21 +365,19 @@ func (s *session) rememberLocked(h chainmath.Hash) {
 	s.dups[h] = struct{}{}
 }
 
-// countForBan counts a share towards the ban rule; when the session has
-// earned a ban, its address is banned and the connection closed.
+// countForBan counts a share towards the reject rule; a session that
+// trips it is closed, and its address judged (closedForRejects).
 func (s *session) countForBan(rejected bool, now time.Time) {
 	s.mu.Lock()
-	banned := s.noteShareLocked(rejected)
-	total, bad := s.banTotal, s.banRejected
-	if banned {
+	tripped := s.rejectCount.note(&s.c.cfg, rejected) && !s.closed
+	rule, worker := s.rejectCount, s.user
+	if tripped {
 		s.closed = true
 	}
 	s.mu.Unlock()
-	if !banned {
+	if !tripped {
 		return
 	}
-	s.c.ban(s.ip, now)
-	s.c.metrics.bans.Inc()
-	s.c.log.Warn("banning miner: shares mostly rejected", "remote", s.remote, "ip", s.ip, "shares", total, "rejected", bad, "for", s.c.cfg.BanDuration)
+	s.c.closedForRejects(s.ip, s.remote, worker, rule, now)
 	s.closeConn()
 }

@@ -556,7 +556,7 @@ func TestSV2HostileInput(t *testing.T) {
 }
 
 func TestSV2BanAndChannels(t *testing.T) {
-	h := newV2Harness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.BanMinShares = 4; c.BanRejectRatio = 0.75 }})
+	h := newV2Harness(t, harnessOpts{cfg: func(c *coordinator.Config) { c.BanMinShares = 4; c.BanRejectRatio = 0.75; c.BanIPAfter = 1 }})
 	c := h.readyV2("banme", false)
 	// A second channel on the connection gets another extranonce prefix.
 	first := c.ch
@@ -614,3 +614,36 @@ func TestSV2UpdateChannelAndReconnect(t *testing.T) {
 }
 
 func fmtPort(p uint16) string { return strconv.Itoa(int(p)) }
+
+// TestSV2ListenerMaxDifficulty: on a V2 listener with a ceiling, a
+// channel opens at the ceiling rather than the higher starting
+// difficulty, and a miner whose maximum target asks for more than the
+// ceiling is refused.
+func TestSV2ListenerMaxDifficulty(t *testing.T) {
+	auth, _ := btcec.NewPrivateKey()
+	srv, err := sv2.NewServer(sv2.ServerConfig{Authority: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOpts{shareDiff: 1e-6, listen: func(ln net.Listener) net.Listener {
+		return coordinator.WithMaxDifficulty(coordinator.WithSV2(ln, srv), 2e-7)
+	}})
+	vh := &v2harness{harness: h, auth: auth, srv: srv, v2addr: h.addr}
+	c := vh.readyV2("capped", false)
+	want, _ := chainmath.TargetForDifficulty(2e-7)
+	if c.target != want {
+		t.Fatalf("channel target %x, want the ceiling's %x", c.target, want)
+	}
+	// A maximum target of difficulty 1e-6: above the ceiling, refused.
+	c2, err := vh.dialV2(sv2.XOnly(auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.send(&sv2.SetupConnection{Protocol: 0, MinVersion: 2, MaxVersion: 2, Flags: 1, Vendor: "test"})
+	c2.next()
+	hard, _ := chainmath.TargetForDifficulty(1e-6)
+	c2.send(&sv2.OpenStandardMiningChannel{RequestID: 3, UserIdentity: "hard", MaxTarget: sv2.U256(hard)})
+	if m, ok := c2.next().(*sv2.OpenMiningChannelError); !ok || m.ErrorCode != coordinator.SV2ErrMaxTarget {
+		t.Fatalf("max target above the ceiling answered %T %+v", m, m)
+	}
+}

@@ -102,7 +102,7 @@ type sv2Listener struct {
 // sv2ServerOf returns the sv2.Server of a WithSV2 listener (also under
 // WithMinDifficulty), or nil for a V1 listener.
 func sv2ServerOf(ln net.Listener) *sv2.Server {
-	if m, ok := ln.(*minDiffListener); ok {
+	if m, ok := ln.(*diffListener); ok {
 		ln = m.Listener
 	}
 	if l, ok := ln.(*sv2Listener); ok {
@@ -120,7 +120,7 @@ type v2conn struct {
 	id          uint64
 	ip, remote  string
 	connectedAt time.Time
-	floor       float64 // the listener's difficulty floor
+	floor, ceil float64 // the listener's difficulty floor and ceiling
 
 	conn *sv2.Conn
 	br   *bufio.Reader
@@ -130,8 +130,7 @@ type v2conn struct {
 	setup       bool
 	channels    map[uint32]*v2channel
 	nextChannel uint32
-	banTotal    int
-	banRejected int
+	rejectCount rejectRule // shares counted towards the reject rule
 
 	// Reader goroutine only: the coinbase scratch, and the valid shares
 	// read since the last commit (committed together once the read buffer
@@ -199,7 +198,7 @@ func (c *Coordinator) serveSV2(ctx context.Context, raw net.Conn, ln net.Listene
 	if reason == "" {
 		c.nextSID++
 		v = &v2conn{c: c, raw: raw, ln: ln, id: c.nextSID, ip: ip, remote: raw.RemoteAddr().String(), connectedAt: now,
-			channels: make(map[uint32]*v2channel), floor: listenerMinDifficulty(ln)}
+			channels: make(map[uint32]*v2channel), floor: listenerMinDifficulty(ln), ceil: listenerMaxDifficulty(ln, &c.cfg)}
 		c.v2[v.id] = v
 	}
 	c.mu.Unlock()
@@ -436,11 +435,11 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	maxDiff := difficultyOfTarget(chainmath.Target(maxTarget))
 	lo = max(lo, maxDiff)
-	if lo > cfg.MaxDifficulty {
+	if lo > v.ceil {
 		fail(SV2ErrMaxTarget)
 		return
 	}
-	d = min(max(d, lo), cfg.MaxDifficulty)
+	d = min(max(d, lo), v.ceil)
 	tgt, err := targetFor(d)
 	if err != nil {
 		fail(SV2ErrMaxTarget)
@@ -469,7 +468,7 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	v.nextChannel++
 	ch := &v2channel{id: v.nextChannel, extended: extended, user: user, payout: script, mask: cfg.VersionMask, en1: en1,
 		diff: d, tgt: tgt, minDiff: lo, vd: newVardiff(cfg), jobs: make(map[uint32]*job), dups: make(map[chainmath.Hash]struct{}), inFlight: make(map[chainmath.Hash]struct{})}
-	ch.vd.min = lo
+	ch.vd.min, ch.vd.max = lo, v.ceil
 	binary.BigEndian.PutUint32(ch.en1Bytes[:], ch.en1)
 	ch.en1Hex = hex.EncodeToString(ch.en1Bytes[:])
 	v.channels[ch.id] = ch
@@ -575,7 +574,7 @@ func (v *v2conn) sendWorkLocked(ch *v2channel, ep *epoch, force bool) {
 
 // setDiffLocked sets the channel's difficulty and target.
 func (v *v2conn) setDiffLocked(ch *v2channel, d float64) {
-	d = min(max(d, ch.minDiff), v.c.cfg.MaxDifficulty)
+	d = min(max(d, ch.minDiff), v.ceil)
 	tgt, err := targetFor(d)
 	if err != nil {
 		v.c.log.Error("share target", "difficulty", d, "err", err)
@@ -593,7 +592,7 @@ func (v *v2conn) updateChannel(m *sv2.UpdateChannel) {
 		return
 	}
 	lo := max(v.c.cfg.MinDifficulty, v.floor, difficultyOfTarget(chainmath.Target(m.MaximumTarget)))
-	if lo > v.c.cfg.MaxDifficulty {
+	if lo > v.ceil {
 		v.writeLocked(&sv2.UpdateChannelError{ChannelID: m.ChannelID, ErrorCode: SV2ErrMaxTarget})
 		return
 	}
@@ -630,10 +629,13 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	ch := v.channels[chID]
 	if ch == nil || ch.extended != extended {
 		v.mu.Unlock()
-		v.reject(chID, seq, "", ReasonUnauthorized, SV2ErrInvalidChannel, now)
+		v.reject(chID, seq, "", ReasonUnauthorized, SV2ErrInvalidChannel, true, now)
 		return
 	}
 	j := ch.jobs[jobID]
+	// A job id the channel was sent that our job changes have since
+	// dropped: not the miner's fault (banCountable).
+	expired := j == nil && jobID != 0 && jobID <= ch.jobSeq
 	if j != nil && ch.diff < j.diff {
 		// SetTarget applies to jobs already sent: judge at the easier
 		// target, credit its difficulty.
@@ -668,7 +670,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 		v.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: vd.raw, coinbase: vd.cb, hash: vd.hash, finder: user, user: user, pplns: j.ep.pplns})
 	}
 	if vd.err != nil {
-		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), now)
+		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), banCountable(vd.reason, expired, false), now)
 		return
 	}
 	sh := store.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
@@ -708,6 +710,9 @@ func (v *v2conn) commit(ctx context.Context) {
 		}
 	}
 	var retarget []*v2channel
+	var tripped bool
+	var rule rejectRule
+	var worker string
 	for i, b := range batch {
 		v.mu.Lock()
 		delete(b.ch.inFlight, b.sh.Hash)
@@ -718,7 +723,7 @@ func (v *v2conn) commit(ctx context.Context) {
 			} else {
 				v.c.log.Error("recording share", "worker", b.sh.Worker, "err", err)
 			}
-			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, b.sh.Time)
+			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, false, b.sh.Time)
 			continue
 		}
 		v.c.stats.accepted(b.sh.Worker, b.sh.Difficulty, b.sh.Achieved, b.sh.Hash, b.sh.Time)
@@ -737,8 +742,16 @@ func (v *v2conn) commit(ctx context.Context) {
 			v.setDiffLocked(ch, d)
 			retarget = append(retarget, ch)
 		}
-		v.noteShareLocked(false)
+		if !v.closed && v.rejectCount.note(&v.c.cfg, false) {
+			v.closed = true
+			tripped, rule, worker = true, v.rejectCount, b.sh.Worker
+		}
 		v.mu.Unlock()
+	}
+	if tripped {
+		v.c.closedForRejects(v.ip, v.remote, worker, rule, batch[len(batch)-1].sh.Time)
+		v.raw.Close()
+		return
 	}
 	if len(retarget) > 0 {
 		v.flushSuccesses()
@@ -767,8 +780,9 @@ func (v *v2conn) isDuplicate(ch *v2channel, j *job, vd *verdict) bool {
 
 // reject answers one share with SubmitShares.Error (after acknowledging
 // the channel's accepted shares, so sequence numbers stay in order) and
-// counts it for metrics, accounting and bans.
-func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Time) {
+// counts it for metrics, accounting and, when counts is set (see
+// banCountable), the reject rule.
+func (v *v2conn) reject(chID, seq uint32, user, reason, code string, counts bool, now time.Time) {
 	v.c.metrics.shares.WithLabelValues(reason).Inc()
 	if user != "" {
 		v.c.stats.rejected(user, reason)
@@ -776,33 +790,16 @@ func (v *v2conn) reject(chID, seq uint32, user, reason, code string, now time.Ti
 	v.flushSuccesses()
 	v.mu.Lock()
 	v.writeLocked(&sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
-	banned := banCountable(reason) && v.noteShareLocked(true)
-	total, bad := v.banTotal, v.banRejected
-	if banned {
+	tripped := counts && v.rejectCount.note(&v.c.cfg, true) && !v.closed
+	if tripped {
 		v.closed = true
 	}
+	rule := v.rejectCount
 	v.mu.Unlock()
-	if banned {
-		v.c.ban(v.ip, now)
-		v.c.metrics.bans.Inc()
-		v.c.log.Warn("banning miner: shares mostly rejected", "remote", v.remote, "ip", v.ip, "shares", total, "rejected", bad, "for", v.c.cfg.BanDuration)
+	if tripped {
+		v.c.closedForRejects(v.ip, v.remote, user, rule, now)
 		v.raw.Close()
 	}
-}
-
-// noteShareLocked is the ban rule of noteShareLocked for sessions.
-func (v *v2conn) noteShareLocked(rejected bool) bool {
-	if v.c.cfg.BanMinShares < 0 {
-		return false
-	}
-	v.banTotal++
-	if rejected {
-		v.banRejected++
-	}
-	if v.banTotal < v.c.cfg.BanMinShares {
-		return false
-	}
-	return float64(v.banRejected) >= v.c.cfg.BanRejectRatio*float64(v.banTotal)
 }
 
 // flushSuccesses sends one SubmitShares.Success per channel with accepted

@@ -28,6 +28,21 @@ type shareFacts struct {
 	// ntimeFuture is how far past now an ntime may be; the template's
 	// own limit (Template.MaxTimeAt) applies as well.
 	ntimeFuture time.Duration
+
+	// For the reject rule only (banCountable), not for validation:
+	// expired is set when the job id names a job this connection was
+	// sent that our own job changes have since dropped; current is the
+	// connection's difficulty now (a share below its job's difficulty
+	// but meeting current was found after we lowered it).
+	expired bool
+	current float64
+}
+
+// eased reports whether v is a low-difficulty rejection that meets the
+// connection's current difficulty: caused by our lowering it (miners
+// apply mining.set_difficulty to the job at hand).
+func (f *shareFacts) eased(v *verdict) bool {
+	return v.reason == ReasonLowDifficulty && v.hashed && f.current > 0 && chainmath.HashDifficulty(v.hash) >= f.current
 }
 
 // verdict is the outcome of validating one share.

@@ -38,10 +38,10 @@ type Flags struct {
 	MinDiff    float64 // --min-difficulty: floor of the V1 and V2 listeners
 	TLSMinDiff float64 // --stratum-tls-min-difficulty (negative: MinDiff)
 
-	MaxConns, MaxConnsPerIP int           // --max-conns, --max-conns-per-ip
-	BanMinShares            int           // --ban-min-shares
-	BanRejectRatio          float64       // --ban-reject-ratio
-	BanDuration             time.Duration // --ban-duration
+	MaxDiff    float64 // --max-difficulty: ceiling of the V1 and V2 listeners (0: none)
+	TLSMaxDiff float64 // --stratum-tls-max-difficulty (negative: MaxDiff)
+
+	MaxConns, MaxConnsPerIP int // --max-conns, --max-conns-per-ip
 
 	Auth, AllowUsers, AuthPassword string // --auth, --allow-users, --auth-password
 
@@ -65,7 +65,7 @@ func (f *Flags) Register(fs *flag.FlagSet, v1Default string, minimal bool) {
 	fs.StringVar(&f.V2, "stratum2", "", "Stratum V2 (Noise-encrypted, stratum2+tcp) listen `address`; empty disables it")
 	fs.StringVar(&f.AuthorityKey, "authority-key", "", "Stratum V2 pool authority private key `file` (hex), created with mode 0600 on first start; empty: sv2-authority.key in the data directory")
 	if minimal {
-		f.TLSMinDiff = -1
+		f.TLSMinDiff, f.TLSMaxDiff = -1, -1
 		return
 	}
 	fs.StringVar(&f.V1, "stratum", v1Default, "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
@@ -76,9 +76,8 @@ func (f *Flags) Register(fs *flag.FlagSet, v1Default string, minimal bool) {
 	fs.Float64Var(&f.TLSMinDiff, "stratum-tls-min-difficulty", -1, "the same floor for the --stratum-tls listener (negative: the --min-difficulty value)")
 	fs.IntVar(&f.MaxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
 	fs.IntVar(&f.MaxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
-	fs.IntVar(&f.BanMinShares, "ban-min-shares", 100, "shares a connection must have sent before the ban rule judges it; negative disables bans")
-	fs.Float64Var(&f.BanRejectRatio, "ban-reject-ratio", 0.9, "ban the address of a connection with at least this `fraction` of its shares rejected (stale ones not counted)")
-	fs.DurationVar(&f.BanDuration, "ban-duration", 10*time.Minute, "how long a ban refuses the address")
+	fs.Float64Var(&f.MaxDiff, "max-difficulty", 0, "highest share `difficulty` on the --stratum and --stratum2 listeners: vardiff, suggest_difficulty and a d= password never go above it (0: no ceiling)")
+	fs.Float64Var(&f.TLSMaxDiff, "stratum-tls-max-difficulty", -1, "the same ceiling for the --stratum-tls listener (negative: the --max-difficulty value)")
 	fs.StringVar(&f.Auth, "auth", "open", "authorization `mode`: open, allowlist (--allow-users) or password (--auth-password)")
 	fs.StringVar(&f.AllowUsers, "allow-users", "", "comma-separated `usernames` (or the part before the first '.') for --auth allowlist")
 	fs.StringVar(&f.AuthPassword, "auth-password", "", "the `password` every miner must send with --auth password")
@@ -150,6 +149,18 @@ func (f *Flags) Validate() error {
 	if math.IsNaN(f.TLSMinDiff) || math.IsInf(f.TLSMinDiff, 0) {
 		return fmt.Errorf("--stratum-tls-min-difficulty %v: must be a number", f.TLSMinDiff)
 	}
+	if f.MaxDiff < 0 || math.IsNaN(f.MaxDiff) || math.IsInf(f.MaxDiff, 0) {
+		return fmt.Errorf("--max-difficulty %v: must be 0 (none) or a positive number", f.MaxDiff)
+	}
+	if math.IsNaN(f.TLSMaxDiff) || math.IsInf(f.TLSMaxDiff, 0) {
+		return fmt.Errorf("--stratum-tls-max-difficulty %v: must be a number", f.TLSMaxDiff)
+	}
+	if f.MaxDiff > 0 && f.MaxDiff < f.MinDiff {
+		return fmt.Errorf("--max-difficulty %v is below --min-difficulty %v", f.MaxDiff, f.MinDiff)
+	}
+	if lo, hi := f.tlsBounds(); hi > 0 && hi < lo {
+		return fmt.Errorf("the --stratum-tls ceiling %v is below its floor %v (--stratum-tls-max-difficulty, --stratum-tls-min-difficulty)", hi, lo)
+	}
 	if f.MaxConns < 0 {
 		return fmt.Errorf("--max-conns %d: must be 0 (no limit) or positive", f.MaxConns)
 	}
@@ -197,7 +208,6 @@ func (f *Flags) reconnect() (string, int, error) {
 // values leave the coordinator's defaults.
 func (f *Flags) Apply(cfg *coordinator.Config) {
 	cfg.MaxConns, cfg.MaxConnsPerIP = f.MaxConns, f.MaxConnsPerIP
-	cfg.BanMinShares, cfg.BanRejectRatio, cfg.BanDuration = f.BanMinShares, f.BanRejectRatio, f.BanDuration
 	cfg.AuthMode, cfg.Password = f.Auth, f.AuthPassword
 	cfg.AllowList = f.allowList()
 	cfg.HandshakeTimeout, cfg.IdleTimeout, cfg.MaxLineBytes = f.HandshakeTimeout, f.IdleTimeout, f.MaxLine
@@ -289,22 +299,35 @@ func (s *Set) listenTLS(addr string) (net.Listener, error) {
 	return tl, nil
 }
 
+// tlsBounds are the --stratum-tls listener's floor and ceiling, each
+// the other listeners' unless set.
+func (f *Flags) tlsBounds() (lo, hi float64) {
+	lo, hi = f.TLSMinDiff, f.TLSMaxDiff
+	if lo < 0 {
+		lo = f.MinDiff
+	}
+	if hi < 0 {
+		hi = f.MaxDiff
+	}
+	return lo, hi
+}
+
 // Serve returns the listeners for Coordinator.Run, each with its
-// difficulty floor and V2 with its Noise server.
+// difficulty floor and ceiling, and V2 with its Noise server.
 func (s *Set) Serve() []net.Listener {
+	bound := func(ln net.Listener, lo, hi float64) net.Listener {
+		return coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(ln, lo), hi)
+	}
 	var out []net.Listener
 	if s.V1 != nil {
-		out = append(out, coordinator.WithMinDifficulty(s.V1, s.f.MinDiff))
+		out = append(out, bound(s.V1, s.f.MinDiff, s.f.MaxDiff))
 	}
 	if s.TLS != nil {
-		tlsMin := s.f.TLSMinDiff
-		if tlsMin < 0 {
-			tlsMin = s.f.MinDiff
-		}
-		out = append(out, coordinator.WithMinDifficulty(s.TLS, tlsMin))
+		lo, hi := s.f.tlsBounds()
+		out = append(out, bound(s.TLS, lo, hi))
 	}
 	if s.V2 != nil {
-		out = append(out, coordinator.WithMinDifficulty(coordinator.WithSV2(s.V2, s.srv), s.f.MinDiff))
+		out = append(out, bound(coordinator.WithSV2(s.V2, s.srv), s.f.MinDiff, s.f.MaxDiff))
 	}
 	return out
 }

@@ -45,8 +45,8 @@ func TestValidateNamesFlagAndValue(t *testing.T) {
 	}
 }
 
-// TestApplyDefaults: the registered defaults, applied, are the
-// coordinator's BIP 323 mask and the ban rule of the flags.
+// TestApplyDefaults: the flags given, and the registered defaults, reach
+// the coordinator's config.
 func TestApplyDefaults(t *testing.T) {
 	var f Flags
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -59,7 +59,7 @@ func TestApplyDefaults(t *testing.T) {
 	}
 	var cfg coordinator.Config
 	f.Apply(&cfg)
-	if cfg.VersionMask != 0x1fffe000 || cfg.BanMinShares != 100 || cfg.BanRejectRatio != 0.9 || cfg.AuthMode != "allowlist" ||
+	if cfg.VersionMask != 0x1fffe000 || cfg.AuthMode != "allowlist" ||
 		len(cfg.AllowList) != 2 || cfg.AllowList[0] != "a" || cfg.AllowList[1] != "b.x" || cfg.MaxLineBytes != 4096 {
 		t.Fatalf("applied %+v", cfg)
 	}

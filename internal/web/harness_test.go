@@ -36,7 +36,7 @@ type pool struct {
 	stratum string
 }
 
-func startPool(t *testing.T, blockDiff, shareDiff float64, sample time.Duration) *pool {
+func startPool(t *testing.T, blockDiff, shareDiff float64, sample time.Duration, mod ...func(*coordinator.Config)) *pool {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(filepath.Join(t.TempDir(), "powcoord.db"))
@@ -48,10 +48,14 @@ func startPool(t *testing.T, blockDiff, shareDiff float64, sample time.Duration)
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	coord, err := coordinator.New(coordinator.Config{
+	cfg := coordinator.Config{
 		Source: chain, Store: st, ShareDifficulty: shareDiff, SharesPerMinute: -1,
 		Logger: quietLogger(), Registerer: reg,
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	coord, err := coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package web serves the coordinator's HTTP side: the JSON API
 // (/api/status, /api/blocks, /api/history, /api/simulation,
-// /api/miners, /api/best), the live
+// /api/miners, /api/best, /api/bans), the live
 // event stream (/api/events) and the dashboard at /, whose static files
 // are embedded in the binary.
 package web
@@ -48,6 +48,12 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s.mux.HandleFunc("GET /api/best", s.handleBest)
 	s.mux.Handle("GET /", dashboardHandler())
 	return s
+}
+
+// HandleBans registers the ban routes (BanRoutes) for the coordinator,
+// lifting bans as access allows. Call it before serving.
+func (s *Server) HandleBans(access BanAccess) {
+	BanRoutes(s.mux, func() BanList { return s.coord }, access, s.log)
 }
 
 // Handle registers an extra handler (dashboard, metrics) on the server.
