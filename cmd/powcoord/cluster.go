@@ -28,7 +28,6 @@ import (
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/simchain"
-	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -198,18 +197,18 @@ func clusterPPLNS(cfg coordinator.Config, led *pgledger.Ledger, src work.Source,
 		return err
 	}
 	pc.PPLNS = pp.Job
-	pc.RecordPayout = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error {
+	pc.RecordPayout = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *ledger.PayoutRecord) error {
 		if rec == nil {
 			// A job paying its finder (an empty window), or one of an
 			// earlier leader whose window this leader does not know.
-			r := store.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
+			r := ledger.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
 			// Printable: a finder name PostgreSQL cannot store must not
 			// make this record, and so the block, fail for ever.
 			label := ledger.Printable(ledger.AccountOf(finder))
 			for _, o := range blk.Transactions[0].TxOut {
 				if o.Value > 0 {
 					r.Value += o.Value
-					r.Outputs = append(r.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: label})
+					r.Outputs = append(r.Outputs, ledger.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: label})
 				}
 			}
 			if len(r.Outputs) > 1 {

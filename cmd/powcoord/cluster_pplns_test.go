@@ -22,10 +22,10 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
 	"github.com/powcoord/powcoord/internal/simchain"
-	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -96,7 +96,7 @@ func TestClusterPPLNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for two PPLNS blocks in the chain paying both addresses.
-	var recs []pgledger.PayoutRecord
+	var recs []ledger.PayoutRecord
 	for {
 		recs = recs[:0]
 		hashes, err := led.PayoutBlocks(ctx)
@@ -136,7 +136,7 @@ func TestClusterPPLNS(t *testing.T) {
 	// A payout is recorded once its block is submitted, but the records
 	// were read before CHAIN; a block that lost its height to another
 	// (both agents found one on the same tip) is recorded but not in it.
-	byHash := map[string]store.Block{}
+	byHash := map[string]ledger.Block{}
 	byHeight := map[int64]bool{}
 	for {
 		blocks, err := chainstore.Reader(js).Blocks(ctx, 0, 100000)
@@ -172,10 +172,10 @@ func TestClusterPPLNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []int64
-	var shares []store.Share
+	var shares []ledger.Share
 	for rows.Next() {
 		var id int64
-		var sh store.Share
+		var sh ledger.Share
 		if err := rows.Scan(&id, &sh.Worker, &sh.Difficulty); err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +398,7 @@ func TestClusterPPLNSSubmitsBlockWhilePostgresDown(t *testing.T) {
 			}
 		}
 	}
-	inChain := func(hash chainmath.Hash) *store.Block {
+	inChain := func(hash chainmath.Hash) *ledger.Block {
 		blocks, err := chainstore.Reader(js).Blocks(ctx, 0, 100000)
 		if err != nil {
 			t.Fatal(err)
@@ -435,7 +435,7 @@ func TestClusterPPLNSSubmitsBlockWhilePostgresDown(t *testing.T) {
 	}
 	stopped := time.Now()
 	second := submit(true)
-	var got *store.Block
+	var got *ledger.Block
 	waitFor("the block found while PostgreSQL is down in the chain", 30*time.Second, func() bool {
 		got = inChain(second)
 		return got != nil

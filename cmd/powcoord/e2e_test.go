@@ -13,6 +13,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
@@ -142,7 +143,7 @@ func checkAPI(t *testing.T, inst *instance) {
 // revalidate re-validates the stored chain from its bytes, checks every
 // link, and returns the blocks and the extranonce1s each worker's
 // accepted shares carried.
-func revalidate(t *testing.T, dir string) ([]store.Block, map[string]map[string]bool) {
+func revalidate(t *testing.T, dir string) ([]ledger.Block, map[string]map[string]bool) {
 	t.Helper()
 	st, err := store.Open(dir + "/powcoord.db")
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/web"
@@ -454,7 +455,7 @@ type frontLedger struct {
 	spool *store.Store
 }
 
-func (f frontLedger) AddFoundBlock(ctx context.Context, b store.Block) error {
+func (f frontLedger) AddFoundBlock(ctx context.Context, b ledger.Block) error {
 	return f.spool.AddFoundBlock(ctx, b)
 }
 
@@ -472,7 +473,7 @@ type countingLedger struct {
 	n atomic.Uint64
 }
 
-func (c *countingLedger) RecordShare(ctx context.Context, sh store.Share) error {
+func (c *countingLedger) RecordShare(ctx context.Context, sh ledger.Share) error {
 	err := c.Ledger.RecordShare(ctx, sh)
 	if err == nil {
 		c.n.Add(1)
@@ -487,7 +488,7 @@ type countingBatchLedger struct {
 	batch coordinator.BatchLedger
 }
 
-func (c countingBatchLedger) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+func (c countingBatchLedger) RecordShareBatch(ctx context.Context, shares []ledger.Share) error {
 	err := c.batch.RecordShareBatch(ctx, shares)
 	if err == nil {
 		c.n.Add(uint64(len(shares)))

@@ -16,8 +16,8 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
-	"github.com/powcoord/powcoord/internal/store"
 )
 
 func TestLedgerBadFlags(t *testing.T) {
@@ -115,7 +115,7 @@ func TestLedgerCommand(t *testing.T) {
 	for i := range n {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], uint64(i))
-		sh := store.Share{Time: time.Unix(1700000000, 0), Worker: "w.rig", JobID: "1", NTime: 1, Nonce: uint32(i), Difficulty: 1, Achieved: 2, Hash: sha256.Sum256(b[:])}
+		sh := ledger.Share{Time: time.Unix(1700000000, 0), Worker: "w.rig", JobID: "1", NTime: 1, Nonce: uint32(i), Difficulty: 1, Achieved: 2, Hash: sha256.Sum256(b[:])}
 		// Every share twice: the ledger must hold each once.
 		for range 2 {
 			if err := l.RecordShare(ctx, sh); err != nil {

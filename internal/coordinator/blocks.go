@@ -10,6 +10,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 )
@@ -47,7 +48,7 @@ type foundBlock struct {
 
 // pendingBlock is a found block waiting for an answer from the source.
 type pendingBlock struct {
-	rec     store.Block
+	rec     ledger.Block
 	block   *wire.MsgBlock
 	user    string
 	attempt int
@@ -88,7 +89,7 @@ func (b *blockBook) found(ctx context.Context, fb foundBlock) {
 	var raw bytes.Buffer
 	blk.Serialize(&raw)
 	now := c.cfg.Now()
-	rec := store.Block{Height: fb.tmpl.Height, Hash: fb.hash, Header: fb.header, Raw: raw.Bytes(), Finder: fb.finder, Time: uint32(blk.Header.Timestamp.Unix()), FoundAt: now}
+	rec := ledger.Block{Height: fb.tmpl.Height, Hash: fb.hash, Header: fb.header, Raw: raw.Bytes(), Finder: fb.finder, Time: uint32(blk.Header.Timestamp.Unix()), FoundAt: now}
 	// What it pays first: a found-block record is resubmitted after a
 	// crash, so a crash between the two writes must not leave a pending
 	// block whose payouts were never recorded (TestPPLNSWindowSurvivesSIGKILL

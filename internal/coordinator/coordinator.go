@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -168,10 +169,10 @@ func CheckCoinbaseTag(tag string, en2Size int) error {
 // durable. *store.Store implements it.
 type Ledger interface {
 	// RecordShare returns nil once sh is durable.
-	RecordShare(ctx context.Context, sh store.Share) error
+	RecordShare(ctx context.Context, sh ledger.Share) error
 	// AddFoundBlock records a found block as pending, durably and
 	// idempotently (keyed by its hash).
-	AddFoundBlock(ctx context.Context, b store.Block) error
+	AddFoundBlock(ctx context.Context, b ledger.Block) error
 	// SetFoundBlockState records the outcome of one submission.
 	SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error
 	// FoundBlocks lists found blocks in a state ("" for all).

@@ -18,6 +18,7 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -113,7 +114,7 @@ type failingLedger struct {
 	fail int
 }
 
-func (l *failingLedger) RecordShare(ctx context.Context, sh store.Share) error {
+func (l *failingLedger) RecordShare(ctx context.Context, sh ledger.Share) error {
 	l.mu.Lock()
 	fail := l.fail > 0
 	if fail {
@@ -474,7 +475,7 @@ type cancelOnFound struct {
 	cancel func()
 }
 
-func (s *cancelOnFound) AddFoundBlock(ctx context.Context, b store.Block) error {
+func (s *cancelOnFound) AddFoundBlock(ctx context.Context, b ledger.Block) error {
 	s.cancel()
 	return s.Store.AddFoundBlock(ctx, b)
 }

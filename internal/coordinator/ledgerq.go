@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -21,7 +22,7 @@ import (
 type ledgerQueue struct {
 	c       *Coordinator
 	mu      sync.Mutex
-	shares  []store.Share
+	shares  []ledger.Share
 	owners  []*pendingShare
 	running bool // a feeder is running
 }
@@ -35,14 +36,14 @@ type ledgerQueue struct {
 // wrapper embedding a *store.Store does not offer it by accident.
 type BatchLedger interface {
 	Ledger
-	RecordShareBatch(ctx context.Context, shares []store.Share) error
+	RecordShareBatch(ctx context.Context, shares []ledger.Share) error
 }
 
 // batchRecorder returns how l records many shares in one call: a
 // *store.Store's RecordShares, a BatchLedger's RecordShareBatch, or nil
 // for a ledger that takes one RecordShare per share. It is the one place
 // that decides, for the V1 queue and V2 bursts alike.
-func batchRecorder(l Ledger) func(context.Context, []store.Share) error {
+func batchRecorder(l Ledger) func(context.Context, []ledger.Share) error {
 	switch l := l.(type) {
 	case *store.Store:
 		return l.RecordShares
@@ -52,7 +53,7 @@ func batchRecorder(l Ledger) func(context.Context, []store.Share) error {
 	return nil
 }
 
-func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share) {
+func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh ledger.Share) {
 	record := batchRecorder(q.c.cfg.Store)
 	if record == nil {
 		go func() {
@@ -66,7 +67,7 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share)
 	if q.shares == nil {
 		// Room for a full batch from the start: growing the queue
 		// share by share copied it again and again.
-		q.shares = make([]store.Share, 0, store.MaxBatch)
+		q.shares = make([]ledger.Share, 0, store.MaxBatch)
 		q.owners = ownerArray()
 	}
 	q.shares = append(q.shares, sh)
@@ -83,8 +84,8 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh store.Share)
 // a session's context: the shares were valid when taken, the ledger
 // finishes what it accepted, and a session waits for its answers before
 // it ends (session.drain), so shutdown still waits for every commit.
-func (q *ledgerQueue) feed(record func(context.Context, []store.Share) error) {
-	var spare []store.Share
+func (q *ledgerQueue) feed(record func(context.Context, []ledger.Share) error) {
+	var spare []ledger.Share
 	for {
 		q.mu.Lock()
 		if len(q.shares) == 0 {
@@ -94,7 +95,7 @@ func (q *ledgerQueue) feed(record func(context.Context, []store.Share) error) {
 		}
 		shares, owners := q.shares, q.owners
 		if cap(spare) < store.MaxBatch {
-			spare = make([]store.Share, 0, store.MaxBatch)
+			spare = make([]ledger.Share, 0, store.MaxBatch)
 		}
 		q.shares, q.owners = spare[:0], ownerArray()
 		q.mu.Unlock()

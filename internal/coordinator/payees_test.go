@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -222,7 +223,7 @@ func TestPPLNSWorkersOfTwoAddressesShareOneJob(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	// Work in the window: the jobs pay it, not a finder.
-	if err := st.RecordShare(context.Background(), store.Share{Time: time.Now(), Worker: "carol", Difficulty: 1}); err != nil {
+	if err := st.RecordShare(context.Background(), ledger.Share{Time: time.Now(), Worker: "carol", Difficulty: 1}); err != nil {
 		t.Fatal(err)
 	}
 	const diff = 1e-7

@@ -40,7 +40,7 @@ type PayoutLedger interface {
 	// the newest share it walked (see store.Store.ScanRecentShares).
 	ScanRecentShares(ctx context.Context, fn func(worker string, difficulty float64) bool) (cutoff int64, err error)
 	// RecordPayouts stores what a found block pays, idempotently.
-	RecordPayouts(ctx context.Context, rec store.PayoutRecord) error
+	RecordPayouts(ctx context.Context, rec ledger.PayoutRecord) error
 }
 
 // DefaultMaxPayoutOutputs caps a PPLNS coinbase's paying outputs (fee
@@ -65,8 +65,8 @@ const coinbaseBaseWeight = 4*(4+1+32+4+1+100+4+3+47+4) + (2 + 1 + 1 + 32)
 // pplnsJob is the payout an epoch's coinbase carries under PPLNS.
 type pplnsJob struct {
 	outputs []*wire.TxOut
-	rec     store.PayoutRecord // Hash unset: filled in when a block is found
-	fixed   bool               // outputs from the template (work.Template.CoinbaseOutputs): recorded by the source, not here
+	rec     ledger.PayoutRecord // Hash unset: filled in when a block is found
+	fixed   bool                // outputs from the template (work.Template.CoinbaseOutputs): recorded by the source, not here
 }
 
 func (c *Config) checkPayout() error {
@@ -303,7 +303,7 @@ func (p *PPLNS) script(worker string) ([]byte, error) {
 // payout record of a block found on it (Hash unset), from the ledger as
 // it is now; nil outputs and record when the window holds no work yet
 // (the job then pays its finder, as solo).
-func (p *PPLNS) Job(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error) {
+func (p *PPLNS) Job(ctx context.Context, t *work.Template) ([]*wire.TxOut, *ledger.PayoutRecord, error) {
 	w, err := computeWindow(ctx, &p.cfg, p.led, t, p.script, templateTxWeight(t), p.log)
 	if err != nil {
 		return nil, nil, err
@@ -346,10 +346,10 @@ func payoutJob(w *Window, t *work.Template) *pplnsJob {
 	if w.Outputs == nil {
 		return nil
 	}
-	pj := &pplnsJob{rec: store.PayoutRecord{Height: t.Height, Mode: PayoutPPLNS, Cutoff: w.Cutoff, Window: w.Size.String(), Value: t.CoinbaseValue}}
+	pj := &pplnsJob{rec: ledger.PayoutRecord{Height: t.Height, Mode: PayoutPPLNS, Cutoff: w.Cutoff, Window: w.Size.String(), Value: t.CoinbaseValue}}
 	for _, o := range w.Outputs {
 		pj.outputs = append(pj.outputs, wire.NewTxOut(o.Value, o.Script))
-		po := store.PayoutOutput{Script: o.Script, Amount: o.Value, Fee: o.Fee}
+		po := ledger.PayoutOutput{Script: o.Script, Amount: o.Value, Fee: o.Fee}
 		if !o.Fee {
 			po.Label = w.Labels[string(o.Script)]
 		}
@@ -368,17 +368,17 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 	if !ok {
 		return
 	}
-	var rec store.PayoutRecord
+	var rec ledger.PayoutRecord
 	if fb.pplns != nil && fb.pplns.fixed {
 		return
 	}
 	if fb.pplns != nil {
 		rec = fb.pplns.rec
 	} else {
-		rec = store.PayoutRecord{Height: fb.tmpl.Height, Mode: PayoutSolo, Value: fb.tmpl.CoinbaseValue}
+		rec = ledger.PayoutRecord{Height: fb.tmpl.Height, Mode: PayoutSolo, Value: fb.tmpl.CoinbaseValue}
 		for _, o := range blk.Transactions[0].TxOut {
 			if o.Value > 0 {
-				rec.Outputs = append(rec.Outputs, store.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: ledger.AccountOf(fb.finder)})
+				rec.Outputs = append(rec.Outputs, ledger.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: ledger.AccountOf(fb.finder)})
 			}
 		}
 	}

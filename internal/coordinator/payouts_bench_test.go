@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 )
@@ -38,7 +39,7 @@ func BenchmarkPPLNSJob(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st.RecordShare(ctx, store.Share{Time: time.Now(), Worker: fmt.Sprintf("miner%d.rig", (i+j)%50), Difficulty: []float64{1, 2, 4}[j%3]})
+				st.RecordShare(ctx, ledger.Share{Time: time.Now(), Worker: fmt.Sprintf("miner%d.rig", (i+j)%50), Difficulty: []float64{1, 2, 4}[j%3]})
 			}()
 		}
 		wg.Wait()

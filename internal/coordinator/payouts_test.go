@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
@@ -37,7 +38,7 @@ func TestWindowSkipsUnpayableShares(t *testing.T) {
 		w string
 		d float64
 	}{{"alice.a", 1}, {".rig", 1}, {"bob", 0}, {"bob", 3}} {
-		if err := st.RecordShare(ctx, store.Share{Time: time.Now(), Worker: sh.w, Difficulty: sh.d}); err != nil {
+		if err := st.RecordShare(ctx, ledger.Share{Time: time.Now(), Worker: sh.w, Difficulty: sh.d}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +88,7 @@ func TestPPLNSAndFixedOutputs(t *testing.T) {
 	}
 	defer chain.Close()
 	for i, w := range []string{"alice.a", "bob.b", "bob.c", "carol"} {
-		if err := st.RecordShare(ctx, store.Share{Time: time.Now(), Worker: w, Difficulty: float64(1 + i)}); err != nil {
+		if err := st.RecordShare(ctx, ledger.Share{Time: time.Now(), Worker: w, Difficulty: float64(1 + i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

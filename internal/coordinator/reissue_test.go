@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -209,14 +210,14 @@ type batchCounter struct {
 	batches, moved int // RecordShareBatch calls and the shares they carried
 }
 
-func (b *batchCounter) RecordShare(ctx context.Context, sh store.Share) error {
+func (b *batchCounter) RecordShare(ctx context.Context, sh ledger.Share) error {
 	b.mu.Lock()
 	b.singles++
 	b.mu.Unlock()
 	return b.Store.RecordShare(ctx, sh)
 }
 
-func (b *batchCounter) RecordShareBatch(ctx context.Context, shares []store.Share) error {
+func (b *batchCounter) RecordShareBatch(ctx context.Context, shares []ledger.Share) error {
 	b.mu.Lock()
 	b.batches++
 	b.moved += len(shares)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // gatedLedger holds every share until gate is closed.
@@ -20,7 +20,7 @@ type gatedLedger struct {
 	gate chan struct{}
 }
 
-func (g gatedLedger) RecordShare(ctx context.Context, sh store.Share) error {
+func (g gatedLedger) RecordShare(ctx context.Context, sh ledger.Share) error {
 	select {
 	case <-g.gate:
 	case <-ctx.Done():

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -53,7 +53,7 @@ func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *strat
 		}
 		return
 	}
-	sh := store.Share{
+	sh := ledger.Share{
 		Time:        now,
 		Worker:      p.Worker,
 		Extranonce1: s.en1Hex,
@@ -113,7 +113,7 @@ func (ps *pendingShare) release() {
 // answered true only once the ledger has made it durable, and answers go
 // out in the order of the requests: settle writes every settled answer at
 // the head of the queue in one write.
-func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh store.Share, user string, start time.Time) {
+func (s *session) pipeline(ctx context.Context, id json.RawMessage, j *job, sh ledger.Share, user string, start time.Time) {
 	ps := pendingPool.Get().(*pendingShare)
 	ps.s, ps.j, ps.hash, ps.worker, ps.diff, ps.achieved, ps.user, ps.now, ps.start = s, j, sh.Hash, sh.Worker, sh.Difficulty, sh.Achieved, user, sh.Time, start
 	if len(id) <= len(ps.idBuf) {

@@ -18,7 +18,6 @@ import (
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/proxyproto"
-	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 	"github.com/powcoord/powcoord/internal/sv2"
 )
@@ -144,7 +143,7 @@ type v2pending struct {
 	ch    *v2channel
 	seq   uint32
 	j     *job
-	sh    store.Share
+	sh    ledger.Share
 	start time.Time
 }
 
@@ -673,7 +672,7 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), banCountable(vd.reason, expired, false), now)
 		return
 	}
-	sh := store.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
+	sh := ledger.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
 		NTime: vd.ntime, Nonce: vd.nonce, Version: vd.version, Difficulty: j.diff, Achieved: chainmath.HashDifficulty(vd.hash), Hash: vd.hash, Block: vd.block}
 	v.mu.Lock()
 	ch.inFlight[vd.hash] = struct{}{}
@@ -695,7 +694,7 @@ func (v *v2conn) commit(ctx context.Context) {
 	v.pending = v.pending[:0:0]
 	errs := make([]error, len(batch))
 	if record := batchRecorder(v.c.cfg.Store); record != nil {
-		shares := make([]store.Share, len(batch))
+		shares := make([]ledger.Share, len(batch))
 		for i := range batch {
 			shares[i] = batch[i].sh
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/node/nodetest"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
@@ -308,7 +309,7 @@ func TestPPLNSMostOutputsOnBtcd(t *testing.T) {
 		now := time.Now()
 		for i := range others {
 			k := newKey(t, byte(100+i))
-			sh := store.Share{Time: now, Worker: k.addr + ".old", Extranonce1: "00000000", JobID: "0", Extranonce2: fmt.Sprintf("%08x", i),
+			sh := ledger.Share{Time: now, Worker: k.addr + ".old", Extranonce1: "00000000", JobID: "0", Extranonce2: fmt.Sprintf("%08x", i),
 				Difficulty: 6e-4 * (1 + float64(i)/100), Achieved: 1, Hash: chainmath.DoubleSHA256([]byte{byte(i)})}
 			if err := c.Store.(*store.Store).RecordShare(ctx, sh); err != nil {
 				t.Fatal(err)

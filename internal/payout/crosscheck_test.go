@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
-	"github.com/powcoord/powcoord/internal/store"
 )
 
 // TestAgainstReference: on 2,000 random ledgers and rules, the window and
@@ -22,13 +22,13 @@ func TestAgainstReference(t *testing.T) {
 	diffs := []float64{1e-9, 3.3e-7, 0.001, 0.5, 1, 7, 1024, 65536.25}
 	for iter := range 2000 {
 		n := 1 + rng.IntN(200)
-		shares := make([]store.Share, n)
+		shares := make([]ledger.Share, n)
 		for i := range shares {
 			d := diffs[rng.IntN(len(diffs))]
 			if rng.IntN(3) == 0 {
 				d = rng.Float64()*100 + 1e-6
 			}
-			shares[i] = store.Share{Worker: fmt.Sprintf("m%d.rig%d", rng.IntN(14), rng.IntN(3)), Difficulty: d}
+			shares[i] = ledger.Share{Worker: fmt.Sprintf("m%d.rig%d", rng.IntN(14), rng.IntN(3)), Difficulty: d}
 		}
 		cutoff := int64(1 + rng.IntN(n))
 		bits := bitsChoices[rng.IntN(len(bitsChoices))]

@@ -24,7 +24,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -104,10 +104,10 @@ func Subsidy(height int64) int64 {
 type BlockStore interface {
 	// AddBlock stores b durably; it fails when it cannot (for a fenced
 	// cluster store: when another coordinator has taken over).
-	AddBlock(ctx context.Context, b store.Block) error
+	AddBlock(ctx context.Context, b ledger.Block) error
 	// Blocks returns the stored blocks from fromHeight on, oldest first,
 	// at most limit (<= 0: all).
-	Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error)
+	Blocks(ctx context.Context, fromHeight int64, limit int) ([]ledger.Block, error)
 	// SetMeta and Meta keep the chain's settings (block time, half-life).
 	SetMeta(ctx context.Context, key, value string) error
 	Meta(ctx context.Context, key string) (value string, ok bool, err error)
@@ -279,7 +279,7 @@ func (c *Chain) createGenesis(ctx context.Context) error {
 		return err
 	}
 	h := headerOf(&blk.Header)
-	b := store.Block{Height: 0, Hash: h.Hash(), Header: h.Bytes(), Raw: raw, Finder: "genesis", Time: h.Time, FoundAt: now}
+	b := ledger.Block{Height: 0, Hash: h.Hash(), Header: h.Bytes(), Raw: raw, Finder: "genesis", Time: h.Time, FoundAt: now}
 	if err := c.st.AddBlock(ctx, b); err != nil {
 		return fmt.Errorf("simchain: store genesis: %w", err)
 	}
@@ -305,7 +305,7 @@ func newParams(genesis chainmath.Header, spacing, halfLife int64) params {
 
 // load adopts a stored chain after validating it. The chain keeps the block
 // time and half-life it was created with.
-func (c *Chain) load(ctx context.Context, blocks []store.Block) error {
+func (c *Chain) load(ctx context.Context, blocks []ledger.Block) error {
 	spacing := int64(c.cfg.BlockTime / time.Second)
 	halfLife := int64(c.cfg.HalfLife / time.Second)
 	if v, ok, err := c.st.Meta(ctx, metaBlockTime); err != nil {
@@ -545,7 +545,7 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 		return err
 	}
 	now := c.now()
-	sb := store.Block{Height: tipH + 1, Hash: hash, Header: h.Bytes(), Raw: raw, Finder: finder, Time: h.Time, FoundAt: now}
+	sb := ledger.Block{Height: tipH + 1, Hash: hash, Header: h.Bytes(), Raw: raw, Finder: finder, Time: h.Time, FoundAt: now}
 	if err := c.st.AddBlock(ctx, sb); err != nil {
 		return fmt.Errorf("simchain: store block %s at height %d: %w", hash, tipH+1, err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 )
@@ -285,13 +286,13 @@ func TestValidateChainDetectsTampering(t *testing.T) {
 	}
 	tamper := []struct {
 		name string
-		f    func(bs []store.Block)
+		f    func(bs []ledger.Block)
 	}{
-		{"raw coinbase byte", func(bs []store.Block) { bs[3].Raw = slices.Clone(bs[3].Raw); bs[3].Raw[len(bs[3].Raw)-10] ^= 1 }},
-		{"stored hash", func(bs []store.Block) { bs[2].Hash[0] ^= 1 }},
-		{"missing block", func(bs []store.Block) { copy(bs[3:], bs[4:]) }},
-		{"stored header", func(bs []store.Block) { bs[4].Header[70] ^= 1 }},
-		{"genesis raw", func(bs []store.Block) { bs[0].Raw = slices.Clone(bs[0].Raw); bs[0].Raw[100] ^= 1 }},
+		{"raw coinbase byte", func(bs []ledger.Block) { bs[3].Raw = slices.Clone(bs[3].Raw); bs[3].Raw[len(bs[3].Raw)-10] ^= 1 }},
+		{"stored hash", func(bs []ledger.Block) { bs[2].Hash[0] ^= 1 }},
+		{"missing block", func(bs []ledger.Block) { copy(bs[3:], bs[4:]) }},
+		{"stored header", func(bs []ledger.Block) { bs[4].Header[70] ^= 1 }},
+		{"genesis raw", func(bs []ledger.Block) { bs[0].Raw = slices.Clone(bs[0].Raw); bs[0].Raw[100] ^= 1 }},
 	}
 	for _, tc := range tamper {
 		bs := slices.Clone(blocks)

@@ -8,7 +8,7 @@ import (
 	"github.com/btcsuite/btcd/txscript/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // Rejection reasons: the Reason of the *work.RejectedError that Submit
@@ -127,7 +127,7 @@ func isCoinbase(tx *wire.MsgTx) bool {
 // and passes every rule Submit applies (except the time-too-new bound,
 // which depends on when the block was found). cfg supplies BlockTime and
 // HalfLife (defaults as in Open); the ASERT anchor is the stored genesis.
-func ValidateChain(blocks []store.Block, cfg Config) error {
+func ValidateChain(blocks []ledger.Block, cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ func ValidateChain(blocks []store.Block, cfg Config) error {
 	return err
 }
 
-func validateChain(blocks []store.Block, cfg Config) ([]chainmath.Header, error) {
+func validateChain(blocks []ledger.Block, cfg Config) ([]chainmath.Header, error) {
 	if len(blocks) == 0 {
 		return nil, fmt.Errorf("simchain: chain is empty: no genesis block")
 	}

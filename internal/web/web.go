@@ -18,6 +18,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/store"
 )
 
@@ -106,7 +107,7 @@ type Block struct {
 }
 
 // BlockJSON converts stored blocks (oldest first) to their API form.
-func BlockJSON(blocks []store.Block) []Block {
+func BlockJSON(blocks []ledger.Block) []Block {
 	out := make([]Block, 0, len(blocks))
 	for i, b := range blocks {
 		h, _ := chainmath.ParseHeader(b.Header[:])
@@ -136,9 +137,9 @@ func BlockJSON(blocks []store.Block) []Block {
 type BlockReader interface {
 	// Blocks returns the blocks with height >= fromHeight, oldest first,
 	// at most limit (<= 0: all).
-	Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error)
+	Blocks(ctx context.Context, fromHeight int64, limit int) ([]ledger.Block, error)
 	// LastBlocks returns the newest n blocks, oldest first.
-	LastBlocks(ctx context.Context, n int) ([]store.Block, error)
+	LastBlocks(ctx context.Context, n int) ([]ledger.Block, error)
 }
 
 // BlocksHandler serves GET /api/blocks from br: blocks oldest first
@@ -164,7 +165,7 @@ func BlocksHandler(br BlockReader, log *slog.Logger) http.Handler {
 			http.Error(w, "last: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		var blocks []store.Block
+		var blocks []ledger.Block
 		if last > 0 {
 			blocks, err = br.LastBlocks(r.Context(), int(last))
 		} else {

@@ -17,7 +17,7 @@
 //   - a setting (Powcoord-Kind: meta, Powcoord-Meta-Key: the key; data: the
 //     value); the last one of a key wins;
 //   - a block (no Powcoord-Kind header; data: the JSON encoding of
-//     store.Block, raw block and header as base64; Nats-Msg-Id: the block
+//     ledger.Block, raw block and header as base64; Nats-Msg-Id: the block
 //     hash in hex).
 package chainstore
 
@@ -33,7 +33,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // Subject is the subject of every message of the chain on CHAIN.
@@ -84,7 +84,7 @@ type wireBlock struct {
 // AddBlock appends b. It fails wrapping bus.ErrFenced when another
 // coordinator has claimed the stream since this Store was opened. (That
 // the block extends the chain is the embedded chain's own check.)
-func (s *Store) AddBlock(ctx context.Context, b store.Block) error {
+func (s *Store) AddBlock(ctx context.Context, b ledger.Block) error {
 	if s.app == nil {
 		return errors.New("chainstore: AddBlock on a read-only store")
 	}
@@ -118,7 +118,7 @@ func (s *Store) SetMeta(ctx context.Context, key, value string) error {
 }
 
 // contents reads the whole stream: its blocks in order and its settings.
-func (s *Store) contents(ctx context.Context) ([]store.Block, map[string]string, error) {
+func (s *Store) contents(ctx context.Context) ([]ledger.Block, map[string]string, error) {
 	st, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
 		return nil, nil, fmt.Errorf("chainstore: stream %s: %w", s.stream, err)
@@ -127,7 +127,7 @@ func (s *Store) contents(ctx context.Context) ([]store.Block, map[string]string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("chainstore: stream %s: %w", s.stream, err)
 	}
-	var blocks []store.Block
+	var blocks []ledger.Block
 	meta := map[string]string{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := st.GetMsg(ctx, seq)
@@ -158,23 +158,23 @@ const kindBlock = "block"
 
 // decode reads message m of stream: its kind ("term", kindMeta or
 // kindBlock) and, for a block, the block.
-func decode(stream string, m *jetstream.RawStreamMsg) (string, store.Block, error) {
+func decode(stream string, m *jetstream.RawStreamMsg) (string, ledger.Block, error) {
 	switch k := m.Header.Get(bus.HeaderKind); k {
 	case "term", kindMeta:
-		return k, store.Block{}, nil
+		return k, ledger.Block{}, nil
 	}
 	var w wireBlock
 	if err := json.Unmarshal(m.Data, &w); err != nil {
-		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: not a block: %w", stream, m.Sequence, err)
+		return "", ledger.Block{}, fmt.Errorf("chainstore: stream %s message %d: not a block: %w", stream, m.Sequence, err)
 	}
-	b := store.Block{Height: w.Height, Raw: w.Raw, Finder: w.Finder, Time: w.Time}
+	b := ledger.Block{Height: w.Height, Raw: w.Raw, Finder: w.Finder, Time: w.Time}
 	if len(w.Header) != len(b.Header) {
-		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: header is %d bytes", stream, m.Sequence, len(w.Header))
+		return "", ledger.Block{}, fmt.Errorf("chainstore: stream %s message %d: header is %d bytes", stream, m.Sequence, len(w.Header))
 	}
 	copy(b.Header[:], w.Header)
 	hb, err := hex.DecodeString(w.Hash)
 	if err != nil || len(hb) != len(b.Hash) {
-		return "", store.Block{}, fmt.Errorf("chainstore: stream %s message %d: hash %q", stream, m.Sequence, w.Hash)
+		return "", ledger.Block{}, fmt.Errorf("chainstore: stream %s message %d: hash %q", stream, m.Sequence, w.Hash)
 	}
 	for i := range hb { // display order to internal order
 		b.Hash[i] = hb[len(hb)-1-i]
@@ -185,12 +185,12 @@ func decode(stream string, m *jetstream.RawStreamMsg) (string, store.Block, erro
 
 // Blocks returns the stored blocks with height >= fromHeight, oldest
 // first, at most limit (<= 0: all).
-func (s *Store) Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error) {
+func (s *Store) Blocks(ctx context.Context, fromHeight int64, limit int) ([]ledger.Block, error) {
 	all, _, err := s.contents(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []store.Block
+	var out []ledger.Block
 	for _, b := range all {
 		if b.Height >= fromHeight {
 			out = append(out, b)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // View is a read-only copy of the chain in CHAIN, kept in memory: each
@@ -25,8 +25,8 @@ type View struct {
 	stream string
 
 	mu     sync.Mutex
-	next   uint64        // first stream sequence not read yet
-	blocks []store.Block // read so far, by height; appended to, never changed in place
+	next   uint64         // first stream sequence not read yet
+	blocks []ledger.Block // read so far, by height; appended to, never changed in place
 }
 
 // NewView returns an empty View of CHAIN; its first read loads the chain.
@@ -37,7 +37,7 @@ func NewView(js jetstream.JetStream) *View {
 // refresh reads the messages appended since the last read and returns
 // every block read so far, by height. The slice is the caller's to read,
 // not to change.
-func (v *View) refresh(ctx context.Context) ([]store.Block, error) {
+func (v *View) refresh(ctx context.Context) ([]ledger.Block, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st, err := v.js.Stream(ctx, v.stream)
@@ -62,7 +62,7 @@ func (v *View) refresh(ctx context.Context) ([]store.Block, error) {
 		}
 		if err == nil {
 			var kind string
-			var b store.Block
+			var b ledger.Block
 			if kind, b, err = decode(v.stream, m); err == nil && kind == kindBlock {
 				if n := len(blocks); n > 0 && b.Height < blocks[n-1].Height {
 					sorted = false
@@ -87,20 +87,20 @@ func (v *View) refresh(ctx context.Context) ([]store.Block, error) {
 
 // sortedCopy returns blocks sorted by height in a new array, so that
 // slices handed out before keep their order.
-func sortedCopy(blocks []store.Block) []store.Block {
+func sortedCopy(blocks []ledger.Block) []ledger.Block {
 	c := slices.Clone(blocks)
-	slices.SortStableFunc(c, func(a, b store.Block) int { return cmp.Compare(a.Height, b.Height) })
+	slices.SortStableFunc(c, func(a, b ledger.Block) int { return cmp.Compare(a.Height, b.Height) })
 	return c
 }
 
 // Blocks returns the blocks with height >= fromHeight, oldest first, at
 // most limit (<= 0: all).
-func (v *View) Blocks(ctx context.Context, fromHeight int64, limit int) ([]store.Block, error) {
+func (v *View) Blocks(ctx context.Context, fromHeight int64, limit int) ([]ledger.Block, error) {
 	all, err := v.refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	i, _ := slices.BinarySearchFunc(all, fromHeight, func(b store.Block, h int64) int { return cmp.Compare(b.Height, h) })
+	i, _ := slices.BinarySearchFunc(all, fromHeight, func(b ledger.Block, h int64) int { return cmp.Compare(b.Height, h) })
 	out := all[i:]
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
@@ -109,7 +109,7 @@ func (v *View) Blocks(ctx context.Context, fromHeight int64, limit int) ([]store
 }
 
 // LastBlocks returns the newest n blocks, oldest first.
-func (v *View) LastBlocks(ctx context.Context, n int) ([]store.Block, error) {
+func (v *View) LastBlocks(ctx context.Context, n int) ([]ledger.Block, error) {
 	all, err := v.refresh(ctx)
 	if err != nil || n <= 0 {
 		return nil, err
@@ -118,10 +118,10 @@ func (v *View) LastBlocks(ctx context.Context, n int) ([]store.Block, error) {
 }
 
 // Tip returns the newest block (false when the chain has none yet).
-func (v *View) Tip(ctx context.Context) (store.Block, bool, error) {
+func (v *View) Tip(ctx context.Context) (ledger.Block, bool, error) {
 	all, err := v.refresh(ctx)
 	if err != nil || len(all) == 0 {
-		return store.Block{}, false, err
+		return ledger.Block{}, false, err
 	}
 	return all[len(all)-1], true, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
@@ -461,7 +462,7 @@ func testPayoutRecordFollowsSubmit(t *testing.T, c *clustertest.NATSCluster) {
 	down := true
 	tries := map[chainmath.Hash]int{}
 	recorded := make(chan chainmath.Hash, 10)
-	record := func(_ context.Context, blk *wire.MsgBlock, _ string, _ *store.PayoutRecord) error {
+	record := func(_ context.Context, blk *wire.MsgBlock, _ string, _ *ledger.PayoutRecord) error {
 		h := chainmath.Hash(blk.BlockHash())
 		mu.Lock()
 		defer mu.Unlock()
@@ -567,13 +568,13 @@ func testPayoutRecordOfItsOwnJob(t *testing.T, c *clustertest.NATSCluster) {
 	t301.CoinbaseValue = t300.CoinbaseValue
 	outs := []*wire.TxOut{wire.NewTxOut(t300.CoinbaseValue, script)}
 	src := newFixedSource(t300)
-	got := make(chan *store.PayoutRecord, 4)
+	got := make(chan *ledger.PayoutRecord, 4)
 	runPublisher(t, PublisherConfig{Source: src, Conn: connect(t, c), Payout: EmbeddedPayout(), Term: 1,
 		JobSubject: jobSubject, BlockSubject: blockSubject, Consumer: "t6", RetryDelay: 50 * time.Millisecond, Logger: quiet(),
-		PPLNS: func(_ context.Context, tm *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error) {
-			return outs, &store.PayoutRecord{Height: tm.Height, Mode: coordinator.PayoutPPLNS, Cutoff: tm.Height * 10, Value: tm.CoinbaseValue}, nil
+		PPLNS: func(_ context.Context, tm *work.Template) ([]*wire.TxOut, *ledger.PayoutRecord, error) {
+			return outs, &ledger.PayoutRecord{Height: tm.Height, Mode: coordinator.PayoutPPLNS, Cutoff: tm.Height * 10, Value: tm.CoinbaseValue}, nil
 		},
-		RecordPayout: func(_ context.Context, _ *wire.MsgBlock, _ string, rec *store.PayoutRecord) error {
+		RecordPayout: func(_ context.Context, _ *wire.MsgBlock, _ string, rec *ledger.PayoutRecord) error {
 			got <- rec
 			return nil
 		}})

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -43,7 +43,7 @@ type PublisherConfig struct {
 	// it returns the outputs in order and the payout record of a block
 	// found on them (Hash unset), or nil and nil while the window holds
 	// no work (the job then pays its finder, as solo).
-	PPLNS func(ctx context.Context, t *work.Template) ([]*wire.TxOut, *store.PayoutRecord, error)
+	PPLNS func(ctx context.Context, t *work.Template) ([]*wire.TxOut, *ledger.PayoutRecord, error)
 	// RecordPayout, when set, records what a found block pays, with the
 	// payout record of the recently published job whose coinbase outputs
 	// the block pays (Hash set), or nil when none does (a solo job, or a
@@ -54,7 +54,7 @@ type PublisherConfig struct {
 	// block's message and calls RecordPayout again after RetryDelay,
 	// without submitting the block again, until it succeeds. It must be
 	// idempotent.
-	RecordPayout func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *store.PayoutRecord) error
+	RecordPayout func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *ledger.PayoutRecord) error
 	// Logger receives the publisher's events (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -68,11 +68,11 @@ type Publisher struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	recent   map[string]*store.PayoutRecord // jobKey → payout record of a published job
-	order    []string                       // keys of recent, oldest first
-	answered map[chainmath.Hash]int         // submitted and answered, payout record owed → its failed attempts
-	stopping bool                           // Run is returning: no new payout record is started
-	records  sync.WaitGroup                 // payout records being written
+	recent   map[string]*ledger.PayoutRecord // jobKey → payout record of a published job
+	order    []string                        // keys of recent, oldest first
+	answered map[chainmath.Hash]int          // submitted and answered, payout record owed → its failed attempts
+	stopping bool                            // Run is returning: no new payout record is started
+	records  sync.WaitGroup                  // payout records being written
 }
 
 // maxRecentPayouts is how many published jobs' payouts a Publisher keeps
@@ -95,12 +95,12 @@ func jobKey(prev chainmath.Hash, outs []*wire.TxOut) string {
 	return string(b)
 }
 
-func (p *Publisher) remember(prev chainmath.Hash, outs []*wire.TxOut, rec *store.PayoutRecord) {
+func (p *Publisher) remember(prev chainmath.Hash, outs []*wire.TxOut, rec *ledger.PayoutRecord) {
 	k := jobKey(prev, outs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.recent == nil {
-		p.recent = make(map[string]*store.PayoutRecord)
+		p.recent = make(map[string]*ledger.PayoutRecord)
 	}
 	if _, ok := p.recent[k]; !ok {
 		p.order = append(p.order, k)
@@ -115,7 +115,7 @@ func (p *Publisher) remember(prev chainmath.Hash, outs []*wire.TxOut, rec *store
 // payoutOf returns the payout record of the published job on blk's
 // previous block whose outputs blk's coinbase pays (its outputs of
 // positive value), with Hash set.
-func (p *Publisher) payoutOf(blk *wire.MsgBlock) *store.PayoutRecord {
+func (p *Publisher) payoutOf(blk *wire.MsgBlock) *ledger.PayoutRecord {
 	if len(blk.Transactions) == 0 {
 		return nil
 	}

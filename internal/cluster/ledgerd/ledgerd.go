@@ -42,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -264,7 +265,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // them cannot be stored (undecoded counts the messages among those).
 type batch struct {
 	msgs      []jetstream.Msg
-	shares    []pgledger.Share
+	shares    []ledger.Share
 	bad       []pgledger.Quarantined
 	undecoded int
 }
@@ -291,7 +292,7 @@ func (w *Writer) fetch(ctx context.Context) (batch, error) {
 			continue
 		}
 		for i := range shares {
-			sh := pgledger.Share(shares[i])
+			sh := ledger.Share(shares[i])
 			if cerr := pgledger.CheckShare(&sh); cerr != nil {
 				// Record would refuse the whole batch for this one share:
 				// it alone is quarantined, its batch-mates are stored.

@@ -16,16 +16,16 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/sharelog"
 	"github.com/powcoord/powcoord/internal/clustertest"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
-	"github.com/powcoord/powcoord/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func testShare(set, i int) store.Share {
+func testShare(set, i int) ledger.Share {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:], uint64(set))
 	binary.BigEndian.PutUint64(b[8:], uint64(i))
-	return store.Share{
+	return ledger.Share{
 		Time:        time.Unix(1700000000, int64(i)).UTC(),
 		Worker:      fmt.Sprintf("w%d.rig", i%5),
 		Extranonce1: "01020304",

@@ -9,7 +9,6 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
-	"github.com/powcoord/powcoord/internal/store"
 )
 
 // Wire format versions: the first byte of every message body.
@@ -210,7 +209,7 @@ const blockFixed = 1 + 8 + 32 + chainmath.HeaderSize + 4 + 8
 //	125    8    found at, Unix nanoseconds (int64)
 //	133    ...  finder (uvarint length, bytes), then the raw block
 //	            (uvarint length, bytes)
-func AppendBlock(dst []byte, b store.Block) []byte {
+func AppendBlock(dst []byte, b ledger.Block) []byte {
 	dst = append(dst, blockV1)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(b.Height))
 	dst = append(dst, b.Hash[:]...)
@@ -224,8 +223,8 @@ func AppendBlock(dst []byte, b store.Block) []byte {
 }
 
 // DecodeBlock decodes a message body written by AppendBlock.
-func DecodeBlock(p []byte) (store.Block, error) {
-	var b store.Block
+func DecodeBlock(p []byte) (ledger.Block, error) {
+	var b ledger.Block
 	if len(p) < blockFixed {
 		return b, fmt.Errorf("sharelog: block message of %d bytes: want at least %d", len(p), blockFixed)
 	}

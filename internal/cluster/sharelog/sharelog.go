@@ -410,7 +410,7 @@ func (l *Log) Close() error {
 // stream acknowledged it (a block already there is acknowledged as a
 // duplicate, and that is success too). It also records b as pending in
 // the log's in-memory record.
-func (l *Log) AddFoundBlock(ctx context.Context, b store.Block) error {
+func (l *Log) AddFoundBlock(ctx context.Context, b ledger.Block) error {
 	if l.isClosed() {
 		return ErrClosed
 	}

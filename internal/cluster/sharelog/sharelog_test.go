@@ -89,8 +89,8 @@ func TestShareCodecRoundTrip(t *testing.T) {
 	}
 }
 
-func testBlock(i int) store.Block {
-	b := store.Block{Height: int64(100 + i), Hash: hashOf(-i - 1), Finder: "bc1qfinder.rig", Time: 0x65000000, FoundAt: time.Unix(1700000100, int64(i)).UTC()}
+func testBlock(i int) ledger.Block {
+	b := ledger.Block{Height: int64(100 + i), Hash: hashOf(-i - 1), Finder: "bc1qfinder.rig", Time: 0x65000000, FoundAt: time.Unix(1700000100, int64(i)).UTC()}
 	for j := range b.Header {
 		b.Header[j] = byte(j + i)
 	}
@@ -443,7 +443,7 @@ func testFoundBlock(t *testing.T, js jetstream.JetStream, s *bus.Streams) {
 	defer cancel()
 	b1, b2 := testBlock(1), testBlock(2)
 	b2.FoundAt = b1.FoundAt.Add(time.Second)
-	for _, b := range []store.Block{b1, b2, b1} {
+	for _, b := range []ledger.Block{b1, b2, b1} {
 		if err := l.AddFoundBlock(ctx, b); err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"sort"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
-	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // Rules are the settings a block's payout was computed with.
@@ -35,7 +35,7 @@ type Out struct {
 // Recompute returns the outputs a block at nBits bits with coinbase value
 // value pays, from the ledger shares (oldest first) of which the first
 // cutoff were in the window's snapshot.
-func Recompute(shares []store.Share, cutoff int64, bits uint32, value int64, r Rules) ([]Out, error) {
+func Recompute(shares []ledger.Share, cutoff int64, bits uint32, value int64, r Rules) ([]Out, error) {
 	if cutoff > int64(len(shares)) {
 		return nil, fmt.Errorf("cutoff %d beyond the %d shares of the ledger", cutoff, len(shares))
 	}
