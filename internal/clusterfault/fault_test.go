@@ -29,6 +29,7 @@ import (
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/loadtest"
 	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/sv2"
 )
 
 func buildPowcoord(t *testing.T) string {
@@ -142,7 +143,9 @@ func role(httpAddr string) string {
 // honest miners a hostile one keeps trying the name "evil\x00" (issue
 // 20: its shares once rode in the honest miners' messages, and the ledger
 // writer dropped whole messages for it): it is refused at authorize, and
-// no honest share is lost.
+// no honest share is lost. A V2 agent mines on the front-ends' Stratum V2
+// listeners (one authority key) through the same faults, and its shares
+// reach PostgreSQL.
 func TestClusterFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole cluster as processes")
@@ -185,12 +188,21 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	ledger := newProc("ledger", "ledger", "--cluster", urls, "--postgres", dbURL, "--http", "", "--log-level", "warn")
+	// Every front-end also serves Stratum V2 with one authority key, so
+	// a V2 miner can fail over between them like a V1 one.
+	keyFile := filepath.Join(dir, "sv2-authority.key")
+	authKey, _, err := sv2.LoadOrCreateAuthorityKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fronts []*proc
-	var stratum []string
+	var stratum, v2URLs []string
 	for i := range 3 {
-		a := freeAddr(t)
+		a, a2 := freeAddr(t), freeAddr(t)
 		stratum = append(stratum, a)
+		v2URLs = append(v2URLs, sv2.URL(a2, sv2.XOnly(authKey)))
 		fronts = append(fronts, newProc("frontend"+strconv.Itoa(i+1), "frontend", "--cluster", urls, "--stratum", a,
+			"--stratum2", a2, "--authority-key", keyFile, "--ban-min-shares", "-1",
 			"--data", filepath.Join(dir, "fe"+strconv.Itoa(i+1)), "--share-difficulty", "2e-5", "--shares-per-minute", "0", "--log-level", "warn"))
 	}
 	for _, a := range stratum {
@@ -237,6 +249,12 @@ func TestClusterFaults(t *testing.T) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); ag.Run(ctx) }()
+	v2ag, err := agent.New(agent.Config{URLs: v2URLs, User: "v2agent", Threads: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); v2ag.Run(ctx) }()
 
 	nc, err := bus.Connect(ctx, nats.URLs(), "fault-test")
 	if err != nil {
@@ -346,6 +364,16 @@ func TestClusterFaults(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("%d of %d shares told true are not stored exactly once (%d rows stored)", bad, want, len(stored))
 	}
+	v2rows := 0
+	for _, s := range stored {
+		if s.Worker == "v2agent" {
+			v2rows++
+		}
+	}
+	if v2rows == 0 {
+		t.Errorf("no share of the V2 agent is in PostgreSQL")
+	}
+	t.Logf("V2 agent on the front-ends: %d shares in PostgreSQL (accepted %d over %d sessions)", v2rows, v2ag.Stats().Accepted, v2ag.Stats().Sessions)
 	if n := hostile.count(); n != 0 {
 		t.Errorf("the miner named %q was told true for %d shares", hostileName, n)
 	}
