@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/web"
 )
 
@@ -43,11 +44,13 @@ func (p *poolFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.adminHTTP, "admin-http", "", "admin HTTP listen `address` (keep it private, e.g. 127.0.0.1:8081) serving GET /api/bans and DELETE /api/bans/{ip} without a token; empty disables it")
 }
 
-// givenPoolFlags lists the pool flags set on fs (command line or
-// --config), as "--name".
+// givenPoolFlags lists the pool and listener flags set on fs (command
+// line or --config), as "--name": what a cluster coordinator, which
+// serves no miners, refuses.
 func givenPoolFlags(fs *flag.FlagSet) []string {
 	names := flag.NewFlagSet("", flag.ContinueOnError)
 	new(poolFlags).register(names)
+	new(listen.Flags).Register(names, "", false)
 	var set []string
 	fs.Visit(func(f *flag.Flag) {
 		if names.Lookup(f.Name) != nil {
