@@ -65,6 +65,7 @@ Usage:
   powcoord ledger [flags]      a cluster's ledger writer: SHARES stream into PostgreSQL
   powcoord agent [flags]       a CPU miner for any Stratum V1 pool
   powcoord bench [flags]       hashing kernels side by side
+  powcoord status [flags]      ask a running powcoord's HTTP API whether it is healthy
   powcoord version             the version of this binary
 
 Run "powcoord <command> --help" for the flags of a command.
@@ -91,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args, stdout, stderr)
 	case "loadtest":
 		return runLoadtest(ctx, args, stdout, stderr)
+	case "status":
+		return runStatus(ctx, args, stdout, stderr)
 	case "version":
 		return runVersion(ctx, args, stdout, stderr)
 	case "help":

@@ -13,10 +13,17 @@ import (
 // tagged module reports the module version instead.
 const releaseVersion = "0.1.0-dev"
 
+// stampedVersion and stampedCommit are set by scripts/release.sh with
+// -ldflags "-X main.stampedVersion=... -X main.stampedCommit=...". When
+// empty (go build, go run, go install) the build information the Go
+// toolchain records is used instead.
+var stampedVersion, stampedCommit string
+
 const versionUsage = `Usage: powcoord version
 
-Prints the version, the Go toolchain, the platform and (when the binary
-was built from a git checkout) the commit it was built from.
+Prints the version, the Go toolchain, the platform and the commit the
+binary was built from (stamped by scripts/release.sh, or read from the
+build information when built from a git checkout).
 
 Example:
   powcoord version
@@ -41,6 +48,15 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func versionString() string {
 	v := releaseVersion
 	extra := runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	if stampedVersion != "" || stampedCommit != "" {
+		if stampedVersion != "" {
+			v = stampedVersion
+		}
+		if stampedCommit != "" {
+			extra += ", commit " + stampedCommit
+		}
+		return fmt.Sprintf("powcoord %s (%s)", v, extra)
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if mv := bi.Main.Version; mv != "" && mv != "(devel)" {
 			v = mv

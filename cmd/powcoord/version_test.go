@@ -21,3 +21,21 @@ func TestVersionCommand(t *testing.T) {
 		t.Errorf("version extra: err = %v, want it to name the argument", err)
 	}
 }
+
+// TestVersionStampedByLdflags: what scripts/release.sh stamps with
+// -ldflags -X wins over the build information, and the commit is printed
+// whole (a release names the exact commit).
+func TestVersionStampedByLdflags(t *testing.T) {
+	defer func(v, c string) { stampedVersion, stampedCommit = v, c }(stampedVersion, stampedCommit)
+	stampedVersion = "v1.2.3"
+	stampedCommit = "0123456789abcdef0123456789abcdef01234567"
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	want := "powcoord v1.2.3 (" + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH +
+		", commit 0123456789abcdef0123456789abcdef01234567)\n"
+	if got := out.String(); got != want {
+		t.Errorf("version output %q, want %q", got, want)
+	}
+}
