@@ -99,15 +99,15 @@ func TestWorkersAPISingleCoordinator(t *testing.T) {
 			t.Errorf("%s: last share %s, want the share just submitted", w.Worker, w.LastShare)
 		}
 	}
-	check("", 10, map[string]want{"alice.rig1": {3, 3 * d}, "bob": {2, 2 * d}})
-	check("?minutes=1440", 1440, map[string]want{"alice.rig1": {4, 0.25 + 3*d}, "bob": {2, 2 * d}, "carol": {1, 0.5}})
-
 	// Asked again at once: the answer just computed (the same span
-	// start), not a second read of the ledger.
+	// start, without bob's newer share), not a second read of the ledger.
 	submit(bob, "bob", 9)
 	if again := workers("?minutes=60"); !again.Since.Equal(hour.Since) || again.Workers[1].Shares != 2 {
 		t.Errorf("GET /api/workers?minutes=60 asked again: since %s, bob %d shares; want the cached %s and 2", again.Since, again.Workers[1].Shares, hour.Since)
 	}
+	// Other spans are read afresh.
+	check("", 10, map[string]want{"alice.rig1": {3, 3 * d}, "bob": {3, 3 * d}})
+	check("?minutes=1440", 1440, map[string]want{"alice.rig1": {4, 0.25 + 3*d}, "bob": {3, 3 * d}, "carol": {1, 0.5}})
 
 	for _, bad := range []string{"0", "1441", "ten", "-5"} {
 		want := fmt.Sprintf("minutes: %q is not a whole number of minutes from 1 to 1440", bad)
