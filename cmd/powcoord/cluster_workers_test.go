@@ -19,6 +19,7 @@ import (
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
+	"github.com/powcoord/powcoord/internal/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -124,7 +125,7 @@ func TestClusterWorkersAPI(t *testing.T) {
 		return err == nil && uint64(n) == acc
 	})
 
-	var ws clusterWorkers
+	var ws web.Workers
 	if err := getJSON("http://"+coordHTTP+"/api/workers?minutes=60", &ws); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestClusterWorkersAPI(t *testing.T) {
 	}
 	// Asked again at once, the answer is the one just computed (the
 	// same span start), not a second scan of the ledger.
-	var again clusterWorkers
+	var again web.Workers
 	if err := getJSON("http://"+coordHTTP+"/api/workers?minutes=60", &again); err != nil || !again.Since.Equal(ws.Since) {
 		t.Errorf("/api/workers asked again: since %s (%v), want the cached %s", again.Since, err, ws.Since)
 	}

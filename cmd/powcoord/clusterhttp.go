@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,10 +35,6 @@ type clusterHTTP struct {
 	// ledger is the cluster's PostgreSQL ledger (--postgres), for GET
 	// /api/workers and /api/best; nil without it.
 	ledger *pgledger.Ledger
-	// workersCache holds the last GET /api/workers answer of each span
-	// (clusterworkers.go).
-	workersMu    sync.Mutex
-	workersCache map[int]cachedWorkers
 	// lastJob reads the cluster's current job (jobs.Last), for a
 	// standby's next-block difficulty.
 	lastJob func(context.Context) (*jobs.Job, error)
@@ -62,7 +57,11 @@ func (h *clusterHTTP) handler(reg *prometheus.Registry) http.Handler {
 			http.Error(w, "GET /api/blocks: this cluster follows a node (--node) and stores no chain of its own; ask the node for its blocks", http.StatusNotFound)
 		})
 	}
-	mux.HandleFunc("GET /api/workers", h.workers)
+	if h.ledger != nil {
+		mux.Handle("GET /api/workers", web.WorkersHandler(h.ledger, h.log))
+	} else {
+		mux.HandleFunc("GET /api/workers", func(w http.ResponseWriter, req *http.Request) { h.noLedger(w, req) })
+	}
 	mux.HandleFunc("GET /api/best", h.best)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {

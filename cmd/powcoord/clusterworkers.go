@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,27 +14,9 @@ import (
 
 // The cluster's per-worker view, read from the PostgreSQL ledger the
 // ledger writers fill (a cluster coordinator's --postgres): every
-// front-end's shares, as stored. Without --postgres both answer 404
+// front-end's shares, as stored. GET /api/workers is internal/web's
+// WorkersHandler over the ledger. Without --postgres both answer 404
 // saying so.
-
-// clusterWorkers is GET /api/workers of a cluster coordinator.
-type clusterWorkers struct {
-	Minutes int             `json:"minutes"` // the span: the last Minutes minutes
-	Since   time.Time       `json:"since"`
-	Workers []clusterWorker `json:"workers"`
-}
-
-// clusterWorker is one worker's shares stored in the span.
-type clusterWorker struct {
-	Worker    string    `json:"worker"`
-	Shares    int64     `json:"shares"`
-	Work      float64   `json:"work"`     // sum of the shares' difficulties
-	Hashrate  float64   `json:"hashrate"` // hashes/s: work × 2^32 over the span
-	LastShare time.Time `json:"last_share"`
-}
-
-// maxWorkerMinutes is the longest span GET /api/workers sums (a day).
-const maxWorkerMinutes = 24 * 60
 
 func (h *clusterHTTP) noLedger(w http.ResponseWriter, req *http.Request) bool {
 	if h.ledger != nil {
@@ -45,59 +24,6 @@ func (h *clusterHTTP) noLedger(w http.ResponseWriter, req *http.Request) bool {
 	}
 	http.Error(w, req.Method+" "+req.URL.Path+": this coordinator has no ledger; start it with --postgres URL (the database the ledger writers fill) to read workers and best shares from it", http.StatusNotFound)
 	return true
-}
-
-func (h *clusterHTTP) workers(w http.ResponseWriter, req *http.Request) {
-	if h.noLedger(w, req) {
-		return
-	}
-	minutes := 10
-	if s := req.URL.Query().Get("minutes"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 || v > maxWorkerMinutes {
-			http.Error(w, fmt.Sprintf("minutes: %q is not a whole number of minutes from 1 to %d", s, maxWorkerMinutes), http.StatusBadRequest)
-			return
-		}
-		minutes = v
-	}
-	// One query a span per workersTTL, whoever asks: a span of minutes
-	// reads every share stored in it (at 30,000 shares/s, 18 million
-	// rows for 10 minutes), so every open dashboard must not repeat it.
-	h.workersMu.Lock()
-	defer h.workersMu.Unlock()
-	if c, ok := h.workersCache[minutes]; ok && time.Since(c.at) < workersTTL {
-		writeClusterJSON(w, c.out)
-		return
-	}
-	span := time.Duration(minutes) * time.Minute
-	now := time.Now()
-	since := now.Add(-span)
-	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
-	defer cancel()
-	list, err := h.ledger.WorkerStats(ctx, since)
-	if err != nil {
-		h.log.Warn("GET /api/workers", "err", err)
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	out := clusterWorkers{Minutes: minutes, Since: since, Workers: make([]clusterWorker, 0, len(list))}
-	for _, s := range list {
-		out.Workers = append(out.Workers, clusterWorker{Worker: s.Worker, Shares: s.Shares, Work: s.Work,
-			Hashrate: s.Work * math.Exp2(32) / span.Seconds(), LastShare: s.Last})
-	}
-	if h.workersCache == nil {
-		h.workersCache = map[int]cachedWorkers{}
-	}
-	h.workersCache[minutes] = cachedWorkers{at: now, out: out}
-	writeClusterJSON(w, out)
-}
-
-// workersTTL is how long a GET /api/workers answer is reused.
-const workersTTL = 5 * time.Second
-
-type cachedWorkers struct {
-	at  time.Time
-	out clusterWorkers
 }
 
 // best is GET /api/best of a cluster coordinator: the single

@@ -70,6 +70,15 @@ type PayoutOutput struct {
 	Label string
 }
 
+// WorkerStat is one worker's accepted shares in a span of a ledger
+// (the drivers' WorkerStats; GET /api/workers).
+type WorkerStat struct {
+	Worker string
+	Shares int64     // accepted shares stored
+	Work   float64   // the sum of their difficulties (difficulty-1 shares)
+	Last   time.Time // the newest share's time
+}
+
 // AccountOf is the account a worker name belongs to: its part before the
 // first '.' ("addr.rig1" belongs to "addr"). It is the payout address of
 // a worker in solo and PPLNS alike, the name best shares and the miners

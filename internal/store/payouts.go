@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
@@ -153,6 +154,16 @@ func (s *Store) ScriptPayouts(ctx context.Context, script []byte, label string) 
 // number cutoff, counting from 1 in the order Shares returns them), so
 // that the same walk can be repeated later on Shares()[:cutoff].
 func (s *Store) ScanRecentShares(ctx context.Context, fn func(worker string, difficulty float64) bool) (cutoff int64, err error) {
+	return s.scanNewest(ctx, func(sh *Share) bool { return fn(sh.Worker, sh.Difficulty) })
+}
+
+// scanNewest walks one snapshot of the ledger from the newest share to
+// the oldest, calling fn with each share (only Time, Worker and
+// Difficulty are set for the rows of the legacy table) until fn returns
+// false or the ledger is exhausted; it returns the snapshot's share
+// count (ScanRecentShares). Segments are read and decoded one at a time,
+// so a walk that stops early reads only the segments it reached.
+func (s *Store) scanNewest(ctx context.Context, fn func(sh *Share) bool) (cutoff int64, err error) {
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
@@ -194,7 +205,7 @@ func (s *Store) ScanRecentShares(ctx context.Context, fn func(worker string, dif
 			return 0, fmt.Errorf("store: share segment %d holds %d shares, its count says %d", id, n, count)
 		}
 		for i := len(buf) - 1; i >= 0; i-- {
-			if !fn(buf[i].Worker, buf[i].Difficulty) {
+			if !fn(&buf[i]) {
 				return cutoff, nil
 			}
 		}
@@ -203,18 +214,19 @@ func (s *Store) ScanRecentShares(ctx context.Context, fn func(worker string, dif
 		return 0, fmt.Errorf("store: read share segments: %w", err)
 	}
 	rows.Close()
-	lrows, err := tx.QueryContext(ctx, `SELECT worker, difficulty FROM shares ORDER BY id DESC`)
+	lrows, err := tx.QueryContext(ctx, `SELECT time, worker, difficulty FROM shares ORDER BY id DESC`)
 	if err != nil {
 		return 0, fmt.Errorf("store: scan recent shares: %w", err)
 	}
 	defer lrows.Close()
 	for lrows.Next() {
-		var w string
-		var d float64
-		if err := lrows.Scan(&w, &d); err != nil {
+		var sh Share
+		var tm int64
+		if err := lrows.Scan(&tm, &sh.Worker, &sh.Difficulty); err != nil {
 			return 0, fmt.Errorf("store: read share: %w", err)
 		}
-		if !fn(w, d) {
+		sh.Time = time.Unix(0, tm)
+		if !fn(&sh) {
 			return cutoff, nil
 		}
 	}

@@ -4,31 +4,25 @@ import (
 	"context"
 	"fmt"
 	"time"
-)
 
-// WorkerStat is one worker's shares in a span of the ledger.
-type WorkerStat struct {
-	Worker string
-	Shares int64     // accepted shares stored
-	Work   float64   // the sum of their difficulties (difficulty-1 shares)
-	Last   time.Time // the newest share's time
-}
+	"github.com/powcoord/powcoord/internal/ledger"
+)
 
 // WorkerStats returns, sorted by worker, every worker with a share whose
 // time is at or after since: how many shares, the work they prove, and
 // the newest share's time. Every front-end's shares count: it is the
 // cluster's per-worker view, read where the ledger writers store them
 // (the BRIN index on time keeps a recent span cheap to read).
-func (l *Ledger) WorkerStats(ctx context.Context, since time.Time) ([]WorkerStat, error) {
+func (l *Ledger) WorkerStats(ctx context.Context, since time.Time) ([]ledger.WorkerStat, error) {
 	rows, err := l.pool.Query(ctx, `SELECT worker, count(*), sum(difficulty), max(time) FROM shares
 		WHERE time >= $1 GROUP BY worker ORDER BY worker`, since)
 	if err != nil {
 		return nil, fmt.Errorf("pgledger: workers since %s in %s: %w", since.Format(time.RFC3339Nano), l.url, err)
 	}
 	defer rows.Close()
-	var out []WorkerStat
+	var out []ledger.WorkerStat
 	for rows.Next() {
-		var w WorkerStat
+		var w ledger.WorkerStat
 		if err := rows.Scan(&w.Worker, &w.Shares, &w.Work, &w.Last); err != nil {
 			return nil, fmt.Errorf("pgledger: reading workers since %s: %w", since.Format(time.RFC3339Nano), err)
 		}
