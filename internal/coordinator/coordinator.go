@@ -332,6 +332,7 @@ type Coordinator struct {
 	noWork         atomic.Bool // the source's work is stale: refuse miners
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
+	blocksOrphaned atomic.Int64
 	started        time.Time
 }
 
@@ -593,6 +594,9 @@ func (c *Coordinator) refreshWork() bool {
 		c.log.Debug("new block: clean jobs", "height", t.Height, "prev", t.PrevHash.String())
 	}
 	c.broadcast()
+	if clean {
+		c.blocks.newTip()
+	}
 	return true
 }
 
