@@ -85,7 +85,7 @@ type blockBook struct {
 	pending map[chainmath.Hash]*pendingBlock
 	settled map[chainmath.Hash]bool // answered this run: a resent share is not submitted again
 	wake    chan struct{}
-	tip     chan struct{}                     // a new tip: check watched blocks again
+	tip     chan struct{}                    // a new tip: check watched blocks again
 	watched map[chainmath.Hash]*watchedBlock // accepted or orphaned, within OrphanDepth of the tip
 }
 
