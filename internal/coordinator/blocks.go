@@ -204,7 +204,7 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		c.log.Debug("block accepted", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt)
 	case store.FoundOrphaned:
 		c.blocksOrphaned.Add(1)
-		ev.Reason = reason
+		ev.Orphaned, ev.Reason = true, reason
 		c.log.Warn("block orphaned", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "reason", reason)
 	case store.FoundRejected:
 		c.blocksRejected.Add(1)

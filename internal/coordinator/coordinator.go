@@ -186,7 +186,10 @@ type BlockEvent struct {
 	Finder   string
 	Time     time.Time
 	Accepted bool
-	Reason   string // the chain's reason when it was rejected
+	// Orphaned: the chain took the block onto a side chain (Accepted is
+	// false). A later reorg sends no second event.
+	Orphaned bool
+	Reason   string // the chain's reason when it was rejected or orphaned
 }
 
 func (c *Config) setDefaults() error {

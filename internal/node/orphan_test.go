@@ -84,7 +84,7 @@ func TestBlockOnStaleJobCountedOrphaned(t *testing.T) {
 	submit, sideHash := stale.solveBlock(t)
 	stale.call(t, submit) // the share is stale; the block is submitted all the same
 	ev := nextEvent()
-	if ev.Accepted || ev.Hash != sideHash.String() || ev.Height != h || !strings.Contains(ev.Reason, "side chain") {
+	if ev.Accepted || !ev.Orphaned || ev.Hash != sideHash.String() || ev.Height != h || !strings.Contains(ev.Reason, "side chain") {
 		t.Fatalf("block event %+v, want block %s at height %d not accepted, on a side chain", ev, sideHash, h)
 	}
 	if at, err := b.BlockHash(ctx, h); err != nil || at != chainmath.Hash(outside.BlockHash()).String() {
