@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/node"
@@ -38,8 +40,9 @@ func TestBlockOnStaleJobCountedOrphaned(t *testing.T) {
 	}
 	defer st.Close()
 	events := make(chan coordinator.BlockEvent, 4)
+	reg := prometheus.NewRegistry()
 	coord, err := coordinator.New(coordinator.Config{
-		Source: src, Store: st, ShareDifficulty: 1e-9, SharesPerMinute: -1, Logger: testLogger(t),
+		Source: src, Store: st, ShareDifficulty: 1e-9, SharesPerMinute: -1, Logger: testLogger(t), Registerer: reg,
 		OnBlock: func(ev coordinator.BlockEvent) { events <- ev },
 	})
 	if err != nil {
@@ -116,6 +119,9 @@ func TestBlockOnStaleJobCountedOrphaned(t *testing.T) {
 	if rep.PaidTotal != 50e8 || len(rep.Payouts) != 2 {
 		t.Fatalf("finder's account: paid %d sat in %+v; want 50 BTC (one accepted block of two)", rep.PaidTotal, rep.Payouts)
 	}
+	if o, a := metricSum(t, reg, "powcoord_blocks_total", "orphaned"), metricSum(t, reg, "powcoord_blocks_total", "accepted"); o != 1 || a != 1 {
+		t.Fatalf("powcoord_blocks_total: %v orphaned, %v accepted; want 1 and 1", o, a)
+	}
 	listed, err := st.Blocks(ctx, h, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +157,9 @@ func TestBlockOnStaleJobCountedOrphaned(t *testing.T) {
 		return strings.HasPrefix(foundState(ctx, st, sideHash), store.FoundAccepted+" ") &&
 			strings.HasPrefix(foundState(ctx, st, mainHash), store.FoundOrphaned+" ")
 	})
+	if o := metricSum(t, reg, "powcoord_blocks_total", "orphaned"); o != 2 {
+		t.Fatalf("powcoord_blocks_total: %v orphaned after the reorg, want 2 (each orphaning counts)", o)
+	}
 	if rep, err := coord.Miner(ctx, key.addr); err != nil || rep.PaidTotal != 50e8 {
 		t.Fatalf("finder's account after the reorg: paid %d sat (%v); want 50 BTC", rep.PaidTotal, err)
 	}
