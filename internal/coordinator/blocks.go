@@ -34,6 +34,15 @@ import (
 //
 // The same record serves the embedded chain and a node: the coordinator
 // does not ask which backend it has.
+//
+// Accepted is not the end: a chain also takes a block onto a side chain
+// (one found on a job a new tip made stale), and a reorg can replace a
+// block of the best chain. So an accepted block is asked after (when the
+// source is a work.ChainLookup) whether it is on the best chain at its
+// height: once at once, and again on every new tip while it is within
+// OrphanDepth blocks of the tip. Off it, the block is orphaned (counted
+// apart from found blocks, paying nobody: its coinbase never matures);
+// a reorg that brings it back makes it accepted again.
 
 // foundBlock is a share that meets the block target.
 type foundBlock struct {
@@ -44,6 +53,19 @@ type foundBlock struct {
 	finder   string    // the worker name that submitted it
 	user     string    // the session's account, for the per-worker block count
 	pplns    *pplnsJob // the PPLNS payout of its job; nil for solo
+}
+
+// OrphanDepth is how many blocks below the tip an accepted found block is
+// still checked for being on the best chain; deeper, its state is final.
+const OrphanDepth = 100
+
+// watchedBlock is an accepted or orphaned found block still within
+// OrphanDepth of the tip.
+type watchedBlock struct {
+	height   int64
+	finder   string
+	orphaned bool
+	counted  bool // settled this run, so in blocksFound or blocksOrphaned
 }
 
 // pendingBlock is a found block waiting for an answer from the source.
@@ -63,10 +85,13 @@ type blockBook struct {
 	pending map[chainmath.Hash]*pendingBlock
 	settled map[chainmath.Hash]bool // answered this run: a resent share is not submitted again
 	wake    chan struct{}
+	tip     chan struct{}                    // a new tip: check watched blocks again
+	watched map[chainmath.Hash]*watchedBlock // accepted or orphaned, within OrphanDepth of the tip
 }
 
 func newBlockBook(c *Coordinator) *blockBook {
-	return &blockBook{c: c, pending: make(map[chainmath.Hash]*pendingBlock), settled: make(map[chainmath.Hash]bool), wake: make(chan struct{}, 1)}
+	return &blockBook{c: c, pending: make(map[chainmath.Hash]*pendingBlock), settled: make(map[chainmath.Hash]bool), wake: make(chan struct{}, 1),
+		tip: make(chan struct{}, 1), watched: make(map[chainmath.Hash]*watchedBlock)}
 }
 
 // found records fb durably, submits it once at once, and leaves it to the
@@ -155,9 +180,17 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		}
 		return
 	}
+	if state == store.FoundAccepted {
+		if in, ok := b.inBestChain(ctx, hash, p.rec.Height); ok && !in {
+			state, reason = store.FoundOrphaned, "the chain took it on a side chain"
+		}
+	}
 	b.mu.Lock()
 	delete(b.pending, hash)
 	b.settled[hash] = true
+	if state == store.FoundAccepted || state == store.FoundOrphaned {
+		b.watched[hash] = &watchedBlock{height: p.rec.Height, finder: p.rec.Finder, orphaned: state == store.FoundOrphaned, counted: true}
+	}
 	b.mu.Unlock()
 	// Counters first: the chain has moved already, and a status read
 	// between the two must not show the new tip without its block.
@@ -169,6 +202,10 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		c.stats.block(cmp.Or(p.user, p.rec.Finder))
 		c.resetRound(ctx)
 		c.log.Debug("block accepted", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "attempts", p.attempt)
+	case store.FoundOrphaned:
+		c.blocksOrphaned.Add(1)
+		ev.Orphaned, ev.Reason = true, reason
+		c.log.Warn("block orphaned", "height", ev.Height, "hash", ev.Hash, "finder", ev.Finder, "reason", reason)
 	case store.FoundRejected:
 		c.blocksRejected.Add(1)
 		ev.Reason = reason
@@ -216,6 +253,113 @@ func (b *blockBook) unanswered(ctx context.Context, p *pendingBlock, subErr erro
 	return store.FoundAbandoned, "the chain moved past its height with another block; its submission had no answer: " + subErr.Error(), true
 }
 
+// inBestChain asks the source whether hash is on the best chain at
+// height; ok is false when the source cannot be asked or did not answer.
+func (b *blockBook) inBestChain(ctx context.Context, hash chainmath.Hash, height int64) (in, ok bool) {
+	lookup, can := b.c.cfg.Source.(work.ChainLookup)
+	if !can {
+		return false, false
+	}
+	in, err := lookup.InBestChain(ctx, hash, height)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.c.log.Warn("cannot ask whether a found block is on the best chain", "height", height, "hash", hash.String(), "err", err)
+		}
+		return false, false
+	}
+	return in, true
+}
+
+// newTip tells the resubmit loop that the chain has a new tip, so it
+// checks the watched blocks again. It does not wait.
+func (b *blockBook) newTip() {
+	select {
+	case b.tip <- struct{}{}:
+	default:
+	}
+}
+
+// watchStored watches the accepted and orphaned blocks of earlier runs
+// within OrphanDepth of the tip, so a reorg after a restart still moves
+// them (they are not in this run's counts).
+func (b *blockBook) watchStored(ctx context.Context) {
+	c := b.c
+	tip := c.cfg.Source.Current().Height - 1
+	for _, state := range []string{store.FoundAccepted, store.FoundOrphaned} {
+		stored, err := c.cfg.Store.FoundBlocks(ctx, state)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Error("reading found blocks to watch", "state", state, "err", err)
+			}
+			continue
+		}
+		b.mu.Lock()
+		for _, f := range stored {
+			if tip-f.Height <= OrphanDepth && b.watched[f.Hash] == nil {
+				b.watched[f.Hash] = &watchedBlock{height: f.Height, finder: f.Finder, orphaned: state == store.FoundOrphaned}
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+// recheck asks the chain about every watched block: one off the best
+// chain becomes orphaned, an orphaned one back on it accepted again, and
+// one deeper than OrphanDepth below the tip is no longer watched.
+func (b *blockBook) recheck(ctx context.Context) {
+	c := b.c
+	tip := c.cfg.Source.Current().Height - 1
+	type check struct {
+		hash chainmath.Hash
+		w    watchedBlock
+	}
+	var todo []check
+	b.mu.Lock()
+	for h, w := range b.watched {
+		if tip-w.height > OrphanDepth {
+			delete(b.watched, h)
+			continue
+		}
+		todo = append(todo, check{h, *w})
+	}
+	b.mu.Unlock()
+	for _, k := range todo {
+		in, ok := b.inBestChain(ctx, k.hash, k.w.height)
+		if !ok || in != k.w.orphaned {
+			continue // no answer, or no change
+		}
+		state, reason := store.FoundOrphaned, "a reorg replaced it on the best chain"
+		if !in {
+			b.mu.Lock()
+			if w := b.watched[k.hash]; w != nil {
+				w.orphaned = true
+			}
+			b.mu.Unlock()
+			if k.w.counted {
+				c.blocksOrphaned.Add(1)
+				c.blocksFound.Add(-1)
+			}
+			c.metrics.blocks.WithLabelValues(store.FoundOrphaned).Inc()
+			c.log.Warn("block orphaned", "height", k.w.height, "hash", k.hash.String(), "finder", k.w.finder, "reason", reason)
+		} else {
+			state, reason = store.FoundAccepted, ""
+			b.mu.Lock()
+			if w := b.watched[k.hash]; w != nil {
+				w.orphaned = false
+			}
+			b.mu.Unlock()
+			if k.w.counted {
+				c.blocksFound.Add(1)
+				c.blocksOrphaned.Add(-1)
+			}
+			c.log.Info("orphaned block back on the best chain", "height", k.w.height, "hash", k.hash.String(), "finder", k.w.finder)
+		}
+		if err := c.cfg.Store.SetFoundBlockState(ctx, k.hash, state, reason, c.cfg.Now()); err != nil && !errors.Is(err, store.ErrClosed) {
+			c.log.Error("recording found block state", "hash", k.hash.String(), "state", state, "err", err)
+		}
+	}
+}
+
 // PendingBlocks returns how many found blocks wait for the source to
 // answer.
 func (c *Coordinator) PendingBlocks() int {
@@ -247,6 +391,8 @@ func (b *blockBook) resubmitLoop(ctx context.Context) {
 		}
 		b.mu.Unlock()
 	}
+	b.watchStored(ctx)
+	b.recheck(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -280,6 +426,8 @@ func (b *blockBook) resubmitLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
+		case <-b.tip:
+			b.recheck(ctx)
 		case <-timer.C:
 		}
 	}

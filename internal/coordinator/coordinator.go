@@ -186,7 +186,10 @@ type BlockEvent struct {
 	Finder   string
 	Time     time.Time
 	Accepted bool
-	Reason   string // the chain's reason when it was rejected
+	// Orphaned: the chain took the block onto a side chain (Accepted is
+	// false). A later reorg sends no second event.
+	Orphaned bool
+	Reason   string // the chain's reason when it was rejected or orphaned
 }
 
 func (c *Config) setDefaults() error {
@@ -332,6 +335,7 @@ type Coordinator struct {
 	noWork         atomic.Bool // the source's work is stale: refuse miners
 	blocksFound    atomic.Int64
 	blocksRejected atomic.Int64
+	blocksOrphaned atomic.Int64
 	started        time.Time
 }
 
@@ -593,6 +597,9 @@ func (c *Coordinator) refreshWork() bool {
 		c.log.Debug("new block: clean jobs", "height", t.Height, "prev", t.PrevHash.String())
 	}
 	c.broadcast()
+	if clean {
+		c.blocks.newTip()
+	}
 	return true
 }
 

@@ -28,7 +28,7 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "powcoord_blocks_total",
-			Help: "Blocks found by miners, by result: accepted or rejected by the chain, abandoned (the chain moved past it with another block before any submission was answered), or pending (a first submission found the chain unreachable).",
+			Help: "Blocks found by miners, by result: accepted or rejected by the chain, abandoned (the chain moved past it with another block before any submission was answered), pending (a first submission found the chain unreachable), or orphaned (an accepted block found off the best chain; counted each time, a reorg may bring it back).",
 		}, []string{"result"}),
 		notifyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "powcoord_notify_latency_seconds",
@@ -67,6 +67,10 @@ func newMetrics(c *Coordinator, reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.shares, m.blocks, m.notifyLatency, m.shareWork, m.shareLatency, m.refused, m.bans, m.rejectCloses, m.reconnects,
 		newBestCollector(c),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "powcoord_blocks_orphaned",
+			Help: "Blocks accepted this run that are now off the best chain (side chain or reorged out); not counted as found.",
+		}, func() float64 { return float64(c.blocksOrphaned.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "powcoord_blocks_pending",
 			Help: "Found blocks recorded and waiting for the chain to answer.",

@@ -20,7 +20,8 @@ type Status struct {
 	JobAge         float64       `json:"job_age_seconds"`
 	Sessions       int           `json:"sessions"`
 	Hashrate       float64       `json:"hashrate"`
-	BlocksFound    int64         `json:"blocks_found"`
+	BlocksFound    int64         `json:"blocks_found"`    // accepted and on the best chain
+	BlocksOrphaned int64         `json:"blocks_orphaned"` // accepted, then found on a side chain or replaced by a reorg
 	BlocksRejected int64         `json:"blocks_rejected"` // refused by the chain, or abandoned
 	BlocksPending  int           `json:"blocks_pending"`  // found, recorded, waiting for the chain to answer
 	Workers        []WorkerStats `json:"workers"`
@@ -64,6 +65,7 @@ func (c *Coordinator) StatusPage(offset, limit int) Status {
 		JobAge:         now.Sub(time.Unix(int64(ep.ntime), 0)).Seconds(),
 		Sessions:       c.SessionCount(),
 		BlocksFound:    c.blocksFound.Load(),
+		BlocksOrphaned: c.blocksOrphaned.Load(),
 		BlocksRejected: c.blocksRejected.Load(),
 		BlocksPending:  c.PendingBlocks(),
 		Hashrate:       hashrate,

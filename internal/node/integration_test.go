@@ -50,13 +50,16 @@ func TestCoordinatorAndAgentOnBtcd(t *testing.T) {
 		OnBlock: func(ev coordinator.BlockEvent) {
 			mu.Lock()
 			defer mu.Unlock()
+			if ev.Orphaned {
+				return // found on a job that just went stale: a side chain's
+			}
 			if !ev.Accepted {
 				rejected = append(rejected, ev)
 				return
 			}
 			accepted = append(accepted, ev)
-			// Blocks found on a job that just went stale are
-			// accepted too, onto a side chain: count heights.
+			// Count heights: a block accepted now may yet be
+			// replaced by a reorg.
 			if ev.Height >= want && !closed {
 				closed = true
 				close(enough)

@@ -63,7 +63,7 @@ func newPPLNSRig(t *testing.T, ctx context.Context, pool testKey, mod func(*coor
 			r.mu.Lock()
 			if ev.Accepted {
 				r.accepted = append(r.accepted, ev)
-			} else {
+			} else if !ev.Orphaned { // a side-chain block lost a race: no fault
 				r.rejected = append(r.rejected, ev)
 			}
 			r.mu.Unlock()

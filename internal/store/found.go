@@ -25,6 +25,11 @@ const (
 	// it) before any submission was answered; the block can no longer
 	// extend the tip.
 	FoundAbandoned = "abandoned"
+	// FoundOrphaned: the chain took the block, but it is not (or no
+	// longer) on the best chain: it landed on a side chain, or a reorg
+	// replaced it. Its coinbase never matures, so it pays nobody. A
+	// reorg that brings it back makes it FoundAccepted again.
+	FoundOrphaned = "orphaned"
 )
 
 const foundSchema = `
@@ -48,7 +53,7 @@ CREATE INDEX IF NOT EXISTS found_blocks_state ON found_blocks(state, height);
 // is submitted, and what became of it.
 type FoundBlock struct {
 	Block
-	State     string // FoundPending, FoundAccepted, FoundRejected or FoundAbandoned
+	State     string // FoundPending, FoundAccepted, FoundRejected, FoundAbandoned or FoundOrphaned
 	Reason    string // the chain's reason, or the last submission error
 	Attempts  int    // submissions so far
 	UpdatedAt time.Time
@@ -80,13 +85,15 @@ func (s *Store) AddFoundBlock(ctx context.Context, b Block) error {
 // attempt. An accepted block also enters the blocks list (Blocks,
 // LastBlocks) unless the chain stored it there already (the embedded chain
 // does, a node does not), so the list holds every accepted block whichever
-// backend took it.
+// backend took it; an orphaned block leaves that list (a node's side-chain
+// block is not one of the chain's blocks). Orphaning a block, or a reorg
+// bringing an orphaned one back, is not a submission: the attempts stay.
 func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
 	switch state {
-	case FoundPending, FoundAccepted, FoundRejected, FoundAbandoned:
+	case FoundPending, FoundAccepted, FoundRejected, FoundAbandoned, FoundOrphaned:
 	default:
 		return fmt.Errorf("store: found block %s: unknown state %q", hash, state)
 	}
@@ -96,8 +103,9 @@ func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, sta
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx,
-		`UPDATE found_blocks SET state = ?, reason = ?, attempts = attempts + 1, updated_at = ? WHERE hash = ?`,
-		state, reason, at.UnixNano(), hash[:])
+		`UPDATE found_blocks SET state = ?, reason = ?,
+		 attempts = attempts + CASE WHEN ? = ? OR state = ? THEN 0 ELSE 1 END, updated_at = ? WHERE hash = ?`,
+		state, reason, state, FoundOrphaned, FoundOrphaned, at.UnixNano(), hash[:])
 	if err != nil {
 		return fmt.Errorf("store: set found block %s to %s: %w", hash, state, err)
 	}
@@ -110,6 +118,11 @@ func (s *Store) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, sta
 			 SELECT height, hash, header, raw, finder, time, found_at FROM found_blocks WHERE hash = ?
 			 ON CONFLICT (hash) DO NOTHING`, hash[:]); err != nil {
 			return fmt.Errorf("store: list accepted block %s: %w", hash, err)
+		}
+	}
+	if state == FoundOrphaned {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM blocks WHERE hash = ?`, hash[:]); err != nil {
+			return fmt.Errorf("store: unlist orphaned block %s: %w", hash, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

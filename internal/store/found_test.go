@@ -81,3 +81,46 @@ func TestFoundBlockErrors(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 }
+
+// TestFoundBlockOrphanedLeavesBlocksList: an accepted found block that
+// becomes orphaned leaves the blocks list and keeps its attempt count (an
+// orphaning is no submission); a reorg back to accepted lists it again,
+// once, still without counting an attempt.
+func TestFoundBlockOrphanedLeavesBlocksList(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	a, b := testBlock(5), testBlock(6)
+	at := time.Unix(1700000000, 0)
+	for _, blk := range []Block{a, b} {
+		if err := s.AddFoundBlock(ctx, blk); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetFoundBlockState(ctx, blk.Hash, FoundAccepted, "", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetFoundBlockState(ctx, a.Hash, FoundOrphaned, "a reorg replaced it", at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := s.Blocks(ctx, 0, 0)
+	if err != nil || len(blocks) != 1 || !sameBlock(blocks[0], b) {
+		t.Fatalf("blocks list after orphaning a: %d blocks, err %v; want b only", len(blocks), err)
+	}
+	fa, ok, err := s.FoundBlock(ctx, a.Hash)
+	if err != nil || !ok || fa.State != FoundOrphaned || fa.Attempts != 1 || fa.Reason != "a reorg replaced it" {
+		t.Fatalf("found block a: %+v ok=%v err=%v; want orphaned after 1 attempt", fa, ok, err)
+	}
+	if orphaned, err := s.FoundBlocks(ctx, FoundOrphaned); err != nil || len(orphaned) != 1 || orphaned[0].Hash != a.Hash {
+		t.Fatalf("orphaned blocks: %+v err %v; want a", orphaned, err)
+	}
+	if err := s.SetFoundBlockState(ctx, a.Hash, FoundAccepted, "", at.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	blocks, err = s.Blocks(ctx, 0, 0)
+	if err != nil || len(blocks) != 2 {
+		t.Fatalf("blocks list after a's return: %d blocks, err %v; want 2", len(blocks), err)
+	}
+	if fa, _, _ := s.FoundBlock(ctx, a.Hash); fa.State != FoundAccepted || fa.Attempts != 1 {
+		t.Fatalf("found block a after the reorg back: %+v; want accepted after 1 attempt", fa)
+	}
+}

@@ -443,7 +443,7 @@ func (l *Log) isClosed() bool {
 // record). The block must have been added with AddFoundBlock.
 func (l *Log) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state, reason string, at time.Time) error {
 	switch state {
-	case store.FoundPending, store.FoundAccepted, store.FoundRejected, store.FoundAbandoned:
+	case store.FoundPending, store.FoundAccepted, store.FoundRejected, store.FoundAbandoned, store.FoundOrphaned:
 	default:
 		return fmt.Errorf("sharelog: found block %s: unknown state %q", hash, state)
 	}
@@ -453,8 +453,10 @@ func (l *Log) SetFoundBlockState(ctx context.Context, hash chainmath.Hash, state
 	if !ok {
 		return fmt.Errorf("sharelog: found block %s is not recorded", hash)
 	}
+	if state != store.FoundOrphaned && f.State != store.FoundOrphaned {
+		f.Attempts++ // orphaning, or a reorg undoing it, is no submission
+	}
 	f.State, f.Reason, f.UpdatedAt = state, reason, at
-	f.Attempts++
 	return nil
 }
 

@@ -91,7 +91,7 @@ function renderStatus(st) {
   $("t-diff").textContent = fmtNum(st.difficulty);
   $("t-rate").textContent = fmtRate(st.hashrate);
   $("t-sessions").textContent = st.sessions;
-  $("t-blocks").textContent = st.blocks_found + " / " + st.blocks_rejected;
+  $("t-blocks").textContent = st.blocks_found + " / " + (st.blocks_orphaned || 0) + " / " + st.blocks_rejected;
   $("t-jobage").textContent = fmtDur(st.job_age_seconds);
   $("t-uptime").textContent = fmtDur(st.uptime_seconds);
 
