@@ -472,6 +472,9 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	ch.en1Hex = hex.EncodeToString(ch.en1Bytes[:])
 	v.channels[ch.id] = ch
 	ch.sentTgt, ch.tgtSent = tgt, true
+	// Accounting before the answer (the stats lock is a leaf): a miner
+	// that has its channel finds its worker in Status.
+	v.c.stats.connected(user, v.remote, v.c.cfg.Now())
 	if extended {
 		v.writeLocked(&sv2.OpenExtendedMiningChannelSuccess{RequestID: reqID, ChannelID: ch.id, Target: sv2.U256(tgt),
 			ExtranonceSize: uint16(cfg.Extranonce2Size), ExtranoncePrefix: append([]byte(nil), ch.en1Bytes[:]...)})
@@ -482,7 +485,6 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	v.sendWorkLocked(ch, v.c.jobs.current(), false)
 	v.mu.Unlock()
-	v.c.stats.connected(user, v.remote, v.c.cfg.Now())
 	v.c.log.Debug("sv2 channel opened", "remote", v.remote, "user", user, "channel", ch.id, "extended", extended, "extranonce1", ch.en1Hex, "difficulty", d)
 }
 
