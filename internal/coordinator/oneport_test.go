@@ -17,7 +17,7 @@ import (
 
 // newOnePortHarness serves V1 and V2 on one WithSV2Detect listener (what
 // --stratum is), logging into logs.
-func newOnePortHarness(t *testing.T, logs *lockedLog) *v2harness {
+func newOnePortHarness(t *testing.T, logs *lockedLog, cfgs ...func(*coordinator.Config)) *v2harness {
 	t.Helper()
 	auth, _ := btcec.NewPrivateKey()
 	srv, err := sv2.NewServer(sv2.ServerConfig{Authority: auth})
@@ -26,7 +26,12 @@ func newOnePortHarness(t *testing.T, logs *lockedLog) *v2harness {
 	}
 	h := newHarness(t, harnessOpts{
 		listen: func(ln net.Listener) net.Listener { return coordinator.WithSV2Detect(ln, srv) },
-		cfg:    func(c *coordinator.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) },
+		cfg: func(c *coordinator.Config) {
+			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			for _, f := range cfgs {
+				f(c)
+			}
+		},
 	})
 	return &v2harness{harness: h, auth: auth, srv: srv, v2addr: h.addr, v1addr: h.addr}
 }
@@ -115,4 +120,30 @@ func TestOnePortGarbageClosedAndLogged(t *testing.T) {
 		h = newOnePortHarness(t, logs)
 	}
 	h.dial().ready("stillv1")
+}
+
+// TestOnePortBannedRefusedBeforeFirstBytes: an address banned on the
+// shared port is refused as soon as it connects, with the V1 refusal
+// line and a log line, not left waiting for its first bytes until the
+// handshake timeout.
+func TestOnePortBannedRefusedBeforeFirstBytes(t *testing.T) {
+	logs := &lockedLog{}
+	h := newOnePortHarness(t, logs, func(c *coordinator.Config) {
+		c.BanMinShares, c.BanRejectRatio, c.BanIPAfter = 10, 0.9, 1
+	})
+	bad := h.dial()
+	sendInvalid(t, bad, "rig", bad.ready("rig"), 10, true)
+	if !h.coord.Banned("127.0.0.1") {
+		t.Fatal("127.0.0.1 not banned after 10 invalid shares")
+	}
+	quiet := h.dial() // sends nothing
+	quiet.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := quiet.readMsg()
+	if err != nil || !strings.Contains(string(m.Error), "connection refused: banned") {
+		t.Fatalf("banned address answered %+v, %v; want the refusal at once", m, err)
+	}
+	expectClosed(t, quiet)
+	if got := logs.String(); !strings.Contains(got, `msg="refusing miner"`) || !strings.Contains(got, "reason=banned") {
+		t.Fatalf("no refusal log line:\n%s", got)
+	}
 }

@@ -114,6 +114,11 @@ func (c *Coordinator) serveDetected(ctx context.Context, conn net.Conn, ln net.L
 			done()
 		}
 	}()
+	// A banned address is refused at once, not after its first bytes.
+	if c.Banned(remoteIP(conn.RemoteAddr())) {
+		c.refuse(conn, "banned")
+		return
+	}
 	conn.SetReadDeadline(c.cfg.Now().Add(c.cfg.HandshakeTimeout))
 	// A shutdown ends the wait at once.
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
