@@ -429,7 +429,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	attrs := []any{"stratum", inst.lns.V1.Addr().String(), "http", inst.httpURL(), "data", f.data}
+	attrs := []any{"stratum", inst.lns.V1.Addr().String(), "stratum_v2_url", inst.lns.V1URL, "http", inst.httpURL(), "data", f.data}
 	if inst.lns.TLS != nil {
 		attrs = append(attrs, "stratum_tls", inst.lns.TLS.Addr().String())
 	}

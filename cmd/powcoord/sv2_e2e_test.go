@@ -15,7 +15,8 @@ import (
 // TestEndToEndV1AndV2 runs V1 and V2 agents on one coordinator until the
 // embedded chain has grown and every agent has shares in the ledger; a V2
 // agent given the wrong authority key refuses the pool and fails over to
-// its V1 backup. The stored chain and shares then re-validate.
+// its V1 backup; a V2 agent on the --stratum address (V1 and V2 on one
+// port) mines too. The stored chain and shares then re-validate.
 func TestEndToEndV1AndV2(t *testing.T) {
 	dir := t.TempDir()
 	f := testFlags(dir)
@@ -31,6 +32,9 @@ func TestEndToEndV1AndV2(t *testing.T) {
 		t.Fatalf("sv2 URL %q", inst.lns.SV2URL)
 	}
 	v1 := "stratum+tcp://" + inst.lns.V1.Addr().String()
+	if !strings.HasPrefix(inst.lns.V1URL, "stratum2+tcp://"+inst.lns.V1.Addr().String()+"/") || !strings.HasSuffix(inst.lns.V1URL, inst.lns.SV2URL[strings.LastIndex(inst.lns.SV2URL, "/"):]) {
+		t.Fatalf("one-port sv2 URL %q, want the --stratum address and the key of %q", inst.lns.V1URL, inst.lns.SV2URL)
+	}
 	other, _ := btcec.NewPrivateKey()
 	wrongKey := sv2.URL(inst.lns.V2.Addr().String(), sv2.XOnly(other))
 	runs := []struct {
@@ -41,7 +45,8 @@ func TestEndToEndV1AndV2(t *testing.T) {
 		{"v1ben", []string{v1}},
 		{"v2cat", []string{inst.lns.SV2URL}},
 		{"v2dan", []string{inst.lns.SV2URL, v1}},
-		{"v2eve", []string{wrongKey, v1}}, // refuses the V2 pool, mines on V1
+		{"v2eve", []string{wrongKey, v1}},   // refuses the V2 pool, mines on V1
+		{"v2fay", []string{inst.lns.V1URL}}, // V2 on the V1 port
 	}
 	agents := make([]*agent.Agent, len(runs))
 	var wg sync.WaitGroup

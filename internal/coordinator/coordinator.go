@@ -396,9 +396,22 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	// (Linux), without a goroutine of their own. It starts with the first
 	// TCP connection: a listener of other connections never has one.
 	var loop *eventLoop
+	var loopMu sync.Mutex // V1 sessions of a WithSV2Detect listener start off the accept loop
 	loopTried := false
+	getLoop := func() *eventLoop {
+		loopMu.Lock()
+		defer loopMu.Unlock()
+		if !loopTried {
+			loopTried = true
+			loop = newEventLoop(c.log)
+		}
+		return loop
+	}
+	sl := sv2ListenerOf(ln)
 	protocol := "v1"
-	if sv2ServerOf(ln) != nil {
+	if sl != nil && sl.detect {
+		protocol = "v1+v2"
+	} else if sl != nil {
 		protocol = "v2"
 	}
 	c.log.Info("stratum listening", "addr", ln.Addr().String(), "protocol", protocol)
@@ -430,11 +443,16 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		backoff = 0
-		if srv := sv2ServerOf(ln); srv != nil {
+		if sl != nil && sl.detect {
+			wg.Add(1)
+			go c.serveDetected(ctx, conn, ln, sl.srv, getLoop, wg.Done)
+			continue
+		}
+		if sl != nil {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.serveSV2(ctx, conn, ln, srv)
+				c.serveSV2(ctx, conn, ln, sl.srv)
 			}()
 			continue
 		}
@@ -449,12 +467,8 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 			}()
 			continue
 		}
-		if _, fd := conn.(syscall.Conn); fd && !loopTried {
-			loopTried = true
-			loop = newEventLoop(c.log)
-		}
 		wg.Add(1)
-		if loop.add(ctx, s, wg.Done) {
+		if _, fd := conn.(syscall.Conn); fd && getLoop().add(ctx, s, wg.Done) {
 			continue
 		}
 		go func() {

@@ -95,19 +95,18 @@ func WithSV2(ln net.Listener, srv *sv2.Server) net.Listener {
 
 type sv2Listener struct {
 	net.Listener
-	srv *sv2.Server
+	srv    *sv2.Server
+	detect bool // V1 too (WithSV2Detect)
 }
 
-// sv2ServerOf returns the sv2.Server of a WithSV2 listener (also under
-// WithMinDifficulty), or nil for a V1 listener.
-func sv2ServerOf(ln net.Listener) *sv2.Server {
+// sv2ListenerOf returns the WithSV2 or WithSV2Detect listener under ln
+// (also under WithMinDifficulty), or nil for a V1 listener.
+func sv2ListenerOf(ln net.Listener) *sv2Listener {
 	if m, ok := ln.(*diffListener); ok {
 		ln = m.Listener
 	}
-	if l, ok := ln.(*sv2Listener); ok {
-		return l.srv
-	}
-	return nil
+	l, _ := ln.(*sv2Listener)
+	return l
 }
 
 // v2conn is one V2 connection: its reader goroutine handles frames in

@@ -62,13 +62,13 @@ type Flags struct {
 // v1Default. With minimal (the demo), only the V2 flags are registered:
 // the demo picks its own V1 address and keeps the coordinator's defaults.
 func (f *Flags) Register(fs *flag.FlagSet, v1Default string, minimal bool) {
-	fs.StringVar(&f.V2, "stratum2", "", "Stratum V2 (Noise-encrypted, stratum2+tcp) listen `address`; empty disables it")
-	fs.StringVar(&f.AuthorityKey, "authority-key", "", "Stratum V2 pool authority private key `file` (hex), created with mode 0600 on first start; empty: sv2-authority.key in the data directory")
+	fs.StringVar(&f.V2, "stratum2", "", "Stratum V2-only (Noise-encrypted, stratum2+tcp) listen `address`; empty: none (--stratum serves V2 too)")
+	fs.StringVar(&f.AuthorityKey, "authority-key", "", "Stratum V2 pool authority private key `file` (hex) of --stratum and --stratum2, created with mode 0600 on first start; empty: sv2-authority.key in the data directory")
 	if minimal {
 		f.TLSMinDiff, f.TLSMaxDiff = -1, -1
 		return
 	}
-	fs.StringVar(&f.V1, "stratum", v1Default, "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
+	fs.StringVar(&f.V1, "stratum", v1Default, "Stratum listen `address` (host:port; port 0 picks a free one): V1 and V2 (stratum2+tcp, the --authority-key) alike, told apart by each connection's first bytes")
 	fs.StringVar(&f.TLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
@@ -222,16 +222,19 @@ func (f *Flags) Apply(cfg *coordinator.Config) {
 // Set is the open listeners of one Flags.
 type Set struct {
 	f   *Flags
-	srv *sv2.Server // with V2
+	srv *sv2.Server // with V1 or V2
 	log *slog.Logger
 
 	// V1, TLS and V2 are the listeners (nil when not configured), under
 	// the PROXY protocol and TLS but without the coordinator's wrappers,
 	// for their addresses.
 	V1, TLS, V2 net.Listener
-	// SV2URL is stratum2+tcp://host:port/<authority key> with V2: what a
-	// V2 miner enters.
+	// SV2URL is stratum2+tcp://host:port/<authority key> of --stratum2,
+	// else of --stratum: what a V2 miner enters.
 	SV2URL string
+	// V1URL is the stratum2+tcp URL of --stratum, which serves V1 and V2
+	// alike (empty without --stratum).
+	V1URL string
 }
 
 // Open opens every configured listener. The V2 authority key is
@@ -251,26 +254,38 @@ func (f *Flags) Open(dataDir string, log *slog.Logger) (*Set, error) {
 			return fail(fmt.Errorf("--stratum-tls %q: %w", f.TLS, err))
 		}
 	}
+	if f.V1 == "" && f.V2 == "" {
+		return s, nil
+	}
+	// --stratum serves V2 too, on the same port: the authority key is
+	// needed whenever either listens.
+	path := f.AuthorityKey
+	if path == "" {
+		path = filepath.Join(dataDir, "sv2-authority.key")
+	}
+	key, created, err := sv2.LoadOrCreateAuthorityKey(path)
+	if err != nil {
+		return fail(fmt.Errorf("--authority-key: %w", err))
+	}
+	if created {
+		log.Info("stratum v2 authority key created", "file", path)
+	}
+	if s.srv, err = sv2.NewServer(sv2.ServerConfig{Authority: key}); err != nil {
+		return fail(err)
+	}
+	if s.V1 != nil {
+		s.V1URL = sv2.URL(s.V1.Addr().String(), sv2.XOnly(key))
+		log.Info("stratum v1 and v2 listening", "addr", s.V1.Addr().String(), "url", s.V1URL)
+	}
 	if f.V2 != "" {
-		path := f.AuthorityKey
-		if path == "" {
-			path = filepath.Join(dataDir, "sv2-authority.key")
-		}
-		key, created, err := sv2.LoadOrCreateAuthorityKey(path)
-		if err != nil {
-			return fail(fmt.Errorf("--authority-key: %w", err))
-		}
-		if created {
-			log.Info("stratum v2 authority key created", "file", path)
-		}
-		if s.srv, err = sv2.NewServer(sv2.ServerConfig{Authority: key}); err != nil {
-			return fail(err)
-		}
 		if s.V2, err = s.listen(f.V2); err != nil {
 			return fail(fmt.Errorf("--stratum2 %q: %w", f.V2, err))
 		}
 		s.SV2URL = sv2.URL(s.V2.Addr().String(), sv2.XOnly(key))
 		log.Info("stratum v2 listening", "addr", s.V2.Addr().String(), "url", s.SV2URL)
+	}
+	if s.SV2URL == "" {
+		s.SV2URL = s.V1URL
 	}
 	return s, nil
 }
@@ -313,14 +328,15 @@ func (f *Flags) tlsBounds() (lo, hi float64) {
 }
 
 // Serve returns the listeners for Coordinator.Run, each with its
-// difficulty floor and ceiling, and V2 with its Noise server.
+// difficulty floor and ceiling: V1 telling V1 from V2 by the first bytes,
+// V2 only V2, both with the Noise server.
 func (s *Set) Serve() []net.Listener {
 	bound := func(ln net.Listener, lo, hi float64) net.Listener {
 		return coordinator.WithMaxDifficulty(coordinator.WithMinDifficulty(ln, lo), hi)
 	}
 	var out []net.Listener
 	if s.V1 != nil {
-		out = append(out, bound(s.V1, s.f.MinDiff, s.f.MaxDiff))
+		out = append(out, bound(coordinator.WithSV2Detect(s.V1, s.srv), s.f.MinDiff, s.f.MaxDiff))
 	}
 	if s.TLS != nil {
 		lo, hi := s.f.tlsBounds()

@@ -3,6 +3,9 @@ package listen
 import (
 	"flag"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,5 +65,38 @@ func TestApplyDefaults(t *testing.T) {
 	if cfg.VersionMask != 0x1fffe000 || cfg.AuthMode != "allowlist" ||
 		len(cfg.AllowList) != 2 || cfg.AllowList[0] != "a" || cfg.AllowList[1] != "b.x" || cfg.MaxLineBytes != 4096 {
 		t.Fatalf("applied %+v", cfg)
+	}
+}
+
+// TestOpenV1ServesV2Key: --stratum alone loads (here: creates) the V2
+// authority key, and its stratum2+tcp URL names the --stratum address;
+// a second Open reads the same key back.
+func TestOpenV1ServesV2Key(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f := Flags{V1: "127.0.0.1:0"}
+	s, err := f.Open(dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(filepath.Join(dir, "sv2-authority.key")); err != nil {
+		t.Fatalf("no authority key with --stratum alone: %v", err)
+	}
+	prefix := "stratum2+tcp://" + s.V1.Addr().String() + "/"
+	if !strings.HasPrefix(s.V1URL, prefix) || s.SV2URL != s.V1URL || s.V2 != nil {
+		t.Fatalf("V1URL %q SV2URL %q V2 %v, want %s<key> twice and no V2 listener", s.V1URL, s.SV2URL, s.V2, prefix)
+	}
+	if lns := s.Serve(); len(lns) != 1 {
+		t.Fatalf("%d listeners served, want 1", len(lns))
+	}
+	again, err := f.Open(dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	key := func(u string) string { return u[strings.LastIndex(u, "/"):] }
+	if key(again.V1URL) != key(s.V1URL) {
+		t.Fatalf("second start's key %s, first %s", key(again.V1URL), key(s.V1URL))
 	}
 }
