@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -87,11 +88,17 @@ type blockBook struct {
 	wake    chan struct{}
 	tip     chan struct{}                    // a new tip: check watched blocks again
 	watched map[chainmath.Hash]*watchedBlock // accepted or orphaned, within OrphanDepth of the tip
+	// bestAt is the best-chain block of a height as the chain last said
+	// when asked about an accepted block: another accepted block at that
+	// height is on a side chain without asking again (on regtest, where
+	// every share is a block, a height gets hundreds). Emptied on every
+	// recheck (a new tip), which asks afresh.
+	bestAt map[int64]chainmath.Hash
 }
 
 func newBlockBook(c *Coordinator) *blockBook {
 	return &blockBook{c: c, pending: make(map[chainmath.Hash]*pendingBlock), settled: make(map[chainmath.Hash]bool), wake: make(chan struct{}, 1),
-		tip: make(chan struct{}, 1), watched: make(map[chainmath.Hash]*watchedBlock)}
+		tip: make(chan struct{}, 1), watched: make(map[chainmath.Hash]*watchedBlock), bestAt: make(map[int64]chainmath.Hash)}
 }
 
 // found records fb durably, submits it once at once, and leaves it to the
@@ -181,7 +188,19 @@ func (b *blockBook) attempt(ctx context.Context, p *pendingBlock) {
 		return
 	}
 	if state == store.FoundAccepted {
-		if in, ok := b.inBestChain(ctx, hash, p.rec.Height); ok && !in {
+		b.mu.Lock()
+		best, known := b.bestAt[p.rec.Height]
+		b.mu.Unlock()
+		in, ok := best == hash, known
+		if !known {
+			in, ok = b.inBestChain(ctx, hash, p.rec.Height)
+			if ok && in {
+				b.mu.Lock()
+				b.bestAt[p.rec.Height] = hash
+				b.mu.Unlock()
+			}
+		}
+		if ok && !in {
 			state, reason = store.FoundOrphaned, "the chain took it on a side chain"
 		}
 	}
@@ -303,6 +322,20 @@ func (b *blockBook) watchStored(ctx context.Context) {
 	}
 }
 
+// recheckLoop rechecks the watched blocks on every new tip (signals
+// coalesce), on a goroutine of its own: the chain lookups never hold up
+// the submission of a block found meanwhile.
+func (b *blockBook) recheckLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.tip:
+			b.recheck(ctx)
+		}
+	}
+}
+
 // recheck asks the chain about every watched block: one off the best
 // chain becomes orphaned, an orphaned one back on it accepted again, and
 // one deeper than OrphanDepth below the tip is no longer watched.
@@ -315,6 +348,7 @@ func (b *blockBook) recheck(ctx context.Context) {
 	}
 	var todo []check
 	b.mu.Lock()
+	clear(b.bestAt)
 	for h, w := range b.watched {
 		if tip-w.height > OrphanDepth {
 			delete(b.watched, h)
@@ -323,8 +357,29 @@ func (b *blockBook) recheck(ctx context.Context) {
 		todo = append(todo, check{h, *w})
 	}
 	b.mu.Unlock()
+	// At most one block a height is on the best chain: once one is
+	// found there, the others at that height are not, without asking
+	// (on regtest, where every share is a block, a height holds many).
+	// Blocks on the best chain are asked first, as they are the likely
+	// ones.
+	slices.SortFunc(todo, func(x, y check) int {
+		if c := cmp.Compare(x.w.height, y.w.height); c != 0 {
+			return c
+		}
+		return cmpBool(x.w.orphaned, y.w.orphaned)
+	})
+	bestAt := map[int64]bool{} // a height whose best-chain block is known
 	for _, k := range todo {
-		in, ok := b.inBestChain(ctx, k.hash, k.w.height)
+		if ctx.Err() != nil {
+			return
+		}
+		in, ok := false, true
+		if !bestAt[k.w.height] {
+			in, ok = b.inBestChain(ctx, k.hash, k.w.height)
+		}
+		if ok && in {
+			bestAt[k.w.height] = true
+		}
 		if !ok || in != k.w.orphaned {
 			continue // no answer, or no change
 		}
@@ -392,7 +447,7 @@ func (b *blockBook) resubmitLoop(ctx context.Context) {
 		b.mu.Unlock()
 	}
 	b.watchStored(ctx)
-	b.recheck(ctx)
+	b.newTip() // the watched blocks of earlier runs, checked once at start
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -426,9 +481,18 @@ func (b *blockBook) resubmitLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
-		case <-b.tip:
-			b.recheck(ctx)
 		case <-timer.C:
 		}
 	}
+}
+
+// cmpBool orders false before true.
+func cmpBool(x, y bool) int {
+	switch {
+	case x == y:
+		return 0
+	case !x:
+		return -1
+	}
+	return 1
 }

@@ -559,6 +559,7 @@ func (c *Coordinator) startWork() {
 	c.workStop = func() { cancel(); wg.Wait() }
 	wg.Go(func() { c.workLoop(ctx) })
 	wg.Go(func() { c.blocks.resubmitLoop(ctx) })
+	wg.Go(func() { c.blocks.recheckLoop(ctx) })
 }
 
 // stopWork stops the work loop when the last Serve returns.
