@@ -107,7 +107,16 @@ func TestPPLNSWindowSurvivesSIGKILL(t *testing.T) {
 	p.kill(t)
 	restarted := time.Now()
 	p = startPPLNS(t, bin, addr, httpAddr, dir)
+	// The Stratum port may take connections before the HTTP API
+	// answers: read the height once it does (height says -1 until then,
+	// and h+3 would be reached at once).
 	h := height(t, httpAddr)
+	for deadline := time.Now().Add(20 * time.Second); h < 0 && time.Now().Before(deadline); h = height(t, httpAddr) {
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	if h < 0 {
+		t.Fatalf("the restarted coordinator's API did not answer\n%s", p.stderr.String())
+	}
 	waitHeight(t, p, httpAddr, h+3)
 	p.kill(t)
 	cancel()
