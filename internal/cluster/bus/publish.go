@@ -100,8 +100,24 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (
 		}
 		futures[i] = f
 	}
+	// An acknowledgement that never comes (lost with a connection, say)
+	// must not hold the caller for ever: past attemptTimeout the message
+	// is sent again below, one by one with Publish's timeouts; the
+	// Nats-Msg-Id makes a second copy a duplicate the stream drops.
+	late := time.NewTimer(attemptTimeout)
+	defer late.Stop()
+	expired := false
 	for i, f := range futures {
 		if f == nil {
+			continue
+		}
+		if expired {
+			select {
+			case ack := <-f.Ok():
+				acks[i] = ack
+			default:
+				retry[i] = true
+			}
 			continue
 		}
 		select {
@@ -111,6 +127,9 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (
 			if !transient(err) {
 				return nil, fmt.Errorf("bus: publish all: message %d of %d on %s (msg id %q): %w", i, len(msgs), msgs[i].Subject, msgs[i].Header.Get(jetstream.MsgIDHeader), err)
 			}
+			retry[i] = true
+		case <-late.C:
+			expired = true
 			retry[i] = true
 		case <-ctx.Done():
 			return nil, fmt.Errorf("bus: publish all: waiting for %d acknowledgements: %w", len(msgs), ctx.Err())
