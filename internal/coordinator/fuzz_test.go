@@ -155,7 +155,7 @@ func FuzzShare(f *testing.F) {
 		p := &stratum.Submit{Worker: worker, JobID: jobID, Extranonce2: en2, NTime: ntime, Nonce: nonce, VersionBits: vbits}
 		now := time.Now()
 		j2, facts, _ := s.shareFacts(p, now)
-		v, _ := validateShare(j2, &facts, p, nil)
+		v, _ := validateV1(j2, &facts, p)
 		if v.err != nil {
 			if v.reason == "" {
 				t.Fatalf("rejected share without a reason: %v", v.err)
@@ -191,11 +191,13 @@ func FuzzShare(f *testing.F) {
 		if worker != "alice" || jobID != "1" || len(en2) != 8 {
 			t.Fatalf("accepted share with worker %q job %q extranonce2 %q", worker, jobID, en2)
 		}
-		if s.isDuplicate(j2, &v) {
+		if s.isDuplicate(&s.shareLane, j2, v.hash) {
 			t.Fatal("a share not yet durable counts as a duplicate")
 		}
-		s.rememberDurable(j2, &v)
-		if !s.isDuplicate(j2, &v) {
+		s.mu.Lock()
+		s.remember(v.hash)
+		s.mu.Unlock()
+		if !s.isDuplicate(&s.shareLane, j2, v.hash) {
 			t.Fatal("the same share after it was made durable is not a duplicate")
 		}
 	})

@@ -378,10 +378,10 @@ func (s *session) payeeScriptLocked(script []byte) []byte {
 	return nil
 }
 
-// payeeWorker returns the first worker of the session paid to script:
-// the finder of a block mined on a job whose coinbase pays script;
-// s.mu held.
-func (s *session) payeeWorker(script []byte) string {
+// payeeWorkerLocked returns the first worker of the session paid to
+// script: the finder of a block mined on a job whose coinbase pays
+// script; s.mu held.
+func (s *session) payeeWorkerLocked(script []byte) string {
 	if bytes.Equal(script, s.payout) {
 		return s.user
 	}

@@ -58,7 +58,7 @@ func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh ledger.Share
 	if record == nil {
 		go func() {
 			err := q.c.cfg.Store.RecordShare(ctx, sh)
-			ps.s.settle(ps, err, ctx.Err() != nil)
+			settle(ps, err, ctx.Err() != nil)
 			ps.release()
 		}()
 		return
@@ -116,13 +116,13 @@ func ownerArray() []*pendingShare { return ownerPool.Get().([]*pendingShare)[:0]
 // settled answers in one write.
 func settleBatch(owners []*pendingShare, err error) {
 	for _, ps := range owners {
-		ps.s.markSettled(ps, err, false)
+		markSettled(ps, err, false)
 	}
 	for i, ps := range owners {
-		if i > 0 && owners[i-1].s == ps.s {
+		if i > 0 && owners[i-1].owner == ps.owner {
 			continue
 		}
-		ps.s.flushSettled()
+		flushSettled(ps.owner)
 	}
 	for _, ps := range owners {
 		ps.release()

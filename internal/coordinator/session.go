@@ -67,12 +67,14 @@ type session struct {
 	en1         uint32
 	en1Bytes    [4]byte
 	en1Hex      string
-	remote      string
-	ip          string
 	connectedAt time.Time
 
-	mu         sync.Mutex
-	closed     bool
+	mu sync.Mutex
+	// connShares (the share path's half of the connection: its remote
+	// address, closed, the reject rule and the shares with the ledger)
+	// and shareLane (duplicates, vardiff) are guarded by mu too.
+	connShares
+	shareLane
 	subscribed bool
 	// user (below) is the first worker authorized; moreWorkers holds any
 	// other with its payout script, allocated only for a session that
@@ -95,22 +97,6 @@ type session struct {
 	// does not pay, each once, in authorize order: every work update
 	// sends one job per payout (docs/payouts.md).
 	morePayees []payee
-	// dups holds the header hash of every share of the current
-	// generation that the ledger has made durable: the same work sent
-	// again, under any job id of any epoch of this generation, is a
-	// duplicate. A share enters only after RecordShare succeeded, so a
-	// share whose recording failed can be sent again. A new generation
-	// (clean job) empties it: every older job is stale by then.
-	dups        map[chainmath.Hash]struct{}
-	dupGen      uint64
-	vd          vardiff
-	rejectCount rejectRule // shares counted towards the reject rule
-
-	// pend holds the valid shares handed to the ledger and not yet
-	// answered, in request order; settled is signalled (with mu) when
-	// some are answered.
-	pend    []*pendingShare
-	settled sync.Cond
 
 	scratch []byte // the coinbase being rebuilt; reader goroutine only
 
@@ -124,15 +110,15 @@ func newSession(c *Coordinator, conn net.Conn, ln net.Listener, id uint64, en1 u
 		ln:          ln,
 		id:          id,
 		en1:         en1,
-		remote:      conn.RemoteAddr().String(),
 		connectedAt: c.cfg.Now(),
 		diff:        c.cfg.ShareDifficulty,
-		vd:          newVardiff(&c.cfg),
 	}
+	s.vd = newVardiff(&c.cfg)
+	s.connShares.init(c, &s.mu, "", conn.RemoteAddr().String())
+	s.connShares.ev = &s.ev
 	s.vd.max = listenerMaxDifficulty(ln, &c.cfg)
 	s.vd.min = min(max(s.vd.min, listenerMinDifficulty(ln)), s.vd.max)
 	s.diff = s.clampSession(s.diff)
-	s.settled.L = &s.mu
 	binary.BigEndian.PutUint32(s.en1Bytes[:], en1)
 	s.en1Hex = hex.EncodeToString(s.en1Bytes[:])
 	return s
@@ -291,11 +277,16 @@ func (s *session) dispatch(ctx context.Context, m *stratum.Message) {
 // reply writes a response. A nil id (a notification) gets no response
 // unless it carries an error.
 func (s *session) reply(id json.RawMessage, result any, e *stratum.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replyLocked(id, result, e)
+}
+
+// replyLocked is reply with s.mu held.
+func (s *session) replyLocked(id json.RawMessage, result any, e *stratum.Error) {
 	if e == nil && (len(id) == 0 || bytes.Equal(id, []byte("null"))) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	bp := wbufPool.Get().(*[]byte)
 	buf, err := stratum.AppendResponse((*bp)[:0], id, result, e)
 	if err != nil {

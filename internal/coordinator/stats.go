@@ -6,10 +6,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/powcoord/powcoord/internal/chainmath"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
 )
 
 // Limits of the per-worker accounting (Config.WorkerRetention,

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -116,38 +117,23 @@ type v2conn struct {
 	raw         net.Conn
 	ln          net.Listener
 	id          uint64
-	ip, remote  string
 	connectedAt time.Time
 	floor, ceil float64 // the listener's difficulty floor and ceiling
 
 	conn *sv2.Conn
 	br   *bufio.Reader
 
-	mu          sync.Mutex // guards the fields below and orders writes
-	closed      bool
+	mu sync.Mutex // guards the fields below and orders writes
+	// connShares: the share path's half of the connection (its address,
+	// closed, the reject rule, the shares with the ledger).
+	connShares
 	setup       bool
 	channels    map[uint32]*v2channel
 	nextChannel uint32
-	rejectCount rejectRule // shares counted towards the reject rule
+	retargeted  []*v2channel // channels whose vardiff moved: new work follows
 
-	// Reader goroutine only: the coinbase scratch, and the valid shares
-	// read since the last commit (committed together once the read buffer
-	// is empty, then acknowledged).
-	scratch []byte
-	pending []v2pending
+	scratch []byte // the coinbase being rebuilt; reader goroutine only
 }
-
-// v2pending is a valid share waiting for the ledger.
-type v2pending struct {
-	ch    *v2channel
-	seq   uint32
-	j     *job
-	sh    ledger.Share
-	start time.Time
-}
-
-// sv2MaxPending commits the pending shares even while more are buffered.
-const sv2MaxPending = 64
 
 // v2channel is one mining channel; v2conn.mu guards it.
 type v2channel struct {
@@ -164,7 +150,6 @@ type v2channel struct {
 	diff      float64
 	tgt       chainmath.Target
 	minDiff   float64 // raised by the channel's maximum target
-	vd        vardiff
 	sentTgt   chainmath.Target
 	tgtSent   bool
 	jobs      map[uint32]*job
@@ -172,14 +157,7 @@ type v2channel struct {
 	jobSeq    uint32
 	lastEpoch *epoch
 	reissue   reissue // coinbase variants of lastEpoch's jobs
-	dups      map[chainmath.Hash]struct{}
-	inFlight  map[chainmath.Hash]struct{} // valid shares not yet committed
-	dupGen    uint64
-
-	// accepted shares not yet acknowledged (SubmitShares.Success batch)
-	okCount uint32
-	okSum   float64
-	okLast  uint32
+	shareLane         // duplicates and vardiff
 }
 
 // serveSV2 runs one accepted V2 connection.
@@ -195,8 +173,9 @@ func (c *Coordinator) serveSV2(ctx context.Context, raw net.Conn, ln net.Listene
 	var v *v2conn
 	if reason == "" {
 		c.nextSID++
-		v = &v2conn{c: c, raw: raw, ln: ln, id: c.nextSID, ip: ip, remote: raw.RemoteAddr().String(), connectedAt: now,
+		v = &v2conn{c: c, raw: raw, ln: ln, id: c.nextSID, connectedAt: now,
 			channels: make(map[uint32]*v2channel), floor: listenerMinDifficulty(ln), ceil: listenerMaxDifficulty(ln, &c.cfg)}
+		v.connShares.init(c, &v.mu, ip, raw.RemoteAddr().String())
 		c.v2[v.id] = v
 	}
 	c.mu.Unlock()
@@ -237,8 +216,10 @@ func (c *Coordinator) refuseSV2(conn net.Conn, reason string) {
 	conn.Close()
 }
 
-// finish drops the connection and its channels.
+// finish drops the connection and its channels, once the shares with the
+// ledger are answered.
 func (v *v2conn) finish() {
+	v.drain()
 	v.mu.Lock()
 	v.closed = true
 	chans := v.channels
@@ -284,10 +265,6 @@ func (v *v2conn) serve(ctx context.Context) {
 		}
 		if !v.dispatch(ctx, h, m) {
 			return
-		}
-		if v.br.Buffered() == 0 || len(v.pending) >= sv2MaxPending {
-			v.commit(ctx)
-			v.flushSuccesses()
 		}
 	}
 }
@@ -465,7 +442,8 @@ func (v *v2conn) openChannel(reqID uint32, identity string, rate float32, maxTar
 	}
 	v.nextChannel++
 	ch := &v2channel{id: v.nextChannel, extended: extended, user: user, payout: script, mask: cfg.VersionMask, en1: en1,
-		diff: d, tgt: tgt, minDiff: lo, vd: newVardiff(cfg), jobs: make(map[uint32]*job), dups: make(map[chainmath.Hash]struct{}), inFlight: make(map[chainmath.Hash]struct{})}
+		diff: d, tgt: tgt, minDiff: lo, jobs: make(map[uint32]*job)}
+	ch.vd = newVardiff(cfg)
 	ch.vd.min, ch.vd.max = lo, v.ceil
 	binary.BigEndian.PutUint32(ch.en1Bytes[:], ch.en1)
 	ch.en1Hex = hex.EncodeToString(ch.en1Bytes[:])
@@ -619,17 +597,16 @@ func (v *v2conn) closeChannel(id uint32) {
 	v.c.stats.disconnected(ch.user)
 }
 
-// submit judges one share with the V1 rules: the binary fields become a
-// stratum.Submit for validateShare, then duplicates, the found-block
-// record and the ledger exactly as handleSubmit does.
+// submit takes one SubmitShares.Standard or .Extended: its binary fields
+// become a submission for the one share path (shares.go).
 func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, version uint32, extranonce []byte, extended bool) {
-	start := time.Now()
+	in := shareIn{start: time.Now(), to: answerTo{chID: chID, seq: seq}}
 	now := v.c.cfg.Now()
 	v.mu.Lock()
 	ch := v.channels[chID]
 	if ch == nil || ch.extended != extended {
 		v.mu.Unlock()
-		v.reject(chID, seq, "", ReasonUnauthorized, SV2ErrInvalidChannel, true, now)
+		v.c.rejectShare(v, in.to, "", &stratum.Error{Code: stratum.CodeUnauthorized, Message: fmt.Sprintf("channel %d is not an open %s channel", chID, map[bool]string{false: "standard", true: "extended"}[extended])}, ReasonUnauthorized, true)
 		return
 	}
 	j := ch.jobs[jobID]
@@ -647,179 +624,103 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	if extended {
 		en2 = extranonce
 	}
-	f := shareFacts{subscribed: true, authorized: true, payTo: ch.payout, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture}
-	user, en1Hex := ch.user, ch.en1Hex
+	in.j, in.lane, in.user, in.en1 = j, &ch.shareLane, ch.user, ch.en1Hex
+	in.f = shareFacts{subscribed: true, authorized: true, payTo: ch.payout, en1: ch.en1Bytes, en2Size: v.c.cfg.Extranonce2Size, mask: ch.mask, now: now, ntimeFuture: v.c.cfg.NTimeFuture, expired: expired}
 	v.mu.Unlock()
-	p := stratum.Submit{Worker: user, JobID: strconv.FormatUint(uint64(jobID), 10), Extranonce2: hex.EncodeToString(en2), NTime: stratum.Hex32(ntime), Nonce: stratum.Hex32(nonce)}
+	in.sub = submission{worker: in.user, jobID: strconv.FormatUint(uint64(jobID), 10), en2: en2, en2Hex: hex.EncodeToString(en2), ntime: ntime, nonce: nonce}
 	if j != nil {
 		// V2 sends the whole version: as version bits, the rolled bits
 		// are those under the mask, and any change outside it shows as
 		// bits outside the mask (which validateShare rejects).
 		jv := j.cb.sj.Version
-		p.VersionBits = stratum.Hex32(version&f.mask | (version^jv)&^f.mask)
-		f.stale = v.c.jobs.stale(j.ep)
+		in.sub.vbits, in.sub.hasVBits = version&in.f.mask|(version^jv)&^in.f.mask, true
+		in.f.stale = v.c.jobs.stale(j.ep)
 	}
-	vd, scratch := validateShare(j, &f, &p, v.scratch)
-	v.scratch = scratch
-	if vd.err == nil && v.isDuplicate(ch, j, &vd) {
-		vd.err = &stratum.Error{Code: stratum.CodeDuplicate, Message: "duplicate share"}
-		vd.reason = ReasonDuplicate
-		vd.block = false
-	}
-	if vd.block {
-		v.c.blocks.found(ctx, foundBlock{tmpl: j.ep.tmpl, header: vd.raw, coinbase: vd.cb, hash: vd.hash, finder: user, user: user, pplns: j.ep.pplns})
-	}
-	if vd.err != nil {
-		v.reject(chID, seq, user, vd.reason, sv2Code(vd.reason), banCountable(vd.reason, expired, false), now)
-		return
-	}
-	sh := ledger.Share{Time: now, Worker: user, Extranonce1: en1Hex, JobID: p.JobID, Extranonce2: p.Extranonce2,
-		NTime: vd.ntime, Nonce: vd.nonce, Version: vd.version, Difficulty: j.diff, Achieved: chainmath.HashDifficulty(vd.hash), Hash: vd.hash, Block: vd.block}
-	v.mu.Lock()
-	ch.inFlight[vd.hash] = struct{}{}
-	v.mu.Unlock()
-	v.pending = append(v.pending, v2pending{ch: ch, seq: seq, j: j, sh: sh, start: start})
+	v.c.takeShare(ctx, v, &in, &v.scratch)
 }
 
-// commit makes the pending shares durable (in one call when the ledger
-// records batches, batchRecorder; else one RecordShare each: a cluster
-// front-end's share log takes the burst as one SHARES message), then
-// counts them accepted and
-// queues their SubmitShares.Success; a share the ledger could not take is
-// answered share-not-recorded.
-func (v *v2conn) commit(ctx context.Context) {
-	if len(v.pending) == 0 {
-		return
+// shares, answerLocked, rejectLocked, retargetLocked and sendRetargeted
+// make a V2 connection a shareConn.
+func (v *v2conn) shares() *connShares { return &v.connShares }
+
+// answerLocked acknowledges settled shares: one SubmitShares.Success per
+// channel for its accepted shares (new_shares_sum: the sum of their
+// difficulties, rounded to an integer), a SubmitShares.Error for each the
+// ledger could not take, in sequence order.
+func (v *v2conn) answerLocked(heads []*pendingShare) {
+	type run struct {
+		count uint32
+		sum   float64
+		last  uint32
 	}
-	batch := v.pending
-	v.pending = v.pending[:0:0]
-	errs := make([]error, len(batch))
-	if record := batchRecorder(v.c.cfg.Store); record != nil {
-		shares := make([]ledger.Share, len(batch))
-		for i := range batch {
-			shares[i] = batch[i].sh
+	var runs map[uint32]*run
+	var order []uint32
+	var msgs []sv2.Message
+	flush := func() {
+		for _, id := range order {
+			r := runs[id]
+			msgs = append(msgs, &sv2.SubmitSharesSuccess{ChannelID: id, LastSequenceNumber: r.last, NewSubmitsAcceptedCount: r.count, NewSharesSum: uint64(math.Round(r.sum))})
 		}
-		if err := record(ctx, shares); err != nil {
-			for i := range errs {
-				errs[i] = err
-			}
-		}
-	} else {
-		for i := range batch {
-			errs[i] = v.c.cfg.Store.RecordShare(ctx, batch[i].sh)
-		}
+		clear(runs)
+		order = order[:0]
 	}
-	var retarget []*v2channel
-	var tripped bool
-	var rule rejectRule
-	var worker string
-	for i, b := range batch {
-		v.mu.Lock()
-		delete(b.ch.inFlight, b.sh.Hash)
-		v.mu.Unlock()
-		if err := errs[i]; err != nil {
-			if ctx.Err() != nil {
-				v.c.log.Debug("share not recorded: shutting down", "worker", b.sh.Worker, "err", err)
-			} else {
-				v.c.log.Error("recording share", "worker", b.sh.Worker, "err", err)
-			}
-			v.reject(b.ch.id, b.seq, b.sh.Worker, ReasonLedger, SV2ErrLedger, false, b.sh.Time)
+	for _, h := range heads {
+		if h.err != nil {
+			flush()
+			msgs = append(msgs, &sv2.SubmitSharesError{ChannelID: h.to.chID, SequenceNumber: h.to.seq, ErrorCode: SV2ErrLedger})
 			continue
 		}
-		v.c.stats.accepted(b.sh.Worker, b.sh.Difficulty, b.sh.Achieved, b.sh.Hash, b.sh.Time)
-		v.c.metrics.accepted.Inc()
-		v.c.metrics.shareWork.Add(b.sh.Difficulty)
-		v.c.metrics.shareLatency.Observe(time.Since(b.start).Seconds())
-		v.mu.Lock()
-		ch := b.ch
-		if b.j.ep.gen == ch.dupGen {
-			ch.dups[b.sh.Hash] = struct{}{}
+		if runs == nil {
+			runs = make(map[uint32]*run)
 		}
-		ch.okCount++
-		ch.okSum += b.sh.Difficulty
-		ch.okLast = b.seq
-		if d, changed := ch.vd.retarget(b.sh.Time, ch.diff, true); changed {
-			v.setDiffLocked(ch, d)
-			retarget = append(retarget, ch)
+		r := runs[h.to.chID]
+		if r == nil {
+			r = &run{}
+			runs[h.to.chID] = r
+			order = append(order, h.to.chID)
 		}
-		if !v.closed && v.rejectCount.note(&v.c.cfg, false) {
-			v.closed = true
-			tripped, rule, worker = true, v.rejectCount, b.sh.Worker
-		}
-		v.mu.Unlock()
+		r.count++
+		r.sum += h.diff
+		r.last = h.to.seq
 	}
-	if tripped {
-		v.c.closedForRejects(v.ip, v.remote, worker, rule, batch[len(batch)-1].sh.Time)
-		v.raw.Close()
-		return
-	}
-	if len(retarget) > 0 {
-		v.flushSuccesses()
-		v.mu.Lock()
-		for _, ch := range retarget {
-			if v.channels[ch.id] == ch {
-				v.sendWorkLocked(ch, v.c.jobs.current(), true)
-			}
-		}
-		v.mu.Unlock()
-	}
+	flush()
+	v.writeLocked(msgs...)
 }
 
-func (v *v2conn) isDuplicate(ch *v2channel, j *job, vd *verdict) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if j.ep.gen != ch.dupGen {
+func (v *v2conn) rejectLocked(to answerTo, _ *stratum.Error, reason string) {
+	v.writeLocked(&sv2.SubmitSharesError{ChannelID: to.chID, SequenceNumber: to.seq, ErrorCode: sv2Code(reason)})
+}
+
+func (v *v2conn) retargetLocked(h *pendingShare) bool {
+	ch := v.channels[h.to.chID]
+	if ch == nil {
 		return false
 	}
-	if _, dup := ch.inFlight[vd.hash]; dup {
-		return true // the same work is already on its way to the ledger
+	d, changed := ch.vd.retarget(h.now, ch.diff, true)
+	if changed {
+		v.setDiffLocked(ch, d)
+		v.retargeted = append(v.retargeted, ch)
 	}
-	_, dup := ch.dups[vd.hash]
-	return dup
+	return changed
 }
 
-// reject answers one share with SubmitShares.Error (after acknowledging
-// the channel's accepted shares, so sequence numbers stay in order) and
-// counts it for metrics, accounting and, when counts is set (see
-// banCountable), the reject rule.
-func (v *v2conn) reject(chID, seq uint32, user, reason, code string, counts bool, now time.Time) {
-	v.c.metrics.shares.WithLabelValues(reason).Inc()
-	if user != "" {
-		v.c.stats.rejected(user, reason)
-	}
-	v.flushSuccesses()
-	v.mu.Lock()
-	v.writeLocked(&sv2.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: code})
-	tripped := counts && v.rejectCount.note(&v.c.cfg, true) && !v.closed
-	if tripped {
-		v.closed = true
-	}
-	rule := v.rejectCount
-	v.mu.Unlock()
-	if tripped {
-		v.c.closedForRejects(v.ip, v.remote, user, rule, now)
-		v.raw.Close()
-	}
-}
-
-// flushSuccesses sends one SubmitShares.Success per channel with accepted
-// shares not yet acknowledged: new_shares_sum is the sum of their
-// difficulties, rounded to an integer (U64).
-func (v *v2conn) flushSuccesses() {
+func (v *v2conn) sendRetargeted() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var msgs []sv2.Message
-	for _, ch := range v.channels {
-		if ch.okCount == 0 {
-			continue
+	for _, ch := range v.retargeted {
+		if v.channels[ch.id] == ch {
+			v.sendWorkLocked(ch, v.c.jobs.current(), true)
 		}
-		msgs = append(msgs, &sv2.SubmitSharesSuccess{ChannelID: ch.id, LastSequenceNumber: ch.okLast, NewSubmitsAcceptedCount: ch.okCount, NewSharesSum: uint64(math.Round(ch.okSum))})
-		ch.okCount, ch.okSum = 0, 0
 	}
-	if len(msgs) > 0 {
-		v.writeLocked(msgs...)
-	}
+	clear(v.retargeted)
+	v.retargeted = v.retargeted[:0]
 }
+
+// payeeWorker: a channel mines for its own payout only.
+func (v *v2conn) payeeWorker([]byte) string { return "" }
+
+// closeConn closes the connection from outside its reading.
+func (v *v2conn) closeConn() { v.raw.Close() }
 
 // broadcastSV2 sends the current work to every V2 connection.
 func (c *Coordinator) broadcastSV2(ep *epoch) {

@@ -68,57 +68,44 @@ func rejectf(code int, reason, format string, args ...any) verdict {
 
 // validateShare judges submission p against job j (nil when the job id is
 // unknown) and the session facts f. It checks, in order: subscribed,
-// worker authorized, job known, extranonce2 size and hex, ntime hex and
-// window, nonce hex, version bits within the mask; then it rebuilds the
-// header and hashes it, and checks stale and the share target. A share
-// that meets the block target is marked block even when its job is stale
-// (a late block may still win). scratch is reused for the coinbase.
+// worker authorized, job known, what the parser could not read (p.bad),
+// extranonce2 size, ntime window, version bits within the mask; then it
+// rebuilds the header and hashes it, and checks stale and the share
+// target. A share that meets the block target is marked block even when
+// its job is stale (a late block may still win). scratch is reused for
+// the coinbase.
 //
 // Duplicates are not judged here: they depend on what the ledger has
-// already made durable, which the session tracks (see session.dups).
-func validateShare(j *job, f *shareFacts, p *stratum.Submit, scratch []byte) (verdict, []byte) {
+// already made durable, which the connection tracks (shareLane).
+func validateShare(j *job, f *shareFacts, p *submission, scratch []byte) (verdict, []byte) {
 	if !f.subscribed {
 		return rejectf(stratum.CodeNotSubscribed, ReasonNotSubscribed, "not subscribed"), scratch
 	}
 	if !f.authorized {
-		return rejectf(stratum.CodeUnauthorized, ReasonUnauthorized, "worker %q is not authorized", p.Worker), scratch
+		return rejectf(stratum.CodeUnauthorized, ReasonUnauthorized, "worker %q is not authorized", p.worker), scratch
 	}
 	if j == nil {
-		return rejectf(stratum.CodeJobNotFound, ReasonJobNotFound, "job %q not found", p.JobID), scratch
+		return rejectf(stratum.CodeJobNotFound, ReasonJobNotFound, "job %q not found", p.jobID), scratch
 	}
-	if len(p.Extranonce2) != 2*f.en2Size {
-		return rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: want %d bytes", p.Extranonce2, f.en2Size), scratch
+	if p.bad != nil {
+		return *p.bad, scratch
 	}
-	var en2 [8]byte
-	if _, err := hex.Decode(en2[:f.en2Size], []byte(p.Extranonce2)); err != nil {
-		return rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: not hex", p.Extranonce2), scratch
+	if len(p.en2) != f.en2Size {
+		return rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %s: want %d bytes", hex.EncodeToString(p.en2), f.en2Size), scratch
 	}
-	ntime, err := stratum.ParseHex32("ntime", p.NTime)
-	if err != nil {
-		return rejectf(stratum.CodeOther, ReasonNTime, "%v", err), scratch
-	}
+	ntime, nonce, vbits := p.ntime, p.nonce, p.vbits
 	if ntime < j.ep.ntime {
-		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %s is before the job's %s", p.NTime, j.ep.ntimeHex), scratch
+		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %08x is before the job's %s", ntime, j.ep.ntimeHex), scratch
 	}
 	if limit := ntimeLimit(j, f); int64(ntime) > limit {
-		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %s (%d) is past the latest valid time %d", p.NTime, ntime, limit), scratch
+		return rejectf(stratum.CodeOther, ReasonNTime, "ntime %08x (%d) is past the latest valid time %d", ntime, ntime, limit), scratch
 	}
-	nonce, err := stratum.ParseHex32("nonce", p.Nonce)
-	if err != nil {
-		return rejectf(stratum.CodeOther, ReasonMalformed, "%v", err), scratch
-	}
-	var vbits uint32
-	if p.VersionBits != "" {
-		if vbits, err = stratum.ParseHex32("version bits", p.VersionBits); err != nil {
-			return rejectf(stratum.CodeOther, ReasonVersion, "%v", err), scratch
-		}
-		if vbits&^f.mask != 0 {
-			return rejectf(stratum.CodeOther, ReasonVersion, "version bits %s outside the mask %08x", p.VersionBits, f.mask), scratch
-		}
+	if p.hasVBits && vbits&^f.mask != 0 {
+		return rejectf(stratum.CodeOther, ReasonVersion, "version bits %08x outside the mask %08x", vbits, f.mask), scratch
 	}
 
 	sj := j.cb.sj
-	cb := sj.AppendCoinbase(scratch[:0], f.en1[:], en2[:f.en2Size])
+	cb := sj.AppendCoinbase(scratch[:0], f.en1[:], p.en2)
 	v := verdict{ntime: ntime, nonce: nonce, hashed: true}
 	v.header = sj.HeaderWithRoot(sj.RootOf(cb), ntime, nonce, vbits, f.mask)
 	v.version = v.header.Version
@@ -132,12 +119,12 @@ func validateShare(j *job, f *shareFacts, p *stratum.Submit, scratch []byte) (ve
 		// Another worker's job: its coinbase pays that worker's
 		// address. Not a share of this worker's; a block is still a
 		// block, and pays whom its coinbase pays.
-		v.err = &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("job %q pays another address than worker %q: mine each worker's own jobs", p.JobID, p.Worker)}
+		v.err = &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("job %q pays another address than worker %q: mine each worker's own jobs", p.jobID, p.worker)}
 		v.reason = ReasonWrongPayout
 		return v, cb
 	}
 	if f.stale {
-		v.err = &stratum.Error{Code: stratum.CodeJobNotFound, Message: fmt.Sprintf("job %q is stale", p.JobID)}
+		v.err = &stratum.Error{Code: stratum.CodeJobNotFound, Message: fmt.Sprintf("job %q is stale", p.jobID)}
 		v.reason = ReasonStale
 		return v, cb
 	}
@@ -157,4 +144,38 @@ func ntimeLimit(j *job, f *shareFacts) int64 {
 		limit = min(limit, int64(m))
 	}
 	return limit
+}
+
+// parseSubmit reads a V1 mining.submit's hex fields into sub, decoding
+// extranonce2 into buf; a field it cannot read sets sub.bad.
+func parseSubmit(p *stratum.Submit, en2Size int, sub *submission, buf *[16]byte) {
+	*sub = submission{worker: p.Worker, jobID: p.JobID, en2Hex: p.Extranonce2}
+	bad := func(v verdict) { sub.bad = &v }
+	switch {
+	case len(p.Extranonce2) != 2*en2Size || en2Size > len(buf):
+		bad(rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: want %d bytes", p.Extranonce2, en2Size))
+		return
+	default:
+		if _, err := hex.Decode(buf[:en2Size], []byte(p.Extranonce2)); err != nil {
+			bad(rejectf(stratum.CodeOther, ReasonExtranonce2, "extranonce2 %q: not hex", p.Extranonce2))
+			return
+		}
+		sub.en2 = buf[:en2Size]
+	}
+	var err error
+	if sub.ntime, err = stratum.ParseHex32("ntime", p.NTime); err != nil {
+		bad(rejectf(stratum.CodeOther, ReasonNTime, "%v", err))
+		return
+	}
+	if sub.nonce, err = stratum.ParseHex32("nonce", p.Nonce); err != nil {
+		bad(rejectf(stratum.CodeOther, ReasonMalformed, "%v", err))
+		return
+	}
+	if p.VersionBits != "" {
+		if sub.vbits, err = stratum.ParseHex32("version bits", p.VersionBits); err != nil {
+			bad(rejectf(stratum.CodeOther, ReasonVersion, "%v", err))
+			return
+		}
+		sub.hasVBits = true
+	}
 }

@@ -84,7 +84,7 @@ func TestValidateShareTable(t *testing.T) {
 			if tc.submit != nil {
 				tc.submit(&p)
 			}
-			v, _ := validateShare(tc.job, &f, &p, nil)
+			v, _ := validateV1(tc.job, &f, &p)
 			if tc.reason == "" {
 				if v.err != nil {
 					t.Fatalf("rejected: %v (%s)", v.err, v.reason)
@@ -99,27 +99,27 @@ func TestValidateShareTable(t *testing.T) {
 	// The valid share rebuilds exactly the reference header.
 	f := facts()
 	p := valid()
-	v, _ := validateShare(j, &f, &p, nil)
+	v, _ := validateV1(j, &f, &p)
 	if v.hash != refHash || v.raw != ref.Bytes() {
 		t.Fatalf("header hash %s, want %s", v.hash, refHash)
 	}
 	// Regtest-easy bits: nearly every hash is a block, and a stale one
 	// is still reported as a block.
 	f.stale = true
-	if v, _ := validateShare(j, &f, &p, nil); !v.block || v.reason != ReasonStale || len(v.cb) != len(coinbase) {
+	if v, _ := validateV1(j, &f, &p); !v.block || v.reason != ReasonStale || len(v.cb) != len(coinbase) {
 		t.Fatalf("stale block share: block=%v reason=%q", v.block, v.reason)
 	}
 	// A block on another worker's job is still a block (it pays the
 	// job's address).
 	f = facts()
 	f.payTo = []byte{0x52}
-	if v, _ := validateShare(j, &f, &p, nil); !v.block || v.reason != ReasonWrongPayout || len(v.cb) != len(coinbase) {
+	if v, _ := validateV1(j, &f, &p); !v.block || v.reason != ReasonWrongPayout || len(v.cb) != len(coinbase) {
 		t.Fatalf("block share on another worker's job: block=%v reason=%q", v.block, v.reason)
 	}
 	// Version rolling lands in the header.
 	f = facts()
 	p.VersionBits = "00006000"
-	v, _ = validateShare(j, &f, &p, nil)
+	v, _ = validateV1(j, &f, &p)
 	if v.version != 0x20006000 || binary.LittleEndian.Uint32(v.raw[:4]) != 0x20006000 {
 		t.Fatalf("rolled version %08x", v.version)
 	}
@@ -188,4 +188,12 @@ func TestVardiffTable(t *testing.T) {
 	if d, _ := clamp.retarget(t0.Add(time.Minute), 1, false); d != 0.5 {
 		t.Fatalf("clamped to %v, want the minimum 0.5", d)
 	}
+}
+
+// validateV1 parses a V1 submission and validates it, as handleSubmit does.
+func validateV1(j *job, f *shareFacts, p *stratum.Submit) (verdict, []byte) {
+	var sub submission
+	var buf [16]byte
+	parseSubmit(p, f.en2Size, &sub, &buf)
+	return validateShare(j, f, &sub, nil)
 }

@@ -310,13 +310,27 @@ func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, e
 	return retryEach(ctx, 5*time.Second, f)
 }
 
+// errNoPeersForPlacement is JetStream's error code for "no suitable peers
+// for placement": a replicated stream or bucket asked for while one of
+// its servers is not (yet) in the cluster, as when the cluster is still
+// starting or a server restarts.
+const errNoPeersForPlacement = 10005
+
+// placementPending reports whether err is JetStream refusing to place a
+// replicated stream because a server is not there yet: worth asking
+// again while ctx lasts.
+func placementPending(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errNoPeersForPlacement
+}
+
 // retryEach is retry with a per-attempt timeout of its own.
 func retryEach[T any](ctx context.Context, each time.Duration, f func(context.Context) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, each)
 		v, err := f(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !transient(err) {
+		if err == nil || ctx.Err() != nil || !(transient(err) || placementPending(err)) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("attempt %d: %w", attempt, err)
 			}
