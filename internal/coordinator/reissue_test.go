@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -259,4 +260,47 @@ func TestSV2SharesCommittedInBatches(t *testing.T) {
 		t.Fatalf("%d shares: %d RecordShare calls, %d batch calls carrying %d; want 0 and a few carrying %d", n, bc.singles, bc.batches, bc.moved, n)
 	}
 	t.Logf("%d V2 shares in %d batch commits", n, bc.batches)
+}
+
+// TestSV2AnswersInSequenceOrder: V2 shares now go through the one share
+// path's queue, answered when the ledger settles (in as many commits as
+// it takes); a rejection in the middle of a burst must not overtake the
+// acknowledgement of the accepted shares before it, and those after it
+// are acknowledged after it: every success before Error(3) ends at 1 or
+// 2, every one after at 4, and three shares are acknowledged in all.
+func TestSV2AnswersInSequenceOrder(t *testing.T) {
+	h := newV2Harness(t, harnessOpts{})
+	c := h.readyV2("order", true)
+	j := c.cur
+	var msgs []sv2.Message
+	for i, meets := range []bool{true, true, false, true} {
+		s := c.solve(j, j.activeFrom, j.version, []byte{0, 0, 1, byte(i)}, c.target, meets, false)
+		c.seq++
+		msgs = append(msgs, &sv2.SubmitSharesExtended{ChannelID: c.ch, SequenceNumber: c.seq, JobID: s.job, Nonce: s.nonce, NTime: s.ntime, Version: s.version, Extranonce: s.en})
+	}
+	first := c.seq - 3
+	c.send(msgs...)
+	var got []string
+	acked, errored := uint32(0), false
+	for acked < 3 || !errored {
+		switch m := c.next().(type) {
+		case *sv2.SubmitSharesSuccess:
+			last := m.LastSequenceNumber - first + 1
+			got = append(got, fmt.Sprintf("ok last=%d count=%d", last, m.NewSubmitsAcceptedCount))
+			acked += m.NewSubmitsAcceptedCount
+			if (!errored && last > 2) || (errored && last != 4) {
+				t.Fatalf("answers out of sequence order: %q", got)
+			}
+		case *sv2.SubmitSharesError:
+			got = append(got, fmt.Sprintf("error %d %s", m.SequenceNumber-first+1, m.ErrorCode))
+			if m.SequenceNumber-first+1 != 3 || m.ErrorCode != coordinator.SV2ErrLowDifficulty || errored {
+				t.Fatalf("answers %q: want one error, for share 3, %s", got, coordinator.SV2ErrLowDifficulty)
+			}
+			errored = true
+		}
+	}
+	if acked != 3 {
+		t.Fatalf("answers %q: %d shares acknowledged, want 3", got, acked)
+	}
+	t.Logf("answers %q", got)
 }
