@@ -203,7 +203,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { p.handleBlock(ctx, m) },
+	// Found blocks are handled side by side, up to blockWorkers at once:
+	// one at a time, a flood of stale blocks (regtest, an easy embedded
+	// chain, a backlog left while no leader ran) was worked through
+	// slower than the front-ends found new ones, and the block that
+	// extends the chain waited behind them for ever.
+	sem := make(chan struct{}, blockWorkers)
+	var handling sync.WaitGroup
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		sem <- struct{}{}
+		handling.Go(func() {
+			defer func() { <-sem }()
+			p.handleBlock(ctx, m)
+		})
+	},
+		// A pull that went unanswered (the consumer's leader still being
+		// elected) is noticed within seconds, not the 30 s default.
+		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			p.log.Warn("found-block consumer", "consumer", p.cfg.Consumer, "err", err)
 		}))
@@ -212,6 +228,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	defer func() {
 		cc.Stop()
+		handling.Wait()
 		p.mu.Lock()
 		p.stopping = true
 		p.mu.Unlock()
@@ -254,6 +271,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// blockWorkers is how many found blocks the active coordinator handles at
+// once.
+const blockWorkers = 16
 
 type tooLargeError struct{ size, limit int64 }
 
@@ -318,6 +339,15 @@ func (p *Publisher) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := p.js.CreateOrUpdateConsumer(actx, bus.StreamBlocks, cfg)
+		if err == nil {
+			// Pulls go to the consumer's leader: wait until it has one
+			// (a pull sent before gets no responder and was retried
+			// only after the pull expiry).
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(actx); err == nil && info.Cluster != nil && info.Cluster.Leader == "" {
+				err = fmt.Errorf("consumer %s has no leader yet", cfg.Durable)
+			}
+		}
 		cancel()
 		if err == nil {
 			return c, nil
