@@ -364,6 +364,7 @@ func New(cfg Config) (*Coordinator, error) {
 		c.allow[u] = true
 	}
 	c.ledgerQ.c = c
+	c.ledgerQ.record = batchRecorder(cfg.Store)
 	c.jobs = newJobBook(&c.cfg)
 	if cfg.Payout == PayoutPPLNS {
 		c.jobs.pplns = c.pplnsFor

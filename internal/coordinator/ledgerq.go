@@ -25,6 +25,9 @@ type ledgerQueue struct {
 	shares  []ledger.Share
 	owners  []*pendingShare
 	running bool // a feeder is running
+	// record is batchRecorder of the coordinator's ledger, found once
+	// (a method value made per share cost an allocation).
+	record func(context.Context, []ledger.Share) error
 }
 
 // BatchLedger is a Ledger that records many shares in one call: it
@@ -54,7 +57,7 @@ func batchRecorder(l Ledger) func(context.Context, []ledger.Share) error {
 }
 
 func (q *ledgerQueue) add(ctx context.Context, ps *pendingShare, sh ledger.Share) {
-	record := batchRecorder(q.c.cfg.Store)
+	record := q.record
 	if record == nil {
 		go func() {
 			err := q.c.cfg.Store.RecordShare(ctx, sh)

@@ -98,7 +98,8 @@ type session struct {
 	// sends one job per payout (docs/payouts.md).
 	morePayees []payee
 
-	scratch []byte // the coinbase being rebuilt; reader goroutine only
+	scratch []byte   // the coinbase being rebuilt; reader goroutine only
+	en2Buf  [16]byte // a submission's extranonce2, decoded; reader goroutine only
 
 	ev atomic.Pointer[evState] // set when the session is served by the event loop
 }

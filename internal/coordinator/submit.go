@@ -17,8 +17,7 @@ import (
 func (s *session) handleSubmit(ctx context.Context, id json.RawMessage, p *stratum.Submit) {
 	in := shareIn{start: time.Now(), lane: &s.shareLane, en1: s.en1Hex, to: answerTo{id: id}}
 	in.j, in.f, in.user = s.shareFacts(p, s.c.cfg.Now())
-	var en2 [16]byte
-	parseSubmit(p, in.f.en2Size, &in.sub, &en2)
+	parseSubmit(p, in.f.en2Size, &in.sub, &s.en2Buf)
 	s.c.takeShare(ctx, s, &in, &s.scratch)
 }
 
