@@ -131,7 +131,7 @@ type Store struct {
 	insSegment *sql.Stmt
 	insMinute  *sql.Stmt
 	rollup     ledger.Rollup
-	pruned     time.Time // the last pruneHistory
+	pruned     time.Time   // the last pruneHistory
 	upserts    []*sql.Stmt // [i]: the upsert of 1<<i best-share records
 	bestArgs   []any
 }
