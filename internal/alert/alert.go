@@ -55,9 +55,9 @@ type Event struct {
 	Accepted *bool  `json:"accepted,omitempty"`
 	Reason   string `json:"reason,omitempty"` // why the chain refused it
 	// A best share.
-	Worker     string    `json:"worker,omitempty"`
-	Difficulty float64   `json:"difficulty,omitempty"`
-	Previous   float64   `json:"previous,omitempty"` // the record it beat (0: the worker's first)
+	Worker     string  `json:"worker,omitempty"`
+	Difficulty float64 `json:"difficulty,omitempty"`
+	Previous   float64 `json:"previous,omitempty"` // the record it beat (0: the worker's first)
 	// A worker event: its newest share, how long it was silent (offline:
 	// so far; back online: from its last share before the silence to the
 	// newest), and for a hashrate drop its 5 m hashrate and 1 h average
