@@ -125,19 +125,25 @@ func (s *Store) CountReject(worker string, at time.Time) {
 	s.rejMu.Lock()
 	s.rejects.Reject(worker, at, 1)
 	s.rejMu.Unlock()
+	if !s.wakePending.CompareAndSwap(false, true) {
+		return // a wake-up is already queued: a flood of rejects costs one
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return
 	}
 	select {
-	case s.reqs <- shareReq{wake: true}: // wakes the writer; a full queue means a commit is coming anyway
+	case s.reqs <- shareReq{wake: true}:
 	default:
+		// A full queue: a commit is coming anyway and takes the count.
+		s.wakePending.Store(false)
 	}
 }
 
 // takeRejects moves the waiting reject counts into r.
 func (s *Store) takeRejects(r *ledger.Rollup) {
+	s.wakePending.Store(false)
 	s.rejMu.Lock()
 	defer s.rejMu.Unlock()
 	for _, m := range s.rejects.Rows() {

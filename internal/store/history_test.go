@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,5 +219,42 @@ func TestWorkerHistoryPruned(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "kept,new" {
 		t.Fatalf("history after pruning at 48h: %v, want kept,new", names)
+	}
+}
+
+// TestCountRejectFloodCountsEach: 8 goroutines refusing 2,500 shares
+// each while shares commit: every refusal is in the history, exactly,
+// after the next commit (a flood costs queued wake-ups, not counts).
+func TestCountRejectFloodCountsEach(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	at := time.Now()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2500 {
+				s.CountReject(fmt.Sprintf("w%d", g%2), at)
+				if i%500 == 0 {
+					if err := s.RecordShares(ctx, []Share{statShare("w0", at, 1)}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.RecordShares(ctx, []Share{statShare("w1", at, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.WorkerMinutes(ctx, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for _, r := range rows {
+		got += fmt.Sprintf("%s +%d -%d ", r.Worker, r.Accepted, r.Rejected)
+	}
+	if got != "w0 +40 -10000 w1 +1 -10000 " {
+		t.Fatalf("history %q, want w0 +40 -10000 w1 +1 -10000", got)
 	}
 }

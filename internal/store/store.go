@@ -121,6 +121,8 @@ type Store struct {
 	retention atomic.Int64  // worker history retention (SetHistoryRetention)
 	rejMu     sync.Mutex    // guards rejects
 	rejects   ledger.Rollup // reject counts waiting for the next commit
+	// wakePending: a wake-up for the rejects is queued (CountReject).
+	wakePending atomic.Bool
 
 	bestMu    sync.Mutex // guards best and bestFloor; never held across a share commit
 	best      map[bestKey]BestShare
