@@ -50,7 +50,7 @@ type Event struct {
 	Kind string `json:"event"` // KindBlock, KindBestShare, or a worker event (workers.go)
 	// A block.
 	Height   int64  `json:"height,omitempty"`
-	Hash     string `json:"hash"` // display hex: the block's, or the best share's header hash
+	Hash     string `json:"hash,omitempty"` // display hex: the block's, or the best share's header hash (none for a worker event)
 	Finder   string `json:"finder,omitempty"`
 	Accepted *bool  `json:"accepted,omitempty"`
 	Reason   string `json:"reason,omitempty"` // why the chain refused it

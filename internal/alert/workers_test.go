@@ -119,7 +119,7 @@ func TestWorkerAlertsOncePerTransition(t *testing.T) {
 
 		// The webhook bodies name the worker and the numbers.
 		for i, want := range []string{
-			fmt.Sprintf(`"event":"worker_offline","hash":"","worker":"alice.rig1","last_share":"%s","silent_seconds":%v`, first.UTC().Format(time.RFC3339), events[0].SilentSeconds),
+			fmt.Sprintf(`{"event":"worker_offline","worker":"alice.rig1","last_share":"%s","silent_seconds":%v`, first.UTC().Format(time.RFC3339), events[0].SilentSeconds),
 		} {
 			b, _ := json.Marshal(events[i])
 			if !strings.Contains(string(b), want) {
