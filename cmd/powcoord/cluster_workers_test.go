@@ -143,8 +143,23 @@ func TestClusterWorkersAPI(t *testing.T) {
 		if uint64(w.Shares) != f.Accepted || math.Abs(w.Work-f.Work) > 1e-9*f.Work {
 			t.Errorf("worker %s: /api/workers %d shares, work %g; its front-end %s accepted %d, work %g", w.Worker, w.Shares, w.Work, servedBy[w.Worker], f.Accepted, f.Work)
 		}
-		if want := w.Work * math.Exp2(32) / 3600; math.Abs(w.Hashrate-want) > 1e-9*want {
-			t.Errorf("worker %s: hashrate %g, want work × 2^32 / 3600 s = %g", w.Worker, w.Hashrate, want)
+		if want := w.Work * math.Exp2(32) / ws.Seconds; ws.Seconds < 3600 || ws.Seconds >= 3660 || math.Abs(w.Hashrate-want) > 1e-9*want {
+			t.Errorf("worker %s: hashrate %g over %g s, want work × 2^32 / the span's 3600 to 3660 s = %g", w.Worker, w.Hashrate, ws.Seconds, want)
+		}
+		// The worker's history (GET /api/workers/{name}, from the
+		// ledger's per-minute rollups) holds the same shares.
+		var h web.WorkerHistory
+		if err := getJSON("http://"+coordHTTP+"/api/workers/"+w.Worker+"?scope=worker&minutes=60", &h); err != nil {
+			t.Fatal(err)
+		}
+		var acc int64
+		var work float64
+		for _, m := range h.Series {
+			acc += m.Accepted
+			work += m.Work
+		}
+		if h.Name != w.Worker || h.Scope != web.ScopeWorker || acc != w.Shares || math.Abs(work-w.Work) > 1e-9*w.Work {
+			t.Errorf("GET /api/workers/%s: %s %s, %d shares and work %g in its series; /api/workers says %d, %g", w.Worker, h.Name, h.Scope, acc, work, w.Shares, w.Work)
 		}
 		if d := w.LastShare.Sub(f.LastShare); d < -time.Second || d > time.Second {
 			t.Errorf("worker %s: last share %s, its front-end's %s", w.Worker, w.LastShare, f.LastShare)

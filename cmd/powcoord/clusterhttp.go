@@ -59,6 +59,7 @@ func (h *clusterHTTP) handler(reg *prometheus.Registry) http.Handler {
 	}
 	if h.ledger != nil {
 		mux.Handle("GET /api/workers", web.WorkersHandler(h.ledger, h.log))
+		mux.Handle("GET /api/workers/{name...}", web.WorkerHistoryHandler(h.ledger, h.log))
 	} else {
 		mux.HandleFunc("GET /api/workers", func(w http.ResponseWriter, req *http.Request) { h.noLedger(w, req) })
 	}

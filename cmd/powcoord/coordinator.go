@@ -17,6 +17,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/alert"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/payout"
@@ -67,6 +68,10 @@ type coordFlags struct {
 	webhooks         urlList
 	webhookFormat    string
 	webhookBestShare bool
+	// Worker alerts to the webhooks, and the worker history they read.
+	workerOfflineAfter time.Duration
+	workerDropBelow    float64
+	workerHistory      time.Duration
 }
 
 func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
@@ -87,6 +92,9 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 	fs.Var(&f.webhooks, "webhook", "POST an alert to this `URL` on every found block (http or https); repeat for several endpoints")
 	fs.StringVar(&f.webhookFormat, "webhook-format", "json", "webhook body `format`: json (the event), discord ({\"content\": text}) or ntfy (plain text, Title header)")
 	fs.BoolVar(&f.webhookBestShare, "webhook-best-share", false, "also POST to the webhooks when a worker sets a new all-time best share")
+	fs.DurationVar(&f.workerOfflineAfter, "worker-offline-after", alert.DefaultOfflineAfter, "with --webhook: POST when a worker has sent no accepted share for this `duration` (at least 1m), and again when it is back; 0 disables")
+	fs.Float64Var(&f.workerDropBelow, "worker-drop-below", alert.DefaultDropBelow, "with --webhook: POST when a worker's 5-minute hashrate falls below this `fraction` of its 1-hour average (above 0, below 1); 0 disables")
+	fs.DurationVar(&f.workerHistory, "worker-history-retention", ledger.DefaultHistoryRetention, "keep the per-minute worker history (GET /api/workers/{name}) this `long` (at least 24h)")
 	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "HTTP listen `address` for the API, dashboard and metrics; empty disables it")
 	fs.Float64Var(&f.shareDiff, "share-difficulty", 0.001, "starting share `difficulty` of every connection (fractional allowed); vardiff moves it from there")
 	fs.Float64Var(&f.blockDiff, "block-difficulty", 0.05, "embedded chain: the genesis block's `difficulty`, where difficulty adjustment starts")
@@ -172,6 +180,15 @@ func (f *coordFlags) check() error {
 	if f.webhookBestShare && len(f.webhooks) == 0 {
 		return errors.New("--webhook-best-share needs at least one --webhook")
 	}
+	if err := (&alert.WatchConfig{OfflineAfter: f.workerOfflineAfter}).Check(); err != nil {
+		return fmt.Errorf("--worker-offline-after %v: want at least 1m, or 0 for no offline alerts", f.workerOfflineAfter)
+	}
+	if err := (&alert.WatchConfig{DropBelow: f.workerDropBelow}).Check(); err != nil {
+		return fmt.Errorf("--worker-drop-below %v: want a fraction above 0 and below 1, or 0 for no drop alerts", f.workerDropBelow)
+	}
+	if f.workerHistory != 0 && f.workerHistory < ledger.MinHistoryRetention {
+		return fmt.Errorf("--worker-history-retention %v: must be at least %v", f.workerHistory, ledger.MinHistoryRetention)
+	}
 	return nil
 }
 
@@ -218,6 +235,11 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
+	}
+	if f.workerHistory != 0 {
+		if err := st.SetHistoryRetention(f.workerHistory); err != nil {
+			return fail(fmt.Errorf("--worker-history-retention: %w", err))
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -304,6 +326,10 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	g.Go(func() error { return serveAdmin(gctx, adminSrv, adminLn) })
 	if alerts != nil {
 		g.Go(func() error { alerts.Run(gctx); return nil })
+		g.Go(func() error {
+			return alert.WatchWorkers(gctx, alert.WatchConfig{Source: st, Notify: alerts.Notify,
+				OfflineAfter: f.workerOfflineAfter, DropBelow: f.workerDropBelow, Logger: log})
+		})
 	}
 	if inst.httpServer != nil {
 		g.Go(func() error {

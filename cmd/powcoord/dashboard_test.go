@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/powcoord/powcoord/internal/store"
 )
 
 // chromiumPath finds a Chromium to drive: $POWCOORD_CHROMIUM, else
@@ -78,8 +80,12 @@ func TestDashboardInChromium(t *testing.T) {
 	out := &lineWriter{lines: make(chan string, 16)}
 	var logs bytes.Buffer
 	done := make(chan error, 1)
+	// Three hours of worker history before the demo starts
+	// (seedWorkerHistory).
+	data := t.TempDir()
+	seedWorkerHistory(t, data)
 	go func() {
-		done <- run(ctx, []string{"demo", "--http", "127.0.0.1:0", "--agent-rates", "1x,2x", "--base-rate", "200k",
+		done <- run(ctx, []string{"demo", "--data", data, "--http", "127.0.0.1:0", "--agent-rates", "1x,2x", "--base-rate", "200k",
 			"--block-time", "1s", "--block-difficulty", "1e-4", "--share-difficulty", "1e-4", "--log-level", "warn",
 			"--payout", "pplns", "--pool-fee", "1%", "--pool-address", "pool"}, out, &syncWriter{w: &logs})
 	}()
@@ -159,9 +165,10 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor("the income panel", `!document.getElementById("income").hidden && document.getElementById("sim-income").rows.length === 2`)
 	waitFor("the income chart getting points", `Number(document.getElementById("chart-income").dataset.points) >= 4`)
 
-	// Best shares: one row per address (the agents' names), every one
-	// with an all-time best; the workers table has the best columns.
-	waitFor("the best shares by address", `document.getElementById("best-addresses").rows.length === 2 && [...document.querySelectorAll("#best-addresses tr td:nth-child(4)")].every(td => Number(td.textContent) > 0)`)
+	// Best shares: one row per address (the agents' names, and alice and
+	// bob of the seeded history), every one with an all-time best; the
+	// workers table has the best columns.
+	waitFor("the best shares by address", `document.getElementById("best-addresses").rows.length === 4 && [...document.querySelectorAll("#best-addresses tr td:nth-child(4)")].every(td => Number(td.textContent) > 0)`)
 	var bestCols string
 	eval(`[...document.querySelectorAll("#workers tr td:nth-child(10)")].map(td => td.textContent).join(" ")`, &bestCols)
 	if strings.Contains(bestCols, "–") || bestCols == "" {
@@ -185,6 +192,44 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("blocks table finders %q, want agent names", finders)
 	}
 
+	// The worker history panel lists the workers with shares in the last
+	// day (the demo's agents and the seeded ones) and their addresses;
+	// alice.rig1's chart has a point for each of its three seeded hours'
+	// minutes and its averages; bob's 1 h average is its last hour's
+	// 100 kH/s.
+	waitFor("the worker history choices", `document.getElementById("history-worker").options.length === 5`)
+	var choices string
+	eval(`[...document.getElementById("history-worker").options].map(o => o.value).join(" ")`, &choices)
+	if choices != "agent1 agent2 alice alice.rig1 bob" {
+		t.Errorf("worker history choices %q, want agent1 agent2 alice alice.rig1 bob", choices)
+	}
+	choose := func(name string) {
+		t.Helper()
+		var ok bool
+		eval(fmt.Sprintf(`(() => { const s = document.getElementById("history-worker"); s.value = %q; return s.dispatchEvent(new Event("change")); })()`, name), &ok)
+		waitFor("the worker history chart of "+name, fmt.Sprintf(`document.getElementById("chart-worker-history").dataset.worker === %q && Number(document.getElementById("chart-worker-history").dataset.points) >= 175`, name))
+	}
+	row := func(n int) []string {
+		var s string
+		eval(fmt.Sprintf(`[...document.querySelectorAll("#history-averages tr:nth-child(%d) td")].map(td => td.textContent).join("|")`, n), &s)
+		return strings.Split(s, "|")
+	}
+	choose("alice.rig1")
+	if acc := row(2); len(acc) != 6 || acc[0] != "accepted" || acc[1] != "1" || acc[2] != "5" || acc[3] != "60" {
+		t.Errorf("alice.rig1's accepted shares over 1m 5m 1h 1d 7d: %q, want 1, 5 and 60 (one a minute)", acc)
+	}
+	if r := row(1); len(r) != 6 || r[3] != "200 kH/s" {
+		t.Errorf("alice.rig1's hashrate averages %q, want 200 kH/s over the last hour", r)
+	}
+	choose("bob")
+	if r := row(1); len(r) != 6 || r[3] != "100 kH/s" || r[4] != "37.5 kH/s" {
+		t.Errorf("bob's hashrate averages %q, want 100 kH/s over the last hour and (60 × 100 + 120 × 400) / 1440 = 37.5 kH/s over the day", r)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.Screenshot("#worker-history"))
+	if err != nil {
+		t.Fatalf("screenshot of the worker history: %v", err)
+	}
+
 	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -200,6 +245,9 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("dashboard screenshot: %s (%d bytes)", path, len(png))
+	if err := os.WriteFile(filepath.Join(dir, "worker-history.png"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Errorf("screenshot is not a PNG")
 	}
@@ -216,6 +264,39 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if s := out.String(); !strings.Contains(s, "simulation summary:") || !strings.Contains(s, "agent2") || !strings.Contains(s, "pplns total") {
 		t.Errorf("demo output has no simulation summary:\n%s", s)
+	}
+}
+
+// seedWorkerHistory records a share a minute for alice.rig1 (200 kH/s)
+// and bob (400 kH/s, 100 kH/s from an hour ago on) into the store under
+// dir, from three hours ago to ten minutes ahead (so that the last hour
+// holds seeded minutes only while the test runs; difficulty: rate × 60 s
+// / 2^32).
+func seedWorkerHistory(t *testing.T, dir string) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "powcoord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC().Truncate(time.Minute)
+	var shares []store.Share
+	for i := -10; i <= 180; i++ {
+		at := now.Add(-time.Duration(i)*time.Minute + 30*time.Second)
+		bob := 400e3
+		if i <= 60 {
+			bob = 100e3
+		}
+		for _, w := range []struct {
+			name string
+			rate float64
+		}{{"alice.rig1", 200e3}, {"bob", bob}} {
+			d := w.rate * 60 / math.Exp2(32)
+			shares = append(shares, store.Share{Time: at, Worker: w.name, Difficulty: d, Achieved: d, Nonce: uint32(len(shares))})
+		}
+	}
+	if err := st.RecordShares(context.Background(), shares); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/ledgerd"
 	"github.com/powcoord/powcoord/internal/cluster/members"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,6 +57,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	replicas := fs.Int("replicas", 3, "`copies` of each stream when this writer creates the streams (at most the number of NATS servers)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait at start-up for the cluster and the database to answer")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	history := fs.Duration("worker-history-retention", ledger.DefaultHistoryRetention, "keep the per-minute worker history (GET /api/workers/{name}) this `long` (at least 24h); this writer deletes older minutes")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), ledgerUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,6 +84,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *wait <= 0 {
 		return fmt.Errorf("ledger: --wait %v: want a positive duration", *wait)
 	}
+	if *history < ledger.MinHistoryRetention {
+		return fmt.Errorf("ledger: --worker-history-retention %v: must be at least %v", *history, ledger.MinHistoryRetention)
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -101,6 +106,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("ledger: --postgres: %w", err)
 	}
 	defer led.Close()
+	if err := led.SetHistoryRetention(*history); err != nil {
+		return fmt.Errorf("ledger: --worker-history-retention: %w", err)
+	}
 	nc, err := bus.Connect(sctx, urls, "powcoord-ledger")
 	if err != nil {
 		return fmt.Errorf("ledger: --cluster %q: %w", *cluster, err)

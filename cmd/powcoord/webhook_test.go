@@ -202,3 +202,24 @@ func TestWebhooks(t *testing.T) {
 	cancel()
 	inst.wait()
 }
+
+// TestWorkerAlertFlagsRefused: the worker alert and history flags are
+// checked before anything starts, each error naming the flag and value.
+func TestWorkerAlertFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--worker-offline-after", "30s"}, "--worker-offline-after 30s: want at least 1m, or 0 for no offline alerts"},
+		{[]string{"--worker-offline-after", "-5m"}, "--worker-offline-after -5m0s: want at least 1m"},
+		{[]string{"--worker-drop-below", "1"}, "--worker-drop-below 1: want a fraction above 0 and below 1, or 0 for no drop alerts"},
+		{[]string{"--worker-drop-below", "-0.2"}, "--worker-drop-below -0.2: want a fraction above 0 and below 1"},
+		{[]string{"--worker-history-retention", "12h"}, "--worker-history-retention 12h0m0s: must be at least 24h0m0s"},
+	} {
+		var out, errb strings.Builder
+		err := run(context.Background(), append([]string{"coordinator", "--data", t.TempDir()}, tc.args...), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("coordinator %q: error %v, want it to say %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,5 +1,6 @@
 // Package alert posts webhooks about what a pool operator wants to hear
-// of at once: a block found, and optionally a new all-time best share.
+// of at once: a block found, optionally a new all-time best share, and a
+// worker gone offline, back online, or down in hashrate (WatchWorkers).
 //
 // Notify never blocks: each endpoint has its own bounded queue and its
 // own goroutine that posts, retries with backoff and gives up; an event
@@ -46,18 +47,26 @@ const (
 // Event is what a webhook reports. Fields that do not apply to its Kind
 // are left out of the JSON body.
 type Event struct {
-	Kind string `json:"event"` // KindBlock or KindBestShare
+	Kind string `json:"event"` // KindBlock, KindBestShare, or a worker event (workers.go)
 	// A block.
 	Height   int64  `json:"height,omitempty"`
-	Hash     string `json:"hash"` // display hex: the block's, or the best share's header hash
+	Hash     string `json:"hash,omitempty"` // display hex: the block's, or the best share's header hash (none for a worker event)
 	Finder   string `json:"finder,omitempty"`
 	Accepted *bool  `json:"accepted,omitempty"`
 	Reason   string `json:"reason,omitempty"` // why the chain refused it
 	// A best share.
-	Worker     string    `json:"worker,omitempty"`
-	Difficulty float64   `json:"difficulty,omitempty"`
-	Previous   float64   `json:"previous,omitempty"` // the record it beat (0: the worker's first)
-	Time       time.Time `json:"time"`
+	Worker     string  `json:"worker,omitempty"`
+	Difficulty float64 `json:"difficulty,omitempty"`
+	Previous   float64 `json:"previous,omitempty"` // the record it beat (0: the worker's first)
+	// A worker event: its newest share, how long it was silent (offline:
+	// so far; back online: from its last share before the silence to the
+	// newest), and for a hashrate drop its 5 m hashrate and 1 h average
+	// (hashes/s).
+	LastShare     time.Time `json:"last_share,omitzero"`
+	SilentSeconds float64   `json:"silent_seconds,omitempty"`
+	Hashrate      float64   `json:"hashrate,omitempty"`
+	Average       float64   `json:"average_1h,omitempty"`
+	Time          time.Time `json:"time"`
 }
 
 // Text is the one-line message of ev used by the Discord and ntfy formats.
@@ -75,14 +84,41 @@ func (ev *Event) Text() string {
 			prev = "previous " + strconv.FormatFloat(ev.Previous, 'g', 6, 64)
 		}
 		return fmt.Sprintf("New best share for %s: difficulty %s (%s)", ev.Worker, strconv.FormatFloat(ev.Difficulty, 'g', 6, 64), prev)
+	case KindWorkerOffline:
+		return fmt.Sprintf("Worker %s is offline: no share for %s (last at %s)", ev.Worker, seconds(ev.SilentSeconds), ev.LastShare.Format(time.RFC3339))
+	case KindWorkerOnline:
+		return fmt.Sprintf("Worker %s is back online after %s without a share", ev.Worker, seconds(ev.SilentSeconds))
+	case KindHashrateDrop:
+		return fmt.Sprintf("Worker %s hashrate dropped to %s over 5 m, %.0f%% of its 1 h average %s",
+			ev.Worker, rate(ev.Hashrate), 100*ev.Hashrate/ev.Average, rate(ev.Average))
 	}
 	return ev.Kind
 }
 
+func seconds(s float64) string { return (time.Duration(s) * time.Second).String() }
+
+// rate formats hashes/s with an SI prefix.
+func rate(h float64) string {
+	units := []string{"H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"}
+	i := 0
+	for h >= 1000 && i < len(units)-1 {
+		h /= 1000
+		i++
+	}
+	return strconv.FormatFloat(h, 'f', 2, 64) + " " + units[i]
+}
+
 // Title is the ntfy Title header of ev.
 func (ev *Event) Title() string {
-	if ev.Kind == KindBlock {
+	switch ev.Kind {
+	case KindBlock:
 		return "powcoord: block found"
+	case KindWorkerOffline:
+		return "powcoord: worker offline"
+	case KindWorkerOnline:
+		return "powcoord: worker back online"
+	case KindHashrateDrop:
+		return "powcoord: worker hashrate drop"
 	}
 	return "powcoord: new best share"
 }

@@ -179,6 +179,14 @@ type Ledger interface {
 	FoundBlocks(ctx context.Context, state string) ([]store.FoundBlock, error)
 }
 
+// RejectCounter is a Ledger that also counts refused shares into its
+// worker history (a *store.Store does: CountReject). The coordinator
+// calls CountReject for every share it refuses from an authorized
+// worker, on the share path: it must not block.
+type RejectCounter interface {
+	CountReject(worker string, at time.Time)
+}
+
 // BlockEvent describes a block found through this coordinator.
 type BlockEvent struct {
 	Height   int64
@@ -362,6 +370,9 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	for _, u := range cfg.AllowList {
 		c.allow[u] = true
+	}
+	if rc, ok := cfg.Store.(RejectCounter); ok {
+		c.stats.onReject = rc.CountReject
 	}
 	c.ledgerQ.c = c
 	c.ledgerQ.record = batchRecorder(cfg.Store)

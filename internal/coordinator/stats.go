@@ -89,6 +89,9 @@ type accounting struct {
 	max       int
 	swept     time.Time
 	evicted   uint64
+	// onReject, when set, is told of every refused share of a named
+	// worker (Config.Store's RejectCounter), outside mu.
+	onReject func(worker string, at time.Time)
 }
 
 func newAccounting(now func() time.Time, retention time.Duration, max int) *accounting {
@@ -213,6 +216,8 @@ func (a *accounting) setDifficulty(name string, d float64) {
 func (a *accounting) rejected(name, reason string) {
 	if name == "" {
 		name = "(unauthorized)"
+	} else if a.onReject != nil {
+		defer a.onReject(name, a.now())
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

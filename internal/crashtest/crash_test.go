@@ -1,7 +1,8 @@
 // Package crashtest kills a real powcoord coordinator process with
 // SIGKILL at random moments while miners are submitting shares, and checks
 // that what it acknowledged survived: the stored chain re-validates from
-// its bytes and every share a miner was told "true" for is in the ledger.
+// its bytes, every share a miner was told "true" for is in the ledger,
+// and the worker history agrees with the ledger's shares.
 package crashtest
 
 import (
@@ -9,6 +10,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -120,6 +122,57 @@ func (l *ledger) armFirst() chan struct{} {
 	return l.firstOK
 }
 
+// checkHistory: the worker history of a store killed again and again
+// (written in the transaction of the shares) equals, worker by worker
+// and minute by minute, the accepted shares, their work and the newest
+// one's time counted from the share rows: none of its rows was lost or
+// written without its shares. Refused shares are counted only in
+// memory until the next commit, so their counts are not compared.
+func checkHistory(t *testing.T, st *store.Store, stored []store.Share) {
+	t.Helper()
+	type key struct {
+		worker string
+		minute int64
+	}
+	type row struct {
+		acc  int64
+		work float64
+		last time.Time
+	}
+	want := map[key]row{}
+	for _, sh := range stored {
+		k := key{sh.Worker, sh.Time.Unix() / 60}
+		r := want[k]
+		r.acc++
+		r.work += sh.Difficulty
+		if sh.Time.After(r.last) {
+			r.last = sh.Time
+		}
+		want[k] = r
+	}
+	hist, err := st.WorkerMinutes(context.Background(), "", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range hist {
+		if m.Accepted == 0 {
+			continue // a minute of refused shares only
+		}
+		n++
+		k := key{m.Worker, m.Minute.Unix() / 60}
+		w := want[k]
+		if m.Accepted != w.acc || math.Abs(m.Work-w.work) > 1e-9*w.work || !m.Last.Equal(w.last) {
+			t.Errorf("history of %s at %s: %d shares, work %g, last %s; the share rows: %d, %g, %s",
+				m.Worker, m.Minute.Format("15:04"), m.Accepted, m.Work, m.Last, w.acc, w.work, w.last)
+		}
+	}
+	if n != len(want) {
+		t.Errorf("history has %d worker minutes with shares, the share rows %d", n, len(want))
+	}
+	t.Logf("worker history: %d worker minutes, equal to the share rows", n)
+}
+
 func TestSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the powcoord binary")
@@ -205,6 +258,7 @@ func TestSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkHistory(t, st, stored)
 	inLedger := make(map[chainmath.Hash]bool, len(stored))
 	for _, sh := range stored {
 		inLedger[sh.Hash] = true

@@ -159,6 +159,9 @@ func (s *Store) newBests(batch []shareReq) []BestShare {
 			}
 			continue
 		}
+		if batch[i].wake {
+			continue // a wake-up (CountReject): no share
+		}
 		one(&batch[i].share)
 	}
 	return out

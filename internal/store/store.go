@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
@@ -100,6 +101,9 @@ type shareReq struct {
 	share Share
 	many  []Share // RecordShares: these instead of share
 	done  chan error
+	// wake: no share, only a wake-up of the writer to commit waiting
+	// reject counts (CountReject).
+	wake bool
 }
 
 // Store is an open SQLite database. It is safe for concurrent use.
@@ -114,6 +118,12 @@ type Store struct {
 	wdone  chan struct{}
 	total  int64 // shares in the ledger; only the writer changes it after Open
 
+	retention atomic.Int64  // worker history retention (SetHistoryRetention)
+	rejMu     sync.Mutex    // guards rejects
+	rejects   ledger.Rollup // reject counts waiting for the next commit
+	// wakePending: a wake-up for the rejects is queued (CountReject).
+	wakePending atomic.Bool
+
 	bestMu    sync.Mutex // guards best and bestFloor; never held across a share commit
 	best      map[bestKey]BestShare
 	bestFloor map[string]float64 // newBests' scratch: per worker, the least record to beat
@@ -121,6 +131,9 @@ type Store struct {
 
 	// The writer goroutine's prepared statements and scratch.
 	insSegment *sql.Stmt
+	insMinute  *sql.Stmt
+	rollup     ledger.Rollup
+	pruned     time.Time   // the last pruneHistory
 	upserts    []*sql.Stmt // [i]: the upsert of 1<<i best-share records
 	bestArgs   []any
 }
@@ -143,7 +156,12 @@ func Open(path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if _, err := w.Exec(schema + foundSchema + payoutSchema + bestSchema); err != nil {
+	hadHistory, err := hasHistoryTable(w)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %q: look for the worker history: %w", path, err)
+	}
+	if _, err := w.Exec(schema + foundSchema + payoutSchema + bestSchema + historySchema); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: create schema in %q: %w", path, err)
 	}
@@ -175,18 +193,28 @@ func Open(path string) (*Store, error) {
 		wdone: make(chan struct{}),
 		total: total,
 	}
+	s.retention.Store(int64(ledger.DefaultHistoryRetention))
 	if err := s.loadBest(); err != nil {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("store: %q: %w", path, err)
 	}
 	if s.insSegment, err = w.Prepare(insertSegment); err == nil {
-		err = s.prepareUpserts()
+		if s.insMinute, err = w.Prepare(upsertMinute); err == nil {
+			err = s.prepareUpserts()
+		}
 	}
 	if err != nil {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("store: %q: prepare statements: %w", path, err)
+	}
+	if !hadHistory {
+		if err := s.backfillHistory(); err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("store: %q: %w", path, err)
+		}
 	}
 	go s.writer()
 	return s, nil
@@ -207,7 +235,7 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.wdone
-	errs := []error{s.insSegment.Close()}
+	errs := []error{s.insSegment.Close(), s.insMinute.Close()}
 	for _, st := range s.upserts {
 		errs = append(errs, st.Close())
 	}
@@ -396,6 +424,9 @@ func (r *shareReq) count() int {
 	if r.many != nil {
 		return len(r.many)
 	}
+	if r.wake {
+		return 0
+	}
 	return 1
 }
 
@@ -422,54 +453,75 @@ func (s *Store) writer() {
 		}
 		err := s.commitShares(&enc, batch)
 		for i := range batch {
-			batch[i].done <- err
+			if !batch[i].wake {
+				batch[i].done <- err
+			}
 			batch[i] = shareReq{}
 		}
+		s.pruneHistory(time.Now())
 	}
+	// Reject counts that arrived after the last wake-up.
+	s.commitShares(&enc, nil)
 }
 
 func (s *Store) commitShares(enc *segmentEncoder, batch []shareReq) error {
 	enc.reset()
+	s.rollup.Reset()
 	for i := range batch {
 		if batch[i].many != nil {
 			for k := range batch[i].many {
 				enc.add(&batch[i].many[k])
+				s.rollup.Share(&batch[i].many[k])
 			}
 			continue
 		}
-		enc.add(&batch[i].share)
-	}
-	// The writer must finish what it accepted even while Close waits, so
-	// it does not take a caller's context. One statement in autocommit
-	// mode is one transaction: one commit, one fsync.
-	bests := s.newBests(batch)
-	seqEnd := s.total + int64(enc.n)
-	if len(bests) == 0 {
-		if _, err := s.insSegment.ExecContext(context.Background(), enc.n, enc.bytes(), seqEnd); err != nil {
-			return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+		if batch[i].wake {
+			continue
 		}
-		s.total = seqEnd
+		enc.add(&batch[i].share)
+		s.rollup.Share(&batch[i].share)
+	}
+	s.takeRejects(&s.rollup)
+	if enc.n == 0 && s.rollup.Len() == 0 {
 		return nil
 	}
-	// A batch that sets a new best share (rare once a ledger has some
-	// history) writes the record in the same transaction.
-	tx, err := s.w.BeginTx(context.Background(), nil)
-	if err != nil {
-		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
-	}
-	if _, err := tx.Stmt(s.insSegment).Exec(enc.n, enc.bytes(), seqEnd); err != nil {
-		tx.Rollback()
-		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
-	}
-	if err := s.upsertBest(tx, bests); err != nil {
-		tx.Rollback()
+	// The writer must finish what it accepted even while Close waits, so
+	// it does not take a caller's context. One transaction: one commit,
+	// one fsync, for the segment, the batch's worker history and (rare
+	// once a ledger has some history) a new best share.
+	bests := s.newBests(batch)
+	seqEnd := s.total + int64(enc.n)
+	fail := func(err error) error {
+		s.putBackRejects(&s.rollup)
 		return err
 	}
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fail(fmt.Errorf("store: commit share batch of %d: %w", len(batch), err))
+	}
+	if enc.n > 0 {
+		if _, err := tx.Stmt(s.insSegment).Exec(enc.n, enc.bytes(), seqEnd); err != nil {
+			tx.Rollback()
+			return fail(fmt.Errorf("store: commit share batch of %d: %w", len(batch), err))
+		}
+	}
+	if err := addMinutes(tx.Stmt(s.insMinute), s.rollup.Rows()); err != nil {
+		tx.Rollback()
+		return fail(err)
+	}
+	if len(bests) > 0 {
+		if err := s.upsertBest(tx, bests); err != nil {
+			tx.Rollback()
+			return fail(err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit share batch of %d: %w", len(batch), err)
+		return fail(fmt.Errorf("store: commit share batch of %d: %w", len(batch), err))
 	}
 	s.total = seqEnd
-	s.applyBest(bests)
+	if len(bests) > 0 {
+		s.applyBest(bests)
+	}
 	return nil
 }
 

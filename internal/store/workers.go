@@ -23,7 +23,19 @@ const timeSkew = time.Minute
 // share older than since by timeSkew, so its cost is decoding the shares
 // of the span (plus up to timeSkew more), not the whole ledger; a span
 // longer than the ledger reads all of it.
+//
+// A since on a minute boundary within the worker history's retention is
+// read from the per-minute rollups instead (history.go): one row per
+// worker and minute, whatever the share rate.
 func (s *Store) WorkerStats(ctx context.Context, since time.Time) ([]ledger.WorkerStat, error) {
+	if since.Equal(since.Truncate(time.Minute)) && time.Since(since) < s.historyRetention() {
+		return s.workerStatsFromHistory(ctx, since)
+	}
+	return s.workerStatsScan(ctx, since)
+}
+
+// workerStatsScan is WorkerStats read from the shares themselves.
+func (s *Store) workerStatsScan(ctx context.Context, since time.Time) ([]ledger.WorkerStat, error) {
 	stop := since.Add(-timeSkew)
 	by := map[string]*ledger.WorkerStat{}
 	if _, err := s.scanNewest(ctx, func(sh *Share) bool {

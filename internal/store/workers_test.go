@@ -61,7 +61,7 @@ func TestWorkerStatsSpan(t *testing.T) {
 			t0.Unix()-60, t0.Unix()-600, t0.Unix()-3*3600, t0.Unix()-20, t0.Unix()-3630)},
 		{t0, ""},
 	} {
-		list, err := s.WorkerStats(ctx, c.since)
+		list, err := s.workerStatsScan(ctx, c.since)
 		if err != nil || statsString(list) != c.want {
 			t.Errorf("WorkerStats since %s: %q %v, want %q", c.since.Sub(t0), statsString(list), err, c.want)
 		}
@@ -89,10 +89,10 @@ func TestWorkerStatsStopsAtTheSpan(t *testing.T) {
 	if err := s.RecordShares(ctx, []Share{statShare("alice", t0.Add(-time.Minute), 2)}); err != nil {
 		t.Fatal(err)
 	}
-	if list, err := s.WorkerStats(ctx, t0.Add(-time.Hour)); err != nil || statsString(list) != fmt.Sprintf("alice:1/2@%d ", t0.Unix()-60) {
+	if list, err := s.workerStatsScan(ctx, t0.Add(-time.Hour)); err != nil || statsString(list) != fmt.Sprintf("alice:1/2@%d ", t0.Unix()-60) {
 		t.Fatalf("WorkerStats over the last hour: %q %v, want alice's one share", statsString(list), err)
 	}
-	if _, err := s.WorkerStats(ctx, t0.Add(-3*time.Hour)); err == nil || !strings.Contains(err.Error(), "share segment 1: segment format 9") {
+	if _, err := s.workerStatsScan(ctx, t0.Add(-3*time.Hour)); err == nil || !strings.Contains(err.Error(), "share segment 1: segment format 9") {
 		t.Fatalf("WorkerStats reaching the corrupt segment: %v, want an error naming segment 1", err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package web serves the coordinator's HTTP side: the JSON API
 // (/api/status, /api/blocks, /api/history, /api/simulation,
-// /api/miners, /api/best, /api/workers, /api/bans), the live
+// /api/miners, /api/best, /api/workers, /api/workers/{name}, /api/bans), the live
 // event stream (/api/events) and the dashboard at /, whose static files
 // are embedded in the binary.
 package web
@@ -48,6 +48,7 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s.mux.HandleFunc("GET /api/miners/{address}", s.handleMiner)
 	s.mux.HandleFunc("GET /api/best", s.handleBest)
 	s.mux.Handle("GET /api/workers", WorkersHandler(st, logger))
+	s.mux.Handle("GET /api/workers/{name...}", WorkerHistoryHandler(st, logger))
 	s.mux.Handle("GET /", dashboardHandler())
 	return s
 }

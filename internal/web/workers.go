@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -25,8 +24,11 @@ type WorkerStatser interface {
 // Workers is GET /api/workers: every worker with a share stored in the
 // last Minutes minutes.
 type Workers struct {
-	Minutes int          `json:"minutes"` // the span: the last Minutes minutes
-	Since   time.Time    `json:"since"`
+	Minutes int       `json:"minutes"` // the span asked for: the last Minutes minutes
+	Since   time.Time `json:"since"`   // the span's start: now − Minutes, down to its minute
+	// Seconds is the span's length from Since to the answer's time: the
+	// Minutes minutes and the part of a minute Since was moved back.
+	Seconds float64      `json:"seconds"`
 	Workers []WorkerSpan `json:"workers"`
 }
 
@@ -35,7 +37,7 @@ type WorkerSpan struct {
 	Worker    string    `json:"worker"`
 	Shares    int64     `json:"shares"`
 	Work      float64   `json:"work"`     // sum of the shares' difficulties
-	Hashrate  float64   `json:"hashrate"` // hashes/s: work × 2^32 over the span
+	Hashrate  float64   `json:"hashrate"` // hashes/s: work × 2^32 over Seconds
 	LastShare time.Time `json:"last_share"`
 }
 
@@ -47,9 +49,11 @@ const workersTTL = 5 * time.Second
 
 // WorkersHandler serves GET /api/workers?minutes=N from src: the last N
 // minutes (default 10, 1 to MaxWorkerMinutes; another value is a 400
-// naming it), sorted by worker. A span reads every share stored in it,
-// so each span's answer is computed at most once per 5 s, whoever asks;
-// a failed read is a 503 (logged to log).
+// naming it), sorted by worker. The span starts on a minute boundary
+// (now − N minutes, moved back to its minute), so a ledger sums it from
+// its per-minute worker history instead of the shares; each span's
+// answer is computed at most once per 5 s, whoever asks; a failed read
+// is a 503 (logged to log).
 func WorkersHandler(src WorkerStatser, log *slog.Logger) http.Handler {
 	return &workersHandler{src: src, log: log, now: time.Now, cache: map[int]cachedWorkers{}}
 }
@@ -85,8 +89,8 @@ func (h *workersHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, c.out)
 		return
 	}
-	span := time.Duration(minutes) * time.Minute
-	since := now.Add(-span)
+	since := ledger.Minute(now.Add(-time.Duration(minutes) * time.Minute))
+	span := now.Sub(since)
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
 	list, err := h.src.WorkerStats(ctx, since)
@@ -95,10 +99,10 @@ func (h *workersHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "GET /api/workers: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	out := Workers{Minutes: minutes, Since: since, Workers: make([]WorkerSpan, 0, len(list))}
+	out := Workers{Minutes: minutes, Since: since, Seconds: span.Seconds(), Workers: make([]WorkerSpan, 0, len(list))}
 	for _, s := range list {
 		out.Workers = append(out.Workers, WorkerSpan{Worker: s.Worker, Shares: s.Shares, Work: s.Work,
-			Hashrate: s.Work * math.Exp2(32) / span.Seconds(), LastShare: s.Last})
+			Hashrate: ledger.Hashrate(s.Work, span), LastShare: s.Last})
 	}
 	h.cache[minutes] = cachedWorkers{at: now, out: out}
 	writeJSON(w, out)

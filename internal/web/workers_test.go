@@ -77,6 +77,10 @@ func TestWorkersAPISingleCoordinator(t *testing.T) {
 		if ws.Minutes != minutes || len(ws.Workers) != len(wants) {
 			t.Fatalf("GET /api/workers%s: %+v, want %d workers over %d minutes", q, ws, len(wants), minutes)
 		}
+		// The span starts on a minute, up to a minute before now − span.
+		if ws.Since.Second() != 0 || ws.Since.Nanosecond() != 0 || ws.Seconds < float64(minutes*60) || ws.Seconds >= float64(minutes*60+61) {
+			t.Fatalf("GET /api/workers%s: since %s, %g s: want a minute boundary and %d s up to a minute more", q, ws.Since, ws.Seconds, minutes*60)
+		}
 		var names []string
 		for _, w := range ws.Workers {
 			names = append(names, w.Worker)
@@ -84,7 +88,7 @@ func TestWorkersAPISingleCoordinator(t *testing.T) {
 			if !ok || w.Shares != x.shares || math.Abs(w.Work-x.work) > 1e-12*x.work {
 				t.Errorf("GET /api/workers%s: %s has %d shares, work %g; want %d, %g", q, w.Worker, w.Shares, w.Work, x.shares, x.work)
 			}
-			if hr := x.work * math.Exp2(32) / float64(minutes*60); math.Abs(w.Hashrate-hr) > 1e-9*hr {
+			if hr := x.work * math.Exp2(32) / ws.Seconds; math.Abs(w.Hashrate-hr) > 1e-9*hr {
 				t.Errorf("GET /api/workers%s: %s hashrate %g, want work × 2^32 / span = %g", q, w.Worker, w.Hashrate, hr)
 			}
 		}

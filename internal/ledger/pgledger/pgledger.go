@@ -22,6 +22,10 @@
 //     raised by Record in the transaction of the shares.
 //   - payout_blocks, payouts: what each found block pays (RecordPayouts):
 //     its PPLNS cutoff (a shares id), window and value, and its outputs.
+//   - worker_minutes: the worker history (history.go), one row per worker
+//     and minute: accepted shares, their work, the newest one's time,
+//     added by Record in the transaction of the shares it counts, and
+//     pruned past the retention.
 //   - quarantine: what a ledger writer could not store (Quarantine): a
 //     share the ledger refuses, or a message that does not decode, kept
 //     with the reason for an operator.
@@ -49,7 +53,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
@@ -74,6 +77,7 @@ type Ledger struct {
 	pool *pgxpool.Pool
 	url  string // redacted, for errors
 	best bestCache
+	hist history
 }
 
 // Open connects to the PostgreSQL database at dbURL (a postgres:// URL or
@@ -99,6 +103,7 @@ func Open(ctx context.Context, dbURL string) (*Ledger, error) {
 		return nil, fmt.Errorf("pgledger: connecting to %s: %s", safe, redactErr(err, dbURL))
 	}
 	l := &Ledger{pool: pool, url: safe}
+	l.hist.retention.Store(int64(ledger.DefaultHistoryRetention))
 	if err := l.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -236,6 +241,25 @@ var migrations = []string{
 		worker         bytea,
 		data           bytea       NOT NULL
 	);`,
+	// Worker history (history.go): per worker and minute (Unix seconds
+	// of its start), raised by Record in the transaction of the shares;
+	// filled from the shares of the default retention span.
+	`CREATE TABLE worker_minutes (
+		worker   text             NOT NULL,
+		minute   bigint           NOT NULL,
+		account  text             NOT NULL,
+		accepted bigint           NOT NULL,
+		rejected bigint           NOT NULL,
+		work     double precision NOT NULL,
+		last     timestamptz,
+		PRIMARY KEY (worker, minute)
+	);
+	CREATE INDEX worker_minutes_minute ON worker_minutes (minute);
+	CREATE INDEX worker_minutes_account ON worker_minutes (account, minute);
+	INSERT INTO worker_minutes (worker, minute, account, accepted, rejected, work, last)
+		SELECT worker, (floor(extract(epoch FROM time) / 60) * 60)::bigint AS m, split_part(worker, '.', 1),
+			count(*), 0, sum(difficulty), max(time)
+		FROM shares WHERE time >= now() - interval '8 days' GROUP BY worker, m;`,
 }
 
 // recordLock is the advisory lock key every Record transaction holds
@@ -398,17 +422,22 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 	// sequential scan of the whole table.
 	var b pgx.Batch
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(recordLock))
-	ins := b.Queue(`INSERT INTO shares
+	// The shares inserted (RETURNING: only the new ones) are rolled up
+	// into the worker history in the same statement.
+	ins := b.Queue(`WITH ins AS (INSERT INTO shares
 		(hash, time, worker, extranonce1, job_id, extranonce2, ntime, nonce, version, difficulty, achieved, block)
 		SELECT h, t, w, e1, j, e2, nt, no, v, d, a, b FROM unnest(
 			$1::bytea[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
 			$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::float8[], $12::bool[])
 			WITH ORDINALITY AS u(h, t, w, e1, j, e2, nt, no, v, d, a, b, ord)
 		WHERE NOT EXISTS (SELECT 1 FROM shares s WHERE s.hash = u.h OFFSET 0)
-		ORDER BY ord`,
+		ORDER BY ord
+		RETURNING worker, time, difficulty),
+	up AS (`+upsertMinutes+`)
+	SELECT count(*) FROM ins`,
 		hashes, times, workers, en1s, jobs, en2s, ntimes, nonces, vers, diffs, achieved, blocks)
-	var tag pgconn.CommandTag
-	ins.Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	var stored64 int64
+	ins.QueryRow(func(row pgx.Row) error { return row.Scan(&stored64) })
 	if len(bests.workers) > 0 {
 		b.Queue(upsertBest, bests.workers, bests.achieved, bests.times, bests.hashes)
 	}
@@ -416,7 +445,8 @@ func (l *Ledger) Record(ctx context.Context, shares []Share) (stored int, err er
 		return 0, fmt.Errorf("pgledger: recording %d shares in %s: %w", len(shares), l.url, err)
 	}
 	l.best.committed(bests)
-	return int(tag.RowsAffected()), nil
+	l.pruneHistory(ctx)
+	return int(stored64), nil
 }
 
 // ShareCount returns how many shares are stored.

@@ -13,7 +13,13 @@ import (
 // the newest share's time. Every front-end's shares count: it is the
 // cluster's per-worker view, read where the ledger writers store them
 // (the BRIN index on time keeps a recent span cheap to read).
+//
+// A since on a minute boundary within the worker history's retention is
+// read from the per-minute rollups instead (history.go).
 func (l *Ledger) WorkerStats(ctx context.Context, since time.Time) ([]ledger.WorkerStat, error) {
+	if since.Equal(since.Truncate(time.Minute)) && time.Since(since) < time.Duration(l.hist.retention.Load()) {
+		return l.workerStatsFromHistory(ctx, since)
+	}
 	rows, err := l.pool.Query(ctx, `SELECT worker, count(*), sum(difficulty), max(time) FROM shares
 		WHERE time >= $1 GROUP BY worker ORDER BY worker`, since)
 	if err != nil {
