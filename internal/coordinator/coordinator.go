@@ -119,6 +119,10 @@ type Config struct {
 	// block: accepted, rejected, or abandoned (BlockEvent.Reason says
 	// which); the coordinator then leaves logging accepted blocks to it.
 	OnBlock func(BlockEvent)
+	// JobDeclarations, when set, lets V2 miners that declared
+	// REQUIRES_WORK_SELECTION set jobs declared to this Job Declarator
+	// Server on their extended channels (sv2custom.go).
+	JobDeclarations JobDeclarations
 	// Registerer receives the coordinator's Prometheus metrics; nil
 	// keeps them unregistered.
 	Registerer prometheus.Registerer

@@ -59,7 +59,7 @@ const (
 	// fixed fields and 3 length bytes for each of the 65,535 entries.
 	maxAllocateToken        = 256 + 4
 	maxDeclareMiningJob     = 4 + 256 + 4 + 2*(2+65535) + (2 + 65535*32) + (2 + 65535) // 2,293,997
-	maxProvideTxsSuccess    = 4 + 2 + 3*65535 + 4_000_000                             // 4,196,611
+	maxProvideTxsSuccess    = 4 + 2 + 3*65535 + 4_000_000                              // 4,196,611
 	maxPushSolution         = 33 + 32 + 4*4
 	maxAllocateTokenSuccess = 4 + 256 + 2 + 65535
 	maxProvideMissingTxs    = 4 + 2 + 2*65535

@@ -85,7 +85,7 @@ func fixtureBytes(s string) []byte { return fixture(panicTB{}, s) }
 
 type panicTB struct{ testing.TB }
 
-func (panicTB) Helper()                         {}
+func (panicTB) Helper()                        {}
 func (panicTB) Fatalf(format string, a ...any) { panic(format) }
 
 // TestJDSetupConnectionFlags: a Job Declaration SetupConnection is the
