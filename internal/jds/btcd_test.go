@@ -184,7 +184,7 @@ func build(t *testing.T, tmpl *work.Template, height int64, outs []*wire.TxOut, 
 		t.Fatal(err)
 	}
 	cb := wire.NewMsgTx(1)
-	cb.AddTxIn(wire.NewTxIn(wire.NewOutPoint(nil, wire.MaxPrevOutIndex), append(sig, make([]byte, enSize)...), nil))
+	cb.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: wire.MaxPrevOutIndex}, append(sig, make([]byte, enSize)...), nil))
 	for _, o := range outs {
 		cb.AddTxOut(wire.NewTxOut(o.Value, o.PkScript))
 	}
@@ -372,6 +372,9 @@ func TestJobDeclarationOnBtcd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("declaration refused: %v", err)
 	}
+	if cl.Provided != 1 {
+		t.Fatalf("the server asked for %d transactions, want the 1 its node lacks", cl.Provided)
+	}
 
 	t.Run("reused token", func(t *testing.T) {
 		_, err := cl.Declare(d.declaration(t, token))
@@ -459,13 +462,25 @@ func TestJobDeclarationOnBtcd(t *testing.T) {
 	}
 	en := []byte{0, 0, 0, 7}
 	h, coinbase := mn.solve(m, en)
-	mn.send(&sv2.SubmitSharesExtended{ChannelID: mn.ch, SequenceNumber: 1, JobID: jobID, Nonce: h.Nonce, NTime: h.Time, Version: h.Version, Extranonce: en})
-	switch a := mn.wait(sv2.TypeSubmitSharesSuccess, sv2.TypeSubmitSharesError).(type) {
-	case *sv2.SubmitSharesError:
-		t.Fatalf("share of the custom job refused: %s", a.ErrorCode)
-	case *sv2.SubmitSharesSuccess:
-		if a.NewSubmitsAcceptedCount != 1 || a.LastSequenceNumber != 1 {
-			t.Fatalf("SubmitShares.Success %+v, want 1 share up to sequence 1", a)
+	share := &sv2.SubmitSharesExtended{ChannelID: mn.ch, SequenceNumber: 1, JobID: jobID, Nonce: h.Nonce, NTime: h.Time, Version: h.Version, Extranonce: en}
+	again := *share
+	again.SequenceNumber = 2
+	mn.send(share, &again) // the same work twice: credited once
+	// Both answers, in either order: SubmitShares.Success for sequence 1
+	// once the ledger has it, and SubmitShares.Error for sequence 2.
+	var okSeen, errSeen bool
+	for !okSeen || !errSeen {
+		switch a := mn.wait(sv2.TypeSubmitSharesSuccess, sv2.TypeSubmitSharesError).(type) {
+		case *sv2.SubmitSharesError:
+			if errSeen || a.SequenceNumber != 2 || (a.ErrorCode != "duplicate-share" && a.ErrorCode != "stale-share") {
+				t.Fatalf("SubmitShares.Error %+v, want one for the repeated share (sequence 2): duplicate-share, or stale-share once the block moved the tip", a)
+			}
+			errSeen = true
+		case *sv2.SubmitSharesSuccess:
+			if okSeen || a.NewSubmitsAcceptedCount != 1 || a.LastSequenceNumber != 1 {
+				t.Fatalf("SubmitShares.Success %+v, want 1 share up to sequence 1", a)
+			}
+			okSeen = true
 		}
 	}
 	hash := h.Hash()
@@ -503,5 +518,41 @@ func TestJobDeclarationOnBtcd(t *testing.T) {
 	}
 	if len(shares) != 1 || shares[0].Hash != hash || !shares[0].Block || shares[0].JobID != strconv.FormatUint(uint64(jobID), 10) || shares[0].Difficulty != 1e-7 {
 		t.Fatalf("ledger shares of %s: %+v, want the one block share %s at difficulty 1e-7", user, shares, hash)
+	}
+
+	// PushSolution: a job declared on the new tip, solved by the
+	// client, assembled and submitted by the server.
+	next := r.src.Current()
+	if next.PrevHash != hash {
+		t.Fatalf("the source's template builds on %s, want the custom job's block %s", next.PrevHash, hash)
+	}
+	tok, req, err := cl.Allocate(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := build(t, next, next.Height, req)
+	if _, err := cl.Declare(d2.declaration(t, tok)); err != nil {
+		t.Fatalf("declaration on the new tip: %v", err)
+	}
+	m2 := d2.custom(t, 0, nil)
+	full := []byte{9, 9, 9, 9, 0, 0, 0, 1}
+	coinb1, coinb2, err := jds.CustomCoinbase(m2, enSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb2 := append(append(append([]byte(nil), coinb1...), full...), coinb2...)
+	h2 := chainmath.Header{Version: m2.Version, PrevBlock: hash, MerkleRoot: chainmath.DoubleSHA256(cb2), Time: m2.MinNTime, Bits: m2.NBits}
+	blockTarget, _ := next.Target()
+	for hh := h2.Hash(); !blockTarget.Meets(&hh); hh = h2.Hash() {
+		h2.Nonce++
+	}
+	if err := cl.PushSolution(&sv2.PushSolution{Extranonce: full, PrevHash: sv2.U256(hash), Nonce: h2.Nonce, NTime: h2.Time, NBits: h2.Bits, Version: h2.Version}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cl.Allocate(user); err != nil { // answered once the push was handled
+		t.Fatal(err)
+	}
+	if best, err := r.b.BestBlockHash(ctx); err != nil || best != h2.Hash().String() {
+		t.Fatalf("btcd's tip %s (%v) after PushSolution, want %s", best, err, h2.Hash())
 	}
 }

@@ -21,6 +21,9 @@ type Client struct {
 	next uint32
 	// Timeout bounds each call (default 30 s).
 	Timeout time.Duration
+	// Provided is how many transactions the server asked for (and got)
+	// in the last Declare.
+	Provided int
 }
 
 // Dial connects to the server at addr, checks its certificate against
@@ -110,6 +113,7 @@ type Declaration struct {
 func (cl *Client) Declare(d Declaration) ([]byte, error) {
 	cl.next++
 	id := cl.next
+	cl.Provided = 0
 	wtxids := make([]sv2.U256, len(d.Txs))
 	for i, raw := range d.Txs {
 		var tx wire.MsgTx
@@ -131,6 +135,7 @@ func (cl *Client) Declare(d Declaration) ([]byte, error) {
 			}
 			txs[i] = d.Txs[pos]
 		}
+		cl.Provided = len(txs)
 		if a, err = cl.call(&sv2.ProvideMissingTransactionsSuccess{RequestID: id, TransactionList: txs}); err != nil {
 			return nil, fmt.Errorf("jds: ProvideMissingTransactions.Success: %w", err)
 		}
@@ -148,8 +153,9 @@ func (cl *Client) Declare(d Declaration) ([]byte, error) {
 	return nil, fmt.Errorf("jds: answer to DeclareMiningJob %d: %s", id, sv2.MessageName(a.MsgType()))
 }
 
-// PushSolution sends a solved header of the last declared job (the
-// server answers nothing).
+// PushSolution sends a solved header of the last declared job. The
+// server answers nothing; it handles the connection's messages in order,
+// so the next call's answer comes after the block was submitted.
 func (cl *Client) PushSolution(m *sv2.PushSolution) error {
 	cl.raw.SetWriteDeadline(time.Now().Add(cl.Timeout))
 	return cl.c.WriteMessages(m)
