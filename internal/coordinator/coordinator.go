@@ -234,7 +234,7 @@ func (c *Config) setDefaults() error {
 		c.VardiffInterval = 30 * time.Second
 	}
 	if c.Extranonce2Size == 0 {
-		c.Extranonce2Size = 4
+		c.Extranonce2Size = DefaultExtranonce2Size
 	}
 	if c.Extranonce1PrefixBits < 0 || c.Extranonce1PrefixBits > 16 {
 		return fmt.Errorf("extranonce1 prefix bits %d: must be 0..16", c.Extranonce1PrefixBits)

@@ -30,6 +30,14 @@ type JobDeclarations interface {
 	Claim(token []byte) (*jds.Job, error)
 }
 
+// DefaultExtranonce2Size is Config.Extranonce2Size's default; a V2
+// extended channel's extranonce space is Extranonce1Size more (its
+// extranonce prefix): what a declared coinbase leaves (jds.Config).
+const (
+	DefaultExtranonce2Size = 4
+	Extranonce1Size        = 4
+)
+
 // SetCustomMiningJob.Error codes beside jds.ErrToken (the reference
 // implementation's invalid-job-param-value-<field>).
 const (
