@@ -83,7 +83,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // and the Job Declarator Server on its own port, same authority key.
 type rig struct {
 	b       *nodetest.Btcd
-	src     *node.Source
+	src     work.Source
 	st      *store.Store
 	auth    *btcec.PrivateKey
 	mineAdr string // V2 mining listener
@@ -97,45 +97,58 @@ const enSize = 4 + 4 // the channel's extranonce prefix and extranonce
 
 func newRig(t *testing.T, ctx context.Context) *rig {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	r := &rig{b: nodetest.StartBtcd(t, "regtest"), miner: newKey(t, 1), blocks: make(chan coordinator.BlockEvent, 16)}
-	var err error
-	r.src, err = node.New(ctx, node.Config{URLs: []string{r.b.URL}, User: r.b.User, Pass: r.b.Pass, Network: r.b.Network, PayoutAddress: r.miner.addr,
+	b := nodetest.StartBtcd(t, "regtest")
+	miner := newKey(t, 1)
+	src, err := node.New(ctx, node.Config{URLs: []string{b.URL}, User: b.User, Pass: b.Pass, Network: b.Network, PayoutAddress: miner.addr,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.src.Close() })
+	t.Cleanup(func() { src.Close() })
 	// 101 blocks: block 1's coinbase matures.
+	var first *wire.MsgBlock
 	for i := range 101 {
-		tmpl := r.src.Current()
-		blk, err := nodetest.Solve(tmpl, r.miner.script, uint64(i))
+		tmpl := src.Current()
+		blk, err := nodetest.Solve(tmpl, miner.script, uint64(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.src.Submit(ctx, blk, "setup"); err != nil {
+		if err := src.Submit(ctx, blk, "setup"); err != nil {
 			t.Fatalf("setup block %d: %v", tmpl.Height, err)
 		}
 		if i == 0 {
-			r.coinb = blk
+			first = blk
 		}
 	}
-	if r.st, err = store.Open(filepath.Join(t.TempDir(), "pool.db")); err != nil {
+	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.st.Close() })
+	t.Cleanup(func() { st.Close() })
+	r := startPool(t, ctx, src, src, st, nil)
+	r.b, r.miner, r.coinb = b, miner, first
+	return r
+}
+
+// startPool serves a coordinator on src (V2 only, share difficulty 1e-7)
+// and a Job Declarator Server judging with check; now, when set, is the
+// Job Declarator Server's clock.
+func startPool(t *testing.T, ctx context.Context, src work.Source, check work.BlockChecker, st *store.Store, now func() time.Time) *rig {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r := &rig{src: src, st: st, blocks: make(chan coordinator.BlockEvent, 16)}
 	r.auth, _ = btcec.NewPrivateKey()
 	srv, err := sv2.NewServer(sv2.ServerConfig{Authority: r.auth})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var coord *coordinator.Coordinator
-	jd, err := jds.New(jds.Config{Noise: srv, Source: r.src, Check: r.src, ExtranonceSize: enSize, Logger: log,
+	jd, err := jds.New(jds.Config{Noise: srv, Source: src, Check: check, ExtranonceSize: enSize, Logger: log, Now: now,
 		Payout: func(user string) (jds.Payout, error) { return coord.JDPayout(user) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	coord, err = coordinator.New(coordinator.Config{Source: r.src, Store: r.st, ShareDifficulty: 1e-7, SharesPerMinute: -1,
+	coord, err = coordinator.New(coordinator.Config{Source: src, Store: st, ShareDifficulty: 1e-7, SharesPerMinute: -1,
 		JobDeclarations: jd, Logger: log, OnBlock: func(ev coordinator.BlockEvent) { r.blocks <- ev }})
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +192,13 @@ type declared struct {
 // the extranonce at the end of its scriptSig.
 func build(t *testing.T, tmpl *work.Template, height int64, outs []*wire.TxOut, txs ...*wire.MsgTx) *declared {
 	t.Helper()
-	sig, err := txscript.NewScriptBuilder().AddInt64(height).AddData([]byte("/jd-test/")).Script()
+	return buildTagged(t, tmpl, height, []byte("/jd-test/"), outs, txs...)
+}
+
+// buildTagged is build with tag after the height in the scriptSig.
+func buildTagged(t *testing.T, tmpl *work.Template, height int64, tag []byte, outs []*wire.TxOut, txs ...*wire.MsgTx) *declared {
+	t.Helper()
+	sig, err := txscript.NewScriptBuilder().AddInt64(height).AddData(tag).Script()
 	if err != nil {
 		t.Fatal(err)
 	}

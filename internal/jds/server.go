@@ -414,6 +414,9 @@ func (cn *conn) checkCoinbase(m *sv2.DeclareMiningJob, a *allocation) (*Coinbase
 	if cb.ExtranonceSize != cn.s.cfg.ExtranonceSize {
 		return nil, refuse(ErrCoinbasePrefix, "the coinbase leaves %d extranonce bytes, the pool's channels use %d", cb.ExtranonceSize, cn.s.cfg.ExtranonceSize)
 	}
+	if n := len(cb.Tx.TxIn[0].SignatureScript); n < 2 || n > 100 {
+		return nil, refuse(ErrCoinbasePrefix, "coinbase scriptSig of %d bytes: consensus allows 2 to 100", n)
+	}
 	if w := cb.Tx.TxIn[0].Witness; len(w) > 0 && (len(w) != 1 || !bytes.Equal(w[0], make([]byte, 32))) {
 		return nil, refuse(ErrCoinbaseSuffix, "the coinbase witness must be one 32-byte zero reserved value")
 	}

@@ -1,0 +1,131 @@
+package jds_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/jds"
+	"github.com/powcoord/powcoord/internal/simchain"
+	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/sv2"
+)
+
+// stepClock is a clock that moves only when told.
+type stepClock struct{ ns atomic.Int64 }
+
+func (c *stepClock) Now() time.Time       { return time.Unix(0, c.ns.Load()) }
+func (c *stepClock) Add(d time.Duration)  { c.ns.Add(int64(d)) }
+func newStepClock(t time.Time) *stepClock { c := &stepClock{}; c.ns.Store(t.UnixNano()); return c }
+func refusal(err error) (r *jds.Refusal)  { errors.As(err, &r); return r }
+
+// TestJobDeclarationOnEmbeddedChain: on the embedded chain (its own
+// validity check) a declared empty template is mined through
+// SetCustomMiningJob; its shares are credited once each (the repeated one
+// is a duplicate); a transaction, an oversized coinbase and an expired
+// token are refused with their codes.
+func TestJobDeclarationOnEmbeddedChain(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// Difficulty 1: a share of difficulty 1e-7 is no block, so the tip
+	// stays where it is.
+	chain, err := simchain.Open(ctx, simchain.Config{Store: st, StartDifficulty: 1,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newStepClock(time.Now())
+	r := startPool(t, ctx, chain, chain, st, clock.Now)
+	const user = "jdminer.rig1"
+	cl, err := jds.Dial(ctx, r.jdAdr, sv2.XOnly(r.auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	tmpl := chain.Current()
+	script, _ := simchain.PayoutScript("jdminer") // the account: the name before the first dot
+	tok, req, err := cl.Allocate(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req) != 1 || req[0].Value != tmpl.CoinbaseValue || !bytes.Equal(req[0].PkScript, script) {
+		t.Fatalf("required outputs %+v, want %d sat to %x", req, tmpl.CoinbaseValue, script)
+	}
+	d := build(t, tmpl, tmpl.Height, req)
+	jobToken, err := cl.Declare(d.declaration(t, tok))
+	if err != nil || cl.Provided != 0 {
+		t.Fatalf("empty template: %v (%d transactions asked for)", err, cl.Provided)
+	}
+
+	t.Run("transaction the chain refuses", func(t *testing.T) {
+		tok, _, _ := cl.Allocate(user)
+		tx := wire.NewMsgTx(2)
+		tx.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: 3}, []byte{0x51}, nil))
+		tx.AddTxOut(wire.NewTxOut(1000, []byte{0x51}))
+		_, err := cl.Declare(build(t, tmpl, tmpl.Height, req, tx).declaration(t, tok))
+		if r := refusal(err); r == nil || r.Code != "invalid-job-param-value-wtxid-list" || !strings.Contains(r.Detail, simchain.ReasonUnexpectedTxs) || cl.Provided != 1 {
+			t.Fatalf("declaration with a transaction: %v (%d provided), want invalid-job-param-value-wtxid-list naming %s after it was provided", err, cl.Provided, simchain.ReasonUnexpectedTxs)
+		}
+	})
+	t.Run("oversized coinbase", func(t *testing.T) {
+		tok, _, _ := cl.Allocate(user)
+		big := buildTagged(t, tmpl, tmpl.Height, bytes.Repeat([]byte{'x'}, 90), req)
+		_, err := cl.Declare(big.declaration(t, tok))
+		if r := refusal(err); r == nil || r.Code != "invalid-job-param-value-coinbase-tx-prefix" || !strings.Contains(r.Detail, "scriptSig of 101 bytes") {
+			t.Fatalf("101-byte coinbase scriptSig: %v, want invalid-job-param-value-coinbase-tx-prefix", err)
+		}
+	})
+
+	mn := dialMiner(t, r, user)
+	m := d.custom(t, mn.ch, jobToken)
+	jobID, code := mn.setCustom(m)
+	if code != "" {
+		t.Fatalf("SetCustomMiningJob refused: %s", code)
+	}
+	submit := func(seq uint32, en []byte) sv2.Message {
+		h, _ := mn.solve(m, en)
+		mn.send(&sv2.SubmitSharesExtended{ChannelID: mn.ch, SequenceNumber: seq, JobID: jobID, Nonce: h.Nonce, NTime: h.Time, Version: h.Version, Extranonce: en})
+		return mn.wait(sv2.TypeSubmitSharesSuccess, sv2.TypeSubmitSharesError)
+	}
+	if a, ok := submit(1, []byte{0, 0, 0, 1}).(*sv2.SubmitSharesSuccess); !ok || a.LastSequenceNumber != 1 || a.NewSubmitsAcceptedCount != 1 {
+		t.Fatalf("first share: %+v", a)
+	}
+	if a, ok := submit(2, []byte{0, 0, 0, 1}).(*sv2.SubmitSharesError); !ok || a.SequenceNumber != 2 || a.ErrorCode != "duplicate-share" {
+		t.Fatalf("the same share again: %+v, want duplicate-share", a)
+	}
+	if a, ok := submit(3, []byte{0, 0, 0, 2}).(*sv2.SubmitSharesSuccess); !ok || a.LastSequenceNumber != 3 || a.NewSubmitsAcceptedCount != 1 {
+		t.Fatalf("a second share: %+v", a)
+	}
+	shares, err := st.Shares(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shares) != 2 {
+		t.Fatalf("%d ledger shares of %s, want 2 (the duplicate not credited)", len(shares), user)
+	}
+	for _, sh := range shares {
+		if sh.JobID != strconv.FormatUint(uint64(jobID), 10) || sh.Difficulty != 1e-7 || sh.Block {
+			t.Fatalf("ledger share %+v, want job %d at difficulty 1e-7, no block", sh, jobID)
+		}
+	}
+
+	t.Run("expired token", func(t *testing.T) {
+		tok, _, _ := cl.Allocate(user)
+		clock.Add(10*time.Minute + time.Second)
+		_, err := cl.Declare(d.declaration(t, tok))
+		if r := refusal(err); r == nil || r.Code != "invalid-mining-job-token" {
+			t.Fatalf("declaration 10 min 1 s after the allocation: %v, want invalid-mining-job-token", err)
+		}
+	})
+}
