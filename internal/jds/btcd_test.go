@@ -125,15 +125,15 @@ func newRig(t *testing.T, ctx context.Context) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r := startPool(t, ctx, src, src, st, nil)
+	r := startPool(t, ctx, src, src, st, nil, nil)
 	r.b, r.miner, r.coinb = b, miner, first
 	return r
 }
 
-// startPool serves a coordinator on src (V2 only, share difficulty 1e-7)
-// and a Job Declarator Server judging with check; now, when set, is the
-// Job Declarator Server's clock.
-func startPool(t *testing.T, ctx context.Context, src work.Source, check work.BlockChecker, st *store.Store, now func() time.Time) *rig {
+// startPool serves a coordinator on src (V2 only, share difficulty 1e-7,
+// solo unless mod says otherwise) and a Job Declarator Server judging
+// with check; now, when set, is the Job Declarator Server's clock.
+func startPool(t *testing.T, ctx context.Context, src work.Source, check work.BlockChecker, st *store.Store, now func() time.Time, mod func(*coordinator.Config)) *rig {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r := &rig{src: src, st: st, blocks: make(chan coordinator.BlockEvent, 16)}
@@ -148,8 +148,12 @@ func startPool(t *testing.T, ctx context.Context, src work.Source, check work.Bl
 	if err != nil {
 		t.Fatal(err)
 	}
-	coord, err = coordinator.New(coordinator.Config{Source: src, Store: st, ShareDifficulty: 1e-7, SharesPerMinute: -1,
-		JobDeclarations: jd, Logger: log, OnBlock: func(ev coordinator.BlockEvent) { r.blocks <- ev }})
+	cfg := coordinator.Config{Source: src, Store: st, ShareDifficulty: 1e-7, SharesPerMinute: -1,
+		JobDeclarations: jd, Logger: log, OnBlock: func(ev coordinator.BlockEvent) { r.blocks <- ev }}
+	if mod != nil {
+		mod(&cfg)
+	}
+	coord, err = coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
+	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/jds"
+	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -46,7 +48,7 @@ func TestJobDeclarationOnEmbeddedChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := newStepClock(time.Now())
-	r := startPool(t, ctx, chain, chain, st, clock.Now)
+	r := startPool(t, ctx, chain, chain, st, clock.Now, nil)
 	const user = "jdminer.rig1"
 	cl, err := jds.Dial(ctx, r.jdAdr, sv2.XOnly(r.auth))
 	if err != nil {
@@ -128,4 +130,84 @@ func TestJobDeclarationOnEmbeddedChain(t *testing.T) {
 			t.Fatalf("declaration 10 min 1 s after the allocation: %v, want invalid-mining-job-token", err)
 		}
 	})
+}
+
+// TestJobDeclarationPaysPPLNS: under PPLNS the required outputs are the
+// window's split to the satoshi (alice 3 : bob 1 of 50 BTC); a coinbase
+// 1 sat short to alice is refused, one paying both in another order with
+// an extra 0-sat output is accepted, and the block found on its custom
+// job records the PPLNS payout.
+func TestJobDeclarationPaysPPLNS(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, sh := range []struct {
+		w string
+		d float64
+	}{{"alice.a", 1e-5}, {"bob.b", 1e-5}, {"alice.a", 2e-5}} { // inside the window of 8 blocks of difficulty 1e-4
+		if err := st.RecordShare(ctx, ledger.Share{Time: time.Now(), Worker: sh.w, Difficulty: sh.d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Difficulty 1e-4: a block takes about 430,000 hashes.
+	chain, err := simchain.Open(ctx, simchain.Config{Store: st, StartDifficulty: 1e-4,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startPool(t, ctx, chain, chain, st, nil, func(c *coordinator.Config) { c.Payout = coordinator.PayoutPPLNS })
+	cl, err := jds.Dial(ctx, r.jdAdr, sv2.XOnly(r.auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	alice, _ := simchain.PayoutScript("alice")
+	bob, _ := simchain.PayoutScript("bob")
+	tok, req, err := cl.Allocate("carol.jd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req) != 2 || !bytes.Equal(req[0].PkScript, alice) || req[0].Value != 3_750_000_000 || !bytes.Equal(req[1].PkScript, bob) || req[1].Value != 1_250_000_000 {
+		t.Fatalf("required outputs %v, want 3,750,000,000 sat to alice and 1,250,000,000 to bob", req)
+	}
+	tmpl := chain.Current()
+	short := build(t, tmpl, tmpl.Height, []*wire.TxOut{wire.NewTxOut(3_749_999_999, alice), wire.NewTxOut(1_250_000_000, bob)})
+	if r := refusal(func() error { _, err := cl.Declare(short.declaration(t, tok)); return err }()); r == nil || r.Code != "invalid-job-param-value-coinbase-tx-suffix" {
+		t.Fatalf("alice 1 sat short: %v, want invalid-job-param-value-coinbase-tx-suffix", r)
+	}
+	tok, _, _ = cl.Allocate("carol.jd")
+	d := build(t, tmpl, tmpl.Height, []*wire.TxOut{wire.NewTxOut(0, []byte{0x6a, 1, 'z'}), wire.NewTxOut(1_250_000_000, bob), wire.NewTxOut(3_750_000_000, alice)})
+	jt, err := cl.Declare(d.declaration(t, tok))
+	if err != nil {
+		t.Fatalf("reordered outputs with an extra 0-sat one: %v", err)
+	}
+	mn := dialMiner(t, r, "carol.jd")
+	m := d.custom(t, mn.ch, jt)
+	jobID, code := mn.setCustom(m)
+	if code != "" {
+		t.Fatalf("SetCustomMiningJob refused: %s", code)
+	}
+	blockTarget, _ := tmpl.Target()
+	mn.target = blockTarget // grind for a block
+	h, _ := mn.solve(m, []byte{0, 0, 0, 9})
+	mn.send(&sv2.SubmitSharesExtended{ChannelID: mn.ch, SequenceNumber: 1, JobID: jobID, Nonce: h.Nonce, NTime: h.Time, Version: h.Version, Extranonce: []byte{0, 0, 0, 9}})
+	if a, ok := mn.wait(sv2.TypeSubmitSharesSuccess, sv2.TypeSubmitSharesError).(*sv2.SubmitSharesSuccess); !ok || a.NewSubmitsAcceptedCount != 1 {
+		t.Fatalf("block share: %+v", a)
+	}
+	select {
+	case ev := <-r.blocks:
+		if !ev.Accepted || ev.Hash != h.Hash().String() {
+			t.Fatalf("block event %+v, want %s accepted", ev, h.Hash())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no block event")
+	}
+	rec, ok, err := st.BlockPayouts(ctx, h.Hash())
+	if err != nil || !ok || rec.Mode != coordinator.PayoutPPLNS || len(rec.Outputs) != 2 ||
+		rec.Outputs[0].Label != "alice" || rec.Outputs[0].Amount != 3_750_000_000 || rec.Outputs[1].Label != "bob" || rec.Outputs[1].Amount != 1_250_000_000 {
+		t.Fatalf("payout record of the custom job's block: %+v (%v, %v), want PPLNS alice 3,750,000,000 and bob 1,250,000,000", rec, ok, err)
+	}
 }
