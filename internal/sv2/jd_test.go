@@ -3,6 +3,7 @@ package sv2
 import (
 	"bytes"
 	"errors"
+	"io"
 	"testing"
 )
 
@@ -143,6 +144,44 @@ func FuzzJDDecode(f *testing.F) {
 		}
 		if !bytes.Equal(again, payload) {
 			t.Fatalf("%s: decoded %x, encoded back %x", MessageName(typ), payload, again)
+		}
+	})
+}
+
+// FuzzJDTransportRead feeds arbitrary bytes, split across reads anywhere,
+// to a Job Declarator Server's side of the fixed-key handshake: never a
+// panic, never a payload over its type's cap from a JD client, and
+// whatever decodes re-encodes to its payload.
+func FuzzJDTransportRead(f *testing.F) {
+	cli, _ := fixedPair(f)
+	var stream bytes.Buffer
+	w := newConn(&stream, cli, nil)
+	for _, c := range jdMessageCases() {
+		if err := w.WriteMessages(c.msg); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(stream.Bytes(), []byte{3, 7})
+	f.Add(stream.Bytes()[:50], []byte{})
+	f.Fuzz(func(t *testing.T, data, sizes []byte) {
+		_, srv := fixedPair(t)
+		caps := FromJDClient()
+		c := newConn(rw{&chunkReader{data: data, sizes: sizes}, io.Discard}, srv, caps)
+		for {
+			h, p, err := c.ReadFrame()
+			if err != nil {
+				return
+			}
+			if len(p) != int(h.Length) || len(p) > caps.Limit(h) {
+				t.Fatalf("payload %d bytes, header %d, cap %d", len(p), h.Length, caps.Limit(h))
+			}
+			m, err := Decode(h, p)
+			if err != nil || newJDMessage(h.MsgType) == nil || h.Extension() != 0 {
+				continue // other messages' round trips: FuzzTransportRead
+			}
+			if again, err := AppendPayload(nil, m); err != nil || !bytes.Equal(again, p) {
+				t.Fatalf("%s: decoded %x, encoded back %x (%v)", MessageName(h.MsgType), p, again, err)
+			}
 		}
 	})
 }
