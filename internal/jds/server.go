@@ -85,6 +85,9 @@ type Config struct {
 	// TokenTTL is how long an allocated or declared token stays usable
 	// (default 10 minutes).
 	TokenTTL time.Duration
+	// MaxConns caps the Job Declaration connections served at once
+	// (default 256); one more is closed at once, with a log line.
+	MaxConns int
 	// HandshakeTimeout bounds the handshake and SetupConnection (default
 	// 10 s); IdleTimeout bounds silence after (default 10 min).
 	HandshakeTimeout, IdleTimeout time.Duration
@@ -97,9 +100,17 @@ type Config struct {
 // oldest are dropped.
 const maxTokens = 1 << 14
 
-// maxKnownTxs bounds the transactions a connection has provided and the
-// server keeps for its later declarations.
-const maxKnownTxs = 1 << 14
+// Per-connection bounds: the transactions (count and bytes) a connection
+// has provided that the server keeps for its later declarations, and its
+// tokens not yet used (allocated and not declared, or declared and not
+// set on a channel): one client cannot push every other client's tokens
+// out of the maxTokens the server holds.
+const (
+	maxKnownTxs     = 1 << 14
+	maxKnownBytes   = 8_000_000
+	maxLiveTokens   = 16
+	defaultMaxConns = 256
+)
 
 // Job is a declared job, claimed by the coordinator for SetCustomMiningJob.
 type Job struct {
@@ -151,6 +162,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 10 * time.Minute
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = defaultMaxConns
+	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
@@ -192,8 +206,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("jds: accept on %s: %w", ln.Addr(), err)
 		}
 		mu.Lock()
-		conns[c] = struct{}{}
+		full := len(conns) >= s.cfg.MaxConns
+		if !full {
+			conns[c] = struct{}{}
+		}
 		mu.Unlock()
+		if full {
+			s.log.Info("refusing job declarator client: too many connections", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConns)
+			c.Close()
+			continue
+		}
 		wg.Go(func() {
 			s.serveConn(ctx, c)
 			c.Close()
@@ -211,6 +233,8 @@ type conn struct {
 	c      *sv2.Conn
 	remote string
 	known  map[chainmath.Hash][]byte // transactions it provided, by wtxid
+	knownB int                       // their bytes
+	tokens [][]byte                  // its tokens, possibly no longer live
 	// pending is the declaration waiting for its missing transactions.
 	pending *pendingDeclaration
 	last    *Job // the last job declared (PushSolution)
@@ -333,6 +357,16 @@ func (s *Server) rememberLocked(tok string, now time.Time) {
 	}
 }
 
+// liveLocked reports whether tok is allocated and not declared, or
+// declared and not claimed, and unexpired. s.mu must be held.
+func (s *Server) liveLocked(tok []byte, now time.Time) bool {
+	if a := s.allocs[string(tok)]; a != nil && !now.After(a.expires) {
+		return true
+	}
+	j := s.declared[string(tok)]
+	return j != nil && !j.claimed && !now.After(j.expires)
+}
+
 func (cn *conn) allocate(m *sv2.AllocateMiningJobToken) bool {
 	s := cn.s
 	p, err := s.cfg.Payout(m.UserIdentifier)
@@ -350,8 +384,21 @@ func (cn *conn) allocate(m *sv2.AllocateMiningJobToken) bool {
 	tok := newToken()
 	now := s.cfg.Now()
 	s.mu.Lock()
+	live := cn.tokens[:0]
+	for _, t := range cn.tokens {
+		if s.liveLocked(t, now) {
+			live = append(live, t)
+		}
+	}
+	cn.tokens = live
+	if len(live) >= maxLiveTokens {
+		s.mu.Unlock()
+		s.log.Info("closing job declarator client: too many unused tokens", "remote", cn.remote, "user", m.UserIdentifier, "unused", len(live))
+		return false
+	}
 	s.allocs[string(tok)] = &allocation{user: m.UserIdentifier, payout: p, expires: now.Add(s.cfg.TokenTTL)}
 	s.rememberLocked(string(tok), now)
+	cn.tokens = append(cn.tokens, tok)
 	s.mu.Unlock()
 	s.log.Debug("job declaration token allocated", "remote", cn.remote, "user", m.UserIdentifier, "outputs", len(p.Outputs))
 	return cn.write(&sv2.AllocateMiningJobTokenSuccess{RequestID: m.RequestID, MiningJobToken: tok, CoinbaseTxOutputs: outs})
@@ -444,6 +491,15 @@ func (cn *conn) provided(ctx context.Context, m *sv2.ProvideMissingTransactionsS
 	if len(m.TransactionList) != len(p.missing) {
 		return cn.refuseDeclaration(m.RequestID, refuse(ErrTxList, "%d transactions provided, %d asked for", len(m.TransactionList), len(p.missing)))
 	}
+	// Room for them all first: earlier ones are forgotten, never these.
+	total := 0
+	for _, raw := range m.TransactionList {
+		total += len(raw)
+	}
+	if len(cn.known)+len(m.TransactionList) > maxKnownTxs || cn.knownB+total > maxKnownBytes {
+		clear(cn.known)
+		cn.knownB = 0
+	}
 	for i, raw := range m.TransactionList {
 		var tx wire.MsgTx
 		r := bytes.NewReader(raw)
@@ -454,10 +510,8 @@ func (cn *conn) provided(ctx context.Context, m *sv2.ProvideMissingTransactionsS
 		if got := chainmath.Hash(tx.WitnessHash()); got != want {
 			return cn.refuseDeclaration(m.RequestID, refuse(ErrTxList, "transaction %d has wtxid %s, position %d declared %s", i, got, p.missing[i], want))
 		}
-		if len(cn.known) >= maxKnownTxs {
-			clear(cn.known)
-		}
 		cn.known[want] = raw
+		cn.knownB += len(raw)
 	}
 	return cn.finish(ctx, p.m, p.alloc, p.cb)
 }
@@ -527,6 +581,7 @@ func (cn *conn) finish(ctx context.Context, m *sv2.DeclareMiningJob, a *allocati
 	s.mu.Lock()
 	s.declared[string(tok)] = job
 	s.rememberLocked(string(tok), s.cfg.Now())
+	cn.tokens = append(cn.tokens, tok)
 	s.mu.Unlock()
 	cn.last = job
 	s.log.Info("job declared", "remote", cn.remote, "user", a.user, "height", t.Height, "transactions", len(txs), "coinbase_value", value)
