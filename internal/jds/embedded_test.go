@@ -211,3 +211,41 @@ func TestJobDeclarationPaysPPLNS(t *testing.T) {
 		t.Fatalf("payout record of the custom job's block: %+v (%v, %v), want PPLNS alice 3,750,000,000 and bob 1,250,000,000", rec, ok, err)
 	}
 }
+
+// TestJobDeclarationTokenFlood: a client holding 16 unused tokens is
+// closed at its 17th allocation, so one client cannot push out the
+// tokens of others; another client still allocates.
+func TestJobDeclarationTokenFlood(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(filepath.Join(t.TempDir(), "pool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	chain, err := simchain.Open(ctx, simchain.Config{Store: st, StartDifficulty: 1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startPool(t, ctx, chain, chain, st, nil, nil)
+	cl, err := jds.Dial(ctx, r.jdAdr, sv2.XOnly(r.auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 16 {
+		if _, _, err := cl.Allocate("flood"); err != nil {
+			t.Fatalf("allocation %d: %v", i+1, err)
+		}
+	}
+	if _, _, err := cl.Allocate("flood"); err == nil {
+		t.Fatal("a 17th unused token was allocated")
+	}
+	other, err := jds.Dial(ctx, r.jdAdr, sv2.XOnly(r.auth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, _, err := other.Allocate("other"); err != nil {
+		t.Fatalf("another client's allocation: %v", err)
+	}
+}
