@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/btcsuite/btcd/txscript/v2"
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/sv2"
@@ -208,4 +209,19 @@ func witnessCommitment(tx *wire.MsgTx) []byte {
 		}
 	}
 	return nil
+}
+
+// Budget is the room the pool's required outputs take in a block: their
+// serialized bytes and their sigop cost (legacy sigops of the output
+// scripts, times the witness scale factor 4). A Job Declarator Client
+// leaves this much when it builds its template (the Template
+// Distribution protocol's CoinbaseOutputConstraints); the
+// AllocateMiningJobToken.Success of this specification version carries
+// the outputs only, so the budget is computed from them.
+func Budget(required []*wire.TxOut) (size, sigops int) {
+	for _, o := range required {
+		size += o.SerializeSize()
+		sigops += 4 * txscript.GetSigOpCount(o.PkScript)
+	}
+	return size, sigops
 }
