@@ -273,6 +273,12 @@ type miner struct {
 
 func dialMiner(t *testing.T, r *rig, user string) *miner {
 	t.Helper()
+	return dialMinerFlags(t, r, user, 1<<1)
+}
+
+// dialMinerFlags is dialMiner with the SetupConnection flags given.
+func dialMinerFlags(t *testing.T, r *rig, user string, flags uint32) *miner {
+	t.Helper()
 	raw, err := net.Dial("tcp", r.mineAdr)
 	if err != nil {
 		t.Fatal(err)
@@ -284,9 +290,9 @@ func dialMiner(t *testing.T, r *rig, user string) *miner {
 		t.Fatal(err)
 	}
 	m := &miner{t: t, raw: raw, c: c}
-	m.send(&sv2.SetupConnection{Protocol: sv2.ProtocolMining, MinVersion: 2, MaxVersion: 2, Flags: 1 << 1})
+	m.send(&sv2.SetupConnection{Protocol: sv2.ProtocolMining, MinVersion: 2, MaxVersion: 2, Flags: flags})
 	if _, ok := m.wait(sv2.TypeSetupConnectionSuccess).(*sv2.SetupConnectionSuccess); !ok {
-		t.Fatal("no SetupConnection.Success for REQUIRES_WORK_SELECTION")
+		t.Fatalf("no SetupConnection.Success for flags %#x", flags)
 	}
 	var max sv2.U256
 	for i := range max {

@@ -89,6 +89,12 @@ func TestJobDeclarationOnEmbeddedChain(t *testing.T) {
 		}
 	})
 
+	t.Run("custom job without work selection", func(t *testing.T) {
+		plain := dialMinerFlags(t, r, user, 0)
+		if _, code := plain.setCustom(d.custom(t, plain.ch, jobToken)); code != "custom-jobs-not-supported" {
+			t.Fatalf("SetCustomMiningJob on a connection without REQUIRES_WORK_SELECTION: %q, want custom-jobs-not-supported", code)
+		}
+	})
 	mn := dialMiner(t, r, user)
 	m := d.custom(t, mn.ch, jobToken)
 	jobID, code := mn.setCustom(m)
