@@ -136,10 +136,11 @@ func ParseCoinbase(prefix, suffix []byte) (*Coinbase, error) {
 	if uint64(inPrefix) > scriptLen {
 		return nil, fmt.Errorf("coinbase prefix holds %d scriptSig bytes, more than its length %d", inPrefix, scriptLen)
 	}
-	enSize := int(scriptLen) - inPrefix
-	if enSize > sv2.MaxB032 {
-		return nil, fmt.Errorf("coinbase leaves %d bytes between prefix and suffix: an extranonce is at most 32", enSize)
+	// In uint64: a length of up to 2^64-1 must not wrap to a negative int.
+	if rest := scriptLen - uint64(inPrefix); rest > sv2.MaxB032 {
+		return nil, fmt.Errorf("coinbase scriptSig length %d leaves %d bytes between prefix and suffix: an extranonce is at most 32", scriptLen, rest)
 	}
+	enSize := int(scriptLen) - inPrefix
 	full := make([]byte, 0, len(prefix)+enSize+len(suffix))
 	full = append(full, prefix...)
 	full = append(full, make([]byte, enSize)...)
