@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/alert"
 	"github.com/powcoord/powcoord/internal/coordinator"
+	"github.com/powcoord/powcoord/internal/jds"
 	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/listen"
 	"github.com/powcoord/powcoord/internal/node"
@@ -64,6 +66,8 @@ type coordFlags struct {
 	payoutDust   int64
 	maxPayoutOut int
 
+	jd string // --jd: the Job Declarator Server's address
+
 	// Alerts (coordinator and demo).
 	webhooks         urlList
 	webhookFormat    string
@@ -81,6 +85,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		f.node = addNodeFlags(fs)
 		f.pool.register(fs)
 		f.hasPool = true
+		fs.StringVar(&f.jd, "jd", "", "Stratum V2 Job Declarator Server listen `address` (same authority key as --stratum/--stratum2): miners declare their own templates and mine them with SetCustomMiningJob (docs/stratum-v2.md); empty: none")
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
@@ -189,6 +194,9 @@ func (f *coordFlags) check() error {
 	if f.workerHistory != 0 && f.workerHistory < ledger.MinHistoryRetention {
 		return fmt.Errorf("--worker-history-retention %v: must be at least %v", f.workerHistory, ledger.MinHistoryRetention)
 	}
+	if f.jd != "" && f.cluster != "" {
+		return fmt.Errorf("--jd %q: job declaration is served by a single coordinator, not yet with --cluster", f.jd)
+	}
 	return nil
 }
 
@@ -215,6 +223,7 @@ type instance struct {
 	lns        *listen.Set // the Stratum listeners
 	httpLn     net.Listener
 	adminLn    net.Listener // --admin-http
+	jdLn       net.Listener // --jd
 	httpServer *http.Server
 	web        *web.Server // nil without --http
 	done       chan error  // the servers' first error (or nil), once all is closed
@@ -292,11 +301,17 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	if err := f.payoutConfig(&cfg, poolScript); err != nil {
 		return fail(err)
 	}
-	inst.coord, err = coordinator.New(cfg)
-	if err != nil {
+	if inst.lns, err = f.listen.Open(f.data, log); err != nil {
 		return fail(err)
 	}
-	if inst.lns, err = f.listen.Open(f.data, log); err != nil {
+	var jd *jds.Server
+	if f.jd != "" {
+		if jd, err = f.jobDeclarator(inst, src, &cfg, log); err != nil {
+			return fail(err)
+		}
+	}
+	inst.coord, err = coordinator.New(cfg)
+	if err != nil {
 		return fail(err)
 	}
 	lns := inst.lns.Serve()
@@ -324,6 +339,9 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return inst.coord.Run(gctx, lns...) })
 	g.Go(func() error { return serveAdmin(gctx, adminSrv, adminLn) })
+	if jd != nil {
+		g.Go(func() error { return jd.Serve(gctx, inst.jdLn) })
+	}
 	if alerts != nil {
 		g.Go(func() error { alerts.Run(gctx); return nil })
 		g.Go(func() error {
@@ -357,6 +375,30 @@ func startCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, onBl
 	return inst, nil
 }
 
+// jobDeclarator opens --jd and returns its Job Declarator Server, set
+// as cfg.JobDeclarations; the required outputs come from inst.coord.
+func (f *coordFlags) jobDeclarator(inst *instance, src work.Source, cfg *coordinator.Config, log *slog.Logger) (*jds.Server, error) {
+	check, ok := src.(work.BlockChecker)
+	if !ok {
+		return nil, fmt.Errorf("--jd: the work source (%T) cannot check a declared block", src)
+	}
+	if inst.lns.Noise() == nil {
+		return nil, fmt.Errorf("--jd %q needs a V2 listener (--stratum or --stratum2) for SetCustomMiningJob", f.jd)
+	}
+	jd, err := jds.New(jds.Config{Noise: inst.lns.Noise(), Source: src, Check: check, Logger: log,
+		ExtranonceSize: coordinator.Extranonce1Size + cmp.Or(cfg.Extranonce2Size, coordinator.DefaultExtranonce2Size),
+		Payout:         func(user string) (jds.Payout, error) { return inst.coord.JDPayout(user) }})
+	if err != nil {
+		return nil, err
+	}
+	if inst.jdLn, err = net.Listen("tcp", f.jd); err != nil {
+		return nil, fmt.Errorf("--jd %q: %w", f.jd, err)
+	}
+	log.Info("job declarator listening", "addr", inst.jdLn.Addr().String())
+	cfg.JobDeclarations = jd
+	return jd, nil
+}
+
 // alertOnBlock posts every settled found block to the webhooks (without
 // waiting: Notify only queues), then calls next (may be nil).
 func alertOnBlock(n *alert.Notifier, next func(coordinator.BlockEvent)) func(coordinator.BlockEvent) {
@@ -384,7 +426,7 @@ func (inst *instance) close() {
 		if inst.lns != nil {
 			inst.lns.Close()
 		}
-		for _, ln := range []net.Listener{inst.httpLn, inst.adminLn} {
+		for _, ln := range []net.Listener{inst.httpLn, inst.adminLn, inst.jdLn} {
 			if ln != nil {
 				ln.Close()
 			}

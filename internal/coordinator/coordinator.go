@@ -119,6 +119,10 @@ type Config struct {
 	// block: accepted, rejected, or abandoned (BlockEvent.Reason says
 	// which); the coordinator then leaves logging accepted blocks to it.
 	OnBlock func(BlockEvent)
+	// JobDeclarations, when set, lets V2 miners that declared
+	// REQUIRES_WORK_SELECTION set jobs declared to this Job Declarator
+	// Server on their extended channels (sv2custom.go).
+	JobDeclarations JobDeclarations
 	// Registerer receives the coordinator's Prometheus metrics; nil
 	// keeps them unregistered.
 	Registerer prometheus.Registerer
@@ -238,7 +242,7 @@ func (c *Config) setDefaults() error {
 		c.VardiffInterval = 30 * time.Second
 	}
 	if c.Extranonce2Size == 0 {
-		c.Extranonce2Size = 4
+		c.Extranonce2Size = DefaultExtranonce2Size
 	}
 	if c.Extranonce1PrefixBits < 0 || c.Extranonce1PrefixBits > 16 {
 		return fmt.Errorf("extranonce1 prefix bits %d: must be 0..16", c.Extranonce1PrefixBits)

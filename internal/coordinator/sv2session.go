@@ -128,6 +128,7 @@ type v2conn struct {
 	// closed, the reject rule, the shares with the ledger).
 	connShares
 	setup       bool
+	workSelect  bool // REQUIRES_WORK_SELECTION accepted (sv2custom.go)
 	channels    map[uint32]*v2channel
 	nextChannel uint32
 	retargeted  []*v2channel // channels whose vardiff moved: new work follows
@@ -312,7 +313,7 @@ func (v *v2conn) dispatch(ctx context.Context, h sv2.Header, m sv2.Message) bool
 	case *sv2.SubmitSharesExtended:
 		v.submit(ctx, m.ChannelID, m.SequenceNumber, m.JobID, m.Nonce, m.NTime, m.Version, m.Extranonce, true)
 	case *sv2.SetCustomMiningJob:
-		v.write(&sv2.SetCustomMiningJobError{ChannelID: m.ChannelID, RequestID: m.RequestID, ErrorCode: SV2ErrCustomJobRefused})
+		v.setCustomJob(m) // sv2custom.go
 	default:
 		// A message only a server sends: the peer is not a miner.
 		v.c.log.Info("closing sv2 miner: unexpected message", "remote", v.remote, "message", sv2.MessageName(h.MsgType))
@@ -328,7 +329,7 @@ func (v *v2conn) handleSetup(m *sv2.SetupConnection) bool {
 		fail = &sv2.SetupConnectionError{ErrorCode: SV2ErrUnsupportedProto}
 	case m.MinVersion > sv2Version || m.MaxVersion < sv2Version:
 		fail = &sv2.SetupConnectionError{ErrorCode: SV2ErrVersionMismatch}
-	case m.Flags&sv2FlagWorkSelection != 0:
+	case m.Flags&sv2FlagWorkSelection != 0 && v.c.cfg.JobDeclarations == nil:
 		fail = &sv2.SetupConnectionError{Flags: sv2FlagWorkSelection, ErrorCode: SV2ErrUnsupportedFlags}
 	}
 	if fail != nil {
@@ -338,6 +339,7 @@ func (v *v2conn) handleSetup(m *sv2.SetupConnection) bool {
 	}
 	v.mu.Lock()
 	v.setup = true
+	v.workSelect = m.Flags&sv2FlagWorkSelection != 0
 	v.mu.Unlock()
 	v.write(&sv2.SetupConnectionSuccess{UsedVersion: sv2Version})
 	v.c.log.Debug("sv2 miner set up", "remote", v.remote, "vendor", m.Vendor, "hardware", m.HardwareVersion, "firmware", m.Firmware)

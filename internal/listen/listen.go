@@ -237,6 +237,11 @@ type Set struct {
 	V1URL string
 }
 
+// Noise returns the V2 server (the --authority-key) of --stratum and
+// --stratum2, nil when neither is configured: the Job Declarator Server
+// answers under the same key.
+func (s *Set) Noise() *sv2.Server { return s.srv }
+
 // Open opens every configured listener. The V2 authority key is
 // --authority-key, or sv2-authority.key in dataDir, made on first start.
 func (f *Flags) Open(dataDir string, log *slog.Logger) (*Set, error) {

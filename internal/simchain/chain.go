@@ -537,7 +537,7 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	case prevHeight != tipH:
 		return reject(ReasonStale)
 	}
-	if reason := checkBlock(blk, h, hash, hs, &p, maxTime); reason != "" {
+	if reason := checkBlock(blk, h, hash, hs, &p, maxTime, true); reason != "" {
 		return reject(reason)
 	}
 	raw, err := serialize(blk)
@@ -562,6 +562,30 @@ func (c *Chain) Submit(ctx context.Context, blk *wire.MsgBlock, finder string) e
 	}
 	c.log.Debug("embedded chain accepted block", "height", tipH+1, "hash", hash.String(), "finder", finder,
 		"next_bits", fmt.Sprintf("%08x", next))
+	return nil
+}
+
+// CheckBlock judges blk as Submit would but for its proof of work, and
+// stores nothing (work.BlockChecker): nil, or a *work.RejectedError
+// naming the rule it breaks (one of the Reason constants).
+func (c *Chain) CheckBlock(ctx context.Context, blk *wire.MsgBlock) error {
+	if blk == nil {
+		return &work.RejectedError{Reason: ReasonBlockMissing}
+	}
+	c.mu.RLock()
+	hs := c.headers
+	tip := c.hashes[len(c.hashes)-1]
+	p := c.params
+	tmpl := c.tmpl
+	c.mu.RUnlock()
+	h := headerOf(&blk.Header)
+	hash := h.Hash()
+	if h.PrevBlock != tip {
+		return &work.RejectedError{Hash: hash, Reason: ReasonStale}
+	}
+	if reason := checkBlock(blk, h, hash, hs, &p, tmpl.MaxTimeAt(c.now()), false); reason != "" {
+		return &work.RejectedError{Hash: hash, Reason: reason}
+	}
 	return nil
 }
 

@@ -30,9 +30,8 @@ const (
 	maxCloseChannel    = 4 + 256                         // 260
 	maxSubmitStandard  = 6 * 4                           // 24
 	maxSubmitExtended  = 6*4 + 33                        // 57
-	// SetCustomMiningJob's 74,274 bytes are left out: powcoord refuses
-	// REQUIRES_WORK_SELECTION in SetupConnection, so no miner sends it
-	// legitimately; a small one is still answered with an error.
+	// SetCustomMiningJob's 74,274 bytes are its own cap only: the cap of
+	// other frames from a miner stays 1,291 (see fromMiner).
 	maxSetCustomMiningJob = 4 + 4 + 256 + 4 + 32 + 4 + 4 + 4 + 256 + 4 + (2 + 65535) + 4 + (1 + 255*32)
 
 	maxSetupConnectionSuccess  = 2 + 4
@@ -53,6 +52,19 @@ const (
 	maxSetCustomMiningJobOK    = 4 + 4 + 4
 	maxSetCustomMiningJobError = 4 + 4 + 256
 	maxSetGroupChannel         = 4 + 2 + 65535*4 // 262,146
+
+	// Job Declaration. ProvideMissingTransactions.Success could in
+	// theory carry 65,535 transactions of 16 MB each; a block holds at
+	// most 4,000,000 bytes of transactions, so its cap is that plus the
+	// fixed fields and 3 length bytes for each of the 65,535 entries.
+	maxAllocateToken        = 256 + 4
+	maxDeclareMiningJob     = 4 + 256 + 4 + 2*(2+65535) + (2 + 65535*32) + (2 + 65535) // 2,293,997
+	maxProvideTxsSuccess    = 4 + 2 + 3*65535 + 4_000_000                              // 4,196,611
+	maxPushSolution         = 33 + 32 + 4*4
+	maxAllocateTokenSuccess = 4 + 256 + 2 + 65535
+	maxProvideMissingTxs    = 4 + 2 + 2*65535
+	maxDeclareSuccess       = 4 + 256
+	maxDeclareError         = 4 + 256 + 2 + 65535
 )
 
 var (
@@ -86,7 +98,43 @@ var (
 		TypeSetCustomMiningJobError:          maxSetCustomMiningJobError,
 		TypeSetGroupChannel:                  maxSetGroupChannel,
 	})
+	fromJDClient = newCaps("from a job declarator client", map[uint8]int{
+		TypeSetupConnection:                   maxSetupConnection,
+		TypeAllocateMiningJobToken:            maxAllocateToken,
+		TypeDeclareMiningJob:                  maxDeclareMiningJob,
+		TypeProvideMissingTransactionsSuccess: maxProvideTxsSuccess,
+		TypePushSolution:                      maxPushSolution,
+	})
+	fromJDServer = newCaps("from a job declarator server", map[uint8]int{
+		TypeSetupConnectionSuccess:        maxSetupConnectionSuccess,
+		TypeSetupConnectionError:          maxSetupConnectionError,
+		TypeAllocateMiningJobTokenSuccess: maxAllocateTokenSuccess,
+		TypeProvideMissingTransactions:    maxProvideMissingTxs,
+		TypeDeclareMiningJobSuccess:       maxDeclareSuccess,
+		TypeDeclareMiningJobError:         maxDeclareError,
+	})
 )
+
+func init() {
+	// A miner that declared REQUIRES_WORK_SELECTION sends
+	// SetCustomMiningJob: its own cap, without raising the cap of every
+	// other frame a miner sends.
+	fromMiner.types[TypeSetCustomMiningJob] = maxSetCustomMiningJob
+	// Unknown frames on a Job Declaration connection: the largest
+	// fixed-size cap, not the 4 MB of ProvideMissingTransactions.Success.
+	fromJDClient.other = maxSetupConnection
+}
+
+// FromJDClient returns the caps of what a Job Declarator Server receives:
+// each client message's own maximum (4,196,611 bytes for
+// ProvideMissingTransactions.Success, 2,293,997 for DeclareMiningJob) and
+// 1,291 bytes for any other frame.
+func FromJDClient() *Caps { return fromJDClient }
+
+// FromJDServer returns the caps of what a Job Declarator Client receives:
+// each server message's own maximum, the largest (131,076 bytes,
+// ProvideMissingTransactions) for any other frame.
+func FromJDServer() *Caps { return fromJDServer }
 
 func newCaps(name string, types map[uint8]int) *Caps {
 	c := &Caps{name: name}

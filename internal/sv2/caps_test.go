@@ -55,6 +55,28 @@ func maximal(t uint8) Message {
 		return &SetCustomMiningJobError{ErrorCode: s255}
 	case TypeSetGroupChannel:
 		return &SetGroupChannel{ChannelIDs: make([]uint32, maxSeq64K)}
+	case TypeAllocateMiningJobToken:
+		return &AllocateMiningJobToken{UserIdentifier: s255}
+	case TypeAllocateMiningJobTokenSuccess:
+		return &AllocateMiningJobTokenSuccess{MiningJobToken: b255, CoinbaseTxOutputs: b64k}
+	case TypeDeclareMiningJob:
+		return &DeclareMiningJob{MiningJobToken: b255, CoinbaseTxPrefix: b64k, CoinbaseTxSuffix: b64k, WtxidList: make([]U256, maxSeq64K), ExcessData: b64k}
+	case TypeDeclareMiningJobSuccess:
+		return &DeclareMiningJobSuccess{NewMiningJobToken: b255}
+	case TypeDeclareMiningJobError:
+		return &DeclareMiningJobError{ErrorCode: s255, ErrorDetails: b64k}
+	case TypeProvideMissingTransactions:
+		return &ProvideMissingTransactions{UnknownTxPositionList: make([]uint16, maxSeq64K)}
+	case TypeProvideMissingTransactionsSuccess:
+		// 65,535 entries sharing a block's 4,000,000 bytes.
+		txs := make([][]byte, maxSeq64K)
+		for i := range txs {
+			txs[i] = make([]byte, 4_000_000/maxSeq64K)
+		}
+		txs[0] = make([]byte, 4_000_000-(maxSeq64K-1)*(4_000_000/maxSeq64K))
+		return &ProvideMissingTransactionsSuccess{TransactionList: txs}
+	case TypePushSolution:
+		return &PushSolution{Extranonce: b32}
 	}
 	return newMessage(t) // all fields fixed-size
 }
@@ -72,7 +94,7 @@ func TestMaxPayloadsFromDefinitions(t *testing.T) {
 		return len(p)
 	}
 	for typ := range 256 {
-		for _, c := range []*Caps{FromMiner(), FromPool()} {
+		for _, c := range []*Caps{FromMiner(), FromPool(), FromJDClient(), FromJDServer()} {
 			if n := c.types[typ]; n > 0 && size(uint8(typ)) != n {
 				t.Errorf("%s %s: largest payload %d bytes, cap %d", MessageName(uint8(typ)), c.name, size(uint8(typ)), n)
 			}
@@ -90,12 +112,19 @@ func TestMaxPayloadsFromDefinitions(t *testing.T) {
 		{FromMiner(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeSubmitSharesExtended}, 57},
 		{FromMiner(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeSubmitSharesStandard}, 24},
 		{FromMiner(), Header{MsgType: TypeOpenExtendedMiningChannel}, 298},
-		{FromMiner(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeSetCustomMiningJob}, 1291},   // refused at setup: no legitimate one
+		{FromMiner(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeSetCustomMiningJob}, 74274},  // a work-selection miner's
+		{FromMiner(), Header{MsgType: TypeDeclareMiningJob}, 1291},                                   // not on a mining connection
 		{FromMiner(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeNewExtendedMiningJob}, 1291}, // a pool's message
 		{FromMiner(), Header{ExtensionType: 0x4001, MsgType: TypeSubmitSharesStandard}, 1291},        // an extension's
 		{FromPool(), Header{ExtensionType: ChannelMsgBit, MsgType: TypeNewExtendedMiningJob}, 139253},
 		{FromPool(), Header{MsgType: TypeSetGroupChannel}, 262146},
 		{FromPool(), Header{ExtensionType: 0x4001, MsgType: 3}, 262146},
+		{FromJDClient(), Header{MsgType: TypeDeclareMiningJob}, 2293997},
+		{FromJDClient(), Header{MsgType: TypeProvideMissingTransactionsSuccess}, 4196611},
+		{FromJDClient(), Header{MsgType: TypeAllocateMiningJobToken}, 260},
+		{FromJDClient(), Header{MsgType: TypeOpenExtendedMiningChannel}, 1291}, // not a JD message
+		{FromJDServer(), Header{MsgType: TypeProvideMissingTransactions}, 131076},
+		{FromJDServer(), Header{MsgType: TypeDeclareMiningJobError}, 65797},
 	} {
 		if got := c.caps.Limit(c.h); got != c.want {
 			t.Errorf("%s, %s: cap %d, want %d", c.caps.name, MessageName(c.h.MsgType), got, c.want)

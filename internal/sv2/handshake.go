@@ -248,3 +248,12 @@ func ClientHandshake(rw io.ReadWriter, cfg ClientConfig) (*Conn, error) {
 	}
 	return newConn(rw, res, caps), nil
 }
+
+// WithCaps returns a Server with the same keys, certificate settings and
+// clock whose connections cap received frames with caps: the Job
+// Declarator Server answers under the pool's authority with its own caps.
+func (s *Server) WithCaps(caps *Caps) *Server {
+	c := *s
+	c.caps = caps
+	return &c
+}

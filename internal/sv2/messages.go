@@ -139,7 +139,7 @@ func newMessage(t uint8) Message {
 	case TypeSetGroupChannel:
 		return new(SetGroupChannel)
 	}
-	return nil
+	return newJDMessage(t)
 }
 
 // SetupConnection (type 0x00) is the first message a client sends: protocol, version range, feature flags and device information.
@@ -778,7 +778,7 @@ func (m *SetTarget) decode(d *dec) {
 func (m *SetTarget) check(l *lengths) {
 }
 
-// SetCustomMiningJob (type 0x22) declares a miner-chosen job (Job Declaration); powcoord refuses it.
+// SetCustomMiningJob (type 0x22) sets a job the miner declared to the pool's Job Declarator Server (internal/jds) on an extended channel.
 type SetCustomMiningJob struct {
 	ChannelID                uint32 // channel_id U32
 	RequestID                uint32 // request_id U32

@@ -284,7 +284,7 @@ func messageCases() []msgCase {
 
 func TestMessagesByteExact(t *testing.T) {
 	seen := map[uint8]bool{}
-	for _, c := range messageCases() {
+	for _, c := range append(messageCases(), jdMessageCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			hdr, body := fixture(t, c.header), fixture(t, c.body)
 			want := append(append([]byte(nil), hdr...), body...)
@@ -402,8 +402,8 @@ func TestDecodeUnknown(t *testing.T) {
 	if _, err := Decode(Header{MsgType: 0x1e}, nil); !errors.Is(err, ErrUnknownMessage) {
 		t.Fatalf("reserved 0x1e: %v", err)
 	}
-	if _, err := Decode(Header{MsgType: 0x50}, nil); !errors.Is(err, ErrUnknownMessage) {
-		t.Fatalf("job declaration 0x50: %v", err)
+	if _, err := Decode(Header{MsgType: 0x52}, nil); !errors.Is(err, ErrUnknownMessage) {
+		t.Fatalf("unassigned 0x52: %v", err)
 	}
 	// A message of an extension (here 0x4001 with channel_msg) is ignored.
 	m, err := Decode(Header{ExtensionType: 0xc001, MsgType: 0x00}, []byte{1, 2, 3})

@@ -179,3 +179,14 @@ func (t *Template) TxIDs() []chainmath.Hash {
 	}
 	return ids
 }
+
+// BlockChecker is implemented by a Source that can judge a block built on
+// its tip by every rule but proof of work: a node in BIP 23 proposal mode,
+// the embedded chain with its own rules. A job declarator asks it about a
+// miner's declared template.
+type BlockChecker interface {
+	// CheckBlock returns nil when block would be valid with a good proof
+	// of work, a *RejectedError with the chain's reason when it would
+	// not, or another error when the chain could not be asked.
+	CheckBlock(ctx context.Context, block *wire.MsgBlock) error
+}
