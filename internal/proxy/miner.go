@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -56,7 +57,11 @@ type miner struct {
 
 // serveMiner runs one miner connection until it ends.
 func (p *Proxy) serveMiner(ctx context.Context, conn net.Conn) {
-	m := &miner{p: p, conn: conn, remote: conn.RemoteAddr().String(), wake: make(chan struct{}, 1), dups: map[chainmath.Hash]struct{}{}, rejected: map[int]uint64{}}
+	m := &miner{p: p, conn: conn, remote: conn.RemoteAddr().String(), wake: make(chan struct{}, 1), dups: map[chainmath.Hash]struct{}{}, rejected: map[int]uint64{},
+		vd: vardiff.Controller{PerMinute: p.cfg.SharesPerMinute, Interval: p.cfg.VardiffInterval, Max: math.MaxFloat64}}
+	if p.cfg.MaxDifficulty > 0 {
+		m.vd.Max = p.cfg.MaxDifficulty
+	}
 	p.mu.Lock()
 	ok := !p.closed && p.allocSlot(m)
 	p.mu.Unlock()
@@ -236,9 +241,7 @@ func (m *miner) handle(ctx context.Context, msg *stratum.Message) {
 		m.setDiffLocked(d)
 		m.vd.Shares, m.vd.Start = 0, p.cfg.Now()
 		m.replyLocked(msg.ID, true, nil)
-		if m.last != nil && p.jobs[m.last.sj.ID] == m.last {
-			m.workLocked(m.last, true)
-		}
+		m.announceDiffLocked()
 		p.mu.Unlock()
 	case "mining.extranonce.subscribe":
 		p.mu.Lock()
@@ -317,7 +320,7 @@ func (m *miner) setDiffLocked(d float64) {
 
 // workLocked queues job j (with mining.set_difficulty first when the
 // difficulty changed) unless the miner is not ready or already has it;
-// force sends it again (a new difficulty or extranonce1). p.mu must be
+// force sends it again, clean (the miner has a new extranonce1). p.mu must be
 // held.
 func (m *miner) workLocked(j *job, force bool) {
 	if !m.subscribed || !m.authorized || (m.last == j && !force) {
@@ -326,13 +329,10 @@ func (m *miner) workLocked(j *job, force bool) {
 	if m.diff < m.floorLocked() {
 		m.setDiffLocked(m.diff)
 	}
+	m.announceDiffLocked()
 	var b []byte
-	if m.diff != m.sentDiff {
-		b, _ = stratum.AppendRequest(b, nil, "mining.set_difficulty", []float64{m.diff})
-		m.sentDiff = m.diff
-	}
 	n := j.sj.Notify()
-	n.Clean = j.sj.Clean || force && m.last != j
+	n.Clean = j.sj.Clean || force
 	if m.last == nil || m.last.ch != j.ch {
 		n.Clean = true // a new channel: nothing older is worth finishing
 	}
@@ -341,6 +341,20 @@ func (m *miner) workLocked(j *job, force bool) {
 		m.oldDiff = 0 // shares of older blocks are stale anyway
 	}
 	m.last = j
+	m.send(b)
+}
+
+// announceDiffLocked queues mining.set_difficulty when the difficulty
+// changed since the last one. It applies from the miner's next job: a
+// job is never sent twice (a miner restarting its extranonce2 on each
+// job would only find the same shares again); until the next job comes,
+// shares are judged at the lower of the two difficulties.
+func (m *miner) announceDiffLocked() {
+	if m.diff == m.sentDiff || !m.subscribed || !m.authorized {
+		return
+	}
+	b, _ := stratum.AppendRequest(nil, nil, "mining.set_difficulty", []float64{m.diff})
+	m.sentDiff = m.diff
 	m.send(b)
 }
 
@@ -378,11 +392,10 @@ func (m *miner) submit(msg *stratum.Message) {
 	m.accepted++
 	p.totals.accepted++
 	m.replyLocked(msg.ID, true, nil)
+	m.vd.Min = m.floorLocked()
 	if d, changed := m.vd.Retarget(now, m.diff, true); changed {
 		m.setDiffLocked(d)
-		if m.last != nil && p.jobs[m.last.sj.ID] == m.last {
-			m.workLocked(m.last, true)
-		}
+		m.announceDiffLocked()
 	}
 	p.mu.Unlock()
 	if fwd != nil {

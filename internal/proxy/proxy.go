@@ -477,6 +477,12 @@ func (p *Proxy) upstreamMessage(ch *channel, msg sv2.Message) error {
 			f.m.upRejected++
 		}
 		p.totals.upRejected++
+		if p.totals.upCodes == nil {
+			p.totals.upCodes = map[string]uint64{}
+		}
+		if len(p.totals.upCodes) < 64 || p.totals.upCodes[m.ErrorCode] > 0 {
+			p.totals.upCodes[m.ErrorCode]++
+		}
 		p.perUp[ch.url].Rejected++
 		p.mu.Unlock()
 		p.log.Info("share rejected upstream", "upstream", ch.url, "error", m.ErrorCode, "sequence", m.SequenceNumber)

@@ -12,6 +12,7 @@ type totals struct {
 	accepted, rejected                        uint64
 	forwarded, upAccepted, upRejected, upLost uint64
 	blocks                                    uint64
+	upCodes                                   map[string]uint64
 }
 
 // Stats is a snapshot of the proxy: its upstream, its miners and what
@@ -32,6 +33,8 @@ type Stats struct {
 	UpstreamAccepted uint64 `json:"upstream_accepted"`
 	UpstreamRejected uint64 `json:"upstream_rejected"`
 	Unanswered       uint64 `json:"unanswered"`
+	// RejectedUpstream counts the upstream rejections by error code.
+	RejectedUpstream map[string]uint64 `json:"rejected_upstream"`
 	// Blocks is the forwarded shares that met the network target.
 	Blocks    uint64          `json:"blocks"`
 	Upstreams []UpstreamStats `json:"upstreams"`
@@ -67,6 +70,10 @@ func (p *Proxy) Stats() Stats {
 	t := p.totals
 	s := Stats{Failovers: p.failovers, Accepted: t.accepted, Rejected: t.rejected, Forwarded: t.forwarded,
 		UpstreamAccepted: t.upAccepted, UpstreamRejected: t.upRejected, Unanswered: t.upLost, Blocks: t.blocks}
+	s.RejectedUpstream = make(map[string]uint64, len(t.upCodes))
+	for c, n := range t.upCodes {
+		s.RejectedUpstream[c] = n
+	}
 	if p.up != nil {
 		s.Upstream, s.Difficulty = p.up.url, difficultyOf(p.up.target)
 	}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/agent"
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/proxy"
+	"github.com/powcoord/powcoord/internal/stratum"
+)
+
+// The translator (powcoord proxy) between V1 miners and a real
+// coordinator serving Stratum V2 on the embedded chain.
+
+// v1raw is a bare V1 miner: it mines every job from extranonce2 = 0 and
+// nonce 0 (resetting its extranonce2 on each job), rolling version bit 13.
+type v1raw struct {
+	t       *testing.T
+	conn    net.Conn
+	lr      *stratum.LineReader
+	id      int
+	en1     []byte
+	en2Size int
+	diff    float64
+	mask    uint32
+	cur     *stratum.Job
+	jobs    map[string]*stratum.Job
+	nonce   uint32 // next nonce to try on cur
+	cleans  int    // clean notifies seen
+	setEn   int    // mining.set_extranonce seen
+}
+
+const rawRoll = 0x00002000 // the version bit the raw miner rolls
+
+// dialRaw connects, configures version rolling, subscribes (to
+// mining.set_extranonce too when exSub) and authorizes as user.
+func dialRaw(t *testing.T, addr, user string, exSub bool) *v1raw {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c := &v1raw{t: t, conn: nc, lr: stratum.NewLineReader(nc, 1<<16, 4096), jobs: map[string]*stratum.Job{}}
+	res := c.call("mining.configure", []any{[]string{"version-rolling"}, map[string]any{"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}})
+	var conf map[string]any
+	json.Unmarshal(res.Result, &conf)
+	if conf["version-rolling"] != true || conf["version-rolling.mask"] != "1fffe000" {
+		t.Fatalf("mining.configure answered %s, want version rolling under 1fffe000 (the intersection with 1fffffe0)", res.Result)
+	}
+	c.mask = 0x1fffe000
+	res = c.call("mining.subscribe", []string{"raw/1"})
+	var sub []json.RawMessage
+	if err := json.Unmarshal(res.Result, &sub); err != nil || len(sub) != 3 {
+		t.Fatalf("subscribe result %s", res.Result)
+	}
+	var en1 string
+	json.Unmarshal(sub[1], &en1)
+	json.Unmarshal(sub[2], &c.en2Size)
+	c.en1, _ = hex.DecodeString(en1)
+	if exSub {
+		c.call("mining.extranonce.subscribe", []string{})
+	}
+	if res = c.call("mining.authorize", []string{user, "x"}); string(res.Result) != "true" {
+		t.Fatalf("authorize %s: %s", user, res.Result)
+	}
+	return c
+}
+
+// read reads one line, applying notifications.
+func (c *v1raw) read() (*stratum.Message, error) {
+	c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	line, err := c.lr.ReadLine()
+	if err != nil {
+		return nil, err
+	}
+	m, err := stratum.Parse(line)
+	if err != nil {
+		c.t.Fatalf("proxy sent %q: %v", line, err)
+	}
+	switch m.Method {
+	case "mining.set_difficulty":
+		var p []float64
+		json.Unmarshal(m.Params, &p)
+		c.diff = p[0]
+	case "mining.notify":
+		j, err := stratum.ParseJob(m.Params)
+		if err != nil {
+			c.t.Fatalf("notify: %v", err)
+		}
+		if j.Clean {
+			clear(c.jobs)
+			c.cleans++
+		}
+		c.jobs[j.ID], c.cur, c.nonce = j, j, 0
+	case "mining.set_extranonce":
+		var p []json.RawMessage
+		json.Unmarshal(m.Params, &p)
+		var en1 string
+		json.Unmarshal(p[0], &en1)
+		json.Unmarshal(p[1], &c.en2Size)
+		c.en1, _ = hex.DecodeString(en1)
+		c.setEn++
+	}
+	return m, nil
+}
+
+// call sends a request and reads until its response.
+func (c *v1raw) call(method string, params any) *stratum.Message {
+	c.t.Helper()
+	c.id++
+	b, _ := stratum.AppendRequest(nil, c.id, method, params)
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatalf("%s: %v", method, err)
+	}
+	for {
+		m, err := c.read()
+		if err != nil {
+			c.t.Fatalf("%s: waiting for the answer: %v", method, err)
+		}
+		if m.Method == "" && string(m.ID) == fmt.Sprint(c.id) {
+			return m
+		}
+	}
+}
+
+// work waits for a job.
+func (c *v1raw) work() {
+	c.t.Helper()
+	for c.cur == nil {
+		if _, err := c.read(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// find returns the next nonce on the current job (extranonce2 zero,
+// version bit 13 rolled) whose hash meets difficulty d, and the hash.
+func (c *v1raw) find(d float64) (uint32, chainmath.Hash) {
+	tgt, _ := chainmath.TargetForDifficulty(d)
+	en2 := make([]byte, c.en2Size)
+	root := c.cur.MerkleRoot(c.en1, en2)
+	for {
+		n := c.nonce
+		c.nonce++
+		h := c.cur.HeaderWithRoot(root, c.cur.NTime, n, rawRoll, c.mask)
+		hash := h.Hash()
+		if tgt.Meets(&hash) {
+			return n, hash
+		}
+	}
+}
+
+// submit sends a share of the current job and returns the error code (0:
+// accepted).
+func (c *v1raw) submit(jobID string, nonce uint32) int {
+	c.t.Helper()
+	en2 := hex.EncodeToString(make([]byte, c.en2Size))
+	m := c.call("mining.submit", []string{"raw", jobID, en2, stratum.Hex32(c.cur.NTime), stratum.Hex32(nonce), stratum.Hex32(rawRoll)})
+	if e := m.ResponseError(); e != nil {
+		return e.Code
+	}
+	if string(m.Result) != "true" {
+		c.t.Fatalf("submit answered %s", m.Result)
+	}
+	return 0
+}
+
+// mineOne finds and submits one share at the miner's difficulty on the
+// current job; it returns the error code.
+func (c *v1raw) mineOne() int {
+	c.t.Helper()
+	c.work()
+	n, _ := c.find(c.diff)
+	return c.submit(c.cur.ID, n)
+}
+
+// startProxy runs a proxy on 127.0.0.1:0 in front of upstreams.
+func startProxy(t *testing.T, ctx context.Context, user string, upstreams ...string) (*proxy.Proxy, string, chan error) {
+	t.Helper()
+	p, err := proxy.New(proxy.Config{Upstreams: upstreams, User: user, SharesPerMinute: -1, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, ln) }()
+	return p, ln.Addr().String(), done
+}
+
+// waitFor polls cond every 20 ms until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("after %v: %s", limit, what)
+		}
+		<-time.After(20 * time.Millisecond) // polling with a deadline
+	}
+	return time.Since(start)
+}
+
+func runAgents(t *testing.T, ctx context.Context, url string, users ...string) ([]*agent.Agent, *sync.WaitGroup) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var out []*agent.Agent
+	for _, u := range users {
+		a, err := agent.New(agent.Config{URLs: []string{url}, User: u, Pass: "x", Threads: 1, Logger: quietLogger(), HashLimit: 2e6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+		wg.Go(func() { a.Run(ctx) })
+	}
+	return out, &wg
+}
+
+// TestProxyV1MinersOnV2Coordinator: two V1 agents and two raw V1 miners
+// (each mining every job from extranonce2 0 and nonce 0) behind the proxy
+// mine on a coordinator's V2 listener: blocks are found and credited to
+// the proxy's user, every forwarded share is accepted upstream, the
+// coordinator's ledger holds exactly the shares the proxy forwarded, and
+// the proxy answers duplicates, unknown jobs and low-difficulty shares
+// itself with the V1 codes.
+func TestProxyV1MinersOnV2Coordinator(t *testing.T) {
+	dir := t.TempDir()
+	f := testFlags(dir)
+	f.listen.V2 = "127.0.0.1:0"
+	f.pool.banMinShares = -1
+	f.blockDiff = 4e-4 // a block every 20 shares or so
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	p, addr, pdone := startProxy(t, pctx, "proxyuser", inst.lns.SV2URL)
+
+	// Two raw miners: the same search (extranonce2 0, nonces from 0) on
+	// the same jobs, told apart only by their extranonce1 slices.
+	r1 := dialRaw(t, addr, "raw.one", true)
+	r2 := dialRaw(t, addr, "raw.two", false)
+	if len(r1.en1) != 6 || r1.en2Size != 2 || string(r1.en1[:4]) != string(r2.en1[:4]) || string(r1.en1) == string(r2.en1) {
+		t.Fatalf("extranonce1 %x (extranonce2 %d bytes) and %x: want the channel's 4-byte prefix and distinct 2-byte slices", r1.en1, r1.en2Size, r2.en1)
+	}
+	r1.work()
+	r2.work()
+	if r1.diff == 0 || r1.diff < 2e-5*0.999 {
+		t.Fatalf("raw miner difficulty %v: want the channel's 2e-5 or more", r1.diff)
+	}
+	for i := range 3 {
+		for _, r := range []*v1raw{r1, r2} {
+			if code := r.mineOne(); code != 0 && code != stratum.CodeJobNotFound {
+				t.Fatalf("raw share %d: error %d", i, code)
+			}
+		}
+	}
+	// Local judgement: a duplicate, an unknown job, a low-difficulty share.
+	r1.work()
+	n, _ := r1.find(r1.diff)
+	if code := r1.submit(r1.cur.ID, n); code != 0 && code != stratum.CodeJobNotFound {
+		t.Fatalf("share: error %d", code)
+	} else if code == 0 {
+		if code := r1.submit(r1.cur.ID, n); code != stratum.CodeDuplicate {
+			t.Fatalf("the same share again: code %d, want %d (duplicate)", code, stratum.CodeDuplicate)
+		}
+	}
+	if code := r1.submit("nosuchjob", n); code != stratum.CodeJobNotFound {
+		t.Fatalf("unknown job: code %d, want %d", code, stratum.CodeJobNotFound)
+	}
+	low := r1.nonce
+	for {
+		h := r1.cur.HeaderWithRoot(r1.cur.MerkleRoot(r1.en1, make([]byte, r1.en2Size)), r1.cur.NTime, low, rawRoll, r1.mask)
+		hash := h.Hash()
+		if chainmath.HashDifficulty(hash) < r1.diff/2 {
+			break
+		}
+		low++
+	}
+	if code := r1.submit(r1.cur.ID, low); code != stratum.CodeLowDifficulty && code != stratum.CodeJobNotFound {
+		t.Fatalf("low-difficulty share: code %d, want %d", code, stratum.CodeLowDifficulty)
+	}
+
+	actx, acancel := context.WithCancel(ctx)
+	agents, wg := runAgents(t, actx, "stratum+tcp://"+addr, "rig.a", "rig.b")
+	waitFor(t, 3*time.Minute, "two blocks credited to the proxy's user and shares from every agent", func() bool {
+		blocks, _ := inst.store.Blocks(ctx, 1, 0)
+		n := 0
+		for _, b := range blocks {
+			if b.Finder == "proxyuser" {
+				n++
+			}
+		}
+		for _, a := range agents {
+			if a.Stats().Accepted < 3 {
+				return false
+			}
+		}
+		return n >= 2
+	})
+	acancel()
+	wg.Wait()
+	r1.conn.Close()
+	r2.conn.Close()
+	// Every forwarded share answered.
+	waitFor(t, 10*time.Second, "every forwarded share answered upstream", func() bool {
+		s := p.Stats()
+		return s.Forwarded == s.UpstreamAccepted+s.UpstreamRejected
+	})
+	st := p.Stats()
+	// A share on its way while the pool moved to a new block is stale
+	// there (the proxy could not know yet); nothing else may be refused.
+	if st.UpstreamRejected != st.RejectedUpstream["stale-share"] || st.Unanswered != 0 || st.Forwarded == 0 || st.UpstreamAccepted < st.Forwarded*2/3 {
+		t.Fatalf("proxy stats %+v: want every forwarded share accepted upstream but the few that went stale on the way", st)
+	}
+	shares, err := inst.store.Shares(ctx, "proxyuser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(shares)) != st.UpstreamAccepted {
+		t.Fatalf("coordinator ledger: %d shares of proxyuser, the proxy forwarded %d and had %d accepted", len(shares), st.Forwarded, st.UpstreamAccepted)
+	}
+	// The shares are the miners' distinct work: no two share a header.
+	seen := map[chainmath.Hash]bool{}
+	for _, s := range shares {
+		if seen[s.Hash] {
+			t.Fatalf("share %s recorded twice", s.Hash)
+		}
+		seen[s.Hash] = true
+	}
+	if st.Blocks < 2 {
+		t.Errorf("proxy counted %d block candidates, want at least the 2 the coordinator credited", st.Blocks)
+	}
+	for _, w := range inst.coord.Status().Workers {
+		if w.Name == "proxyuser" && w.Rejected["duplicate"] != 0 {
+			t.Errorf("coordinator saw %d duplicates from the proxy", w.Rejected["duplicate"])
+		}
+	}
+	t.Logf("proxy: forwarded %d, accepted upstream %d (stale there %d), blocks %d; local accepted %d rejected %d", st.Forwarded, st.UpstreamAccepted, st.UpstreamRejected, st.Blocks, st.Accepted, st.Rejected)
+	pcancel()
+	if err := <-pdone; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-inst.done; err != nil {
+		t.Fatal(err)
+	}
+	inst.close()
+	_ = strings.Contains
+}
