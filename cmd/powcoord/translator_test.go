@@ -5,9 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/proxy"
+	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
 )
 
@@ -188,7 +188,7 @@ func (c *v1raw) mineOne() int {
 // startProxy runs a proxy on 127.0.0.1:0 in front of upstreams.
 func startProxy(t *testing.T, ctx context.Context, user string, upstreams ...string) (*proxy.Proxy, string, chan error) {
 	t.Helper()
-	p, err := proxy.New(proxy.Config{Upstreams: upstreams, User: user, SharesPerMinute: -1, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	p, err := proxy.New(proxy.Config{Upstreams: upstreams, User: user, SharesPerMinute: -1, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,4 +362,161 @@ func TestProxyV1MinersOnV2Coordinator(t *testing.T) {
 	}
 	inst.close()
 	_ = strings.Contains
+}
+
+// minerStats returns the proxy's stats of the miner whose worker is name.
+func minerStats(p *proxy.Proxy, name string) (proxy.MinerStats, bool) {
+	for _, m := range p.Stats().Miners {
+		if m.Worker == name {
+			return m, true
+		}
+	}
+	return proxy.MinerStats{}, false
+}
+
+// TestProxyFailoverKeepsMiners: the proxy's first upstream coordinator is
+// shut down; within 5 s the proxy is on the second, and its miners with
+// it: an agent and a raw miner that subscribed to mining.set_extranonce
+// stay connected (new extranonce1, clean jobs) and have shares accepted
+// on the second coordinator; a raw miner that did not subscribe is
+// closed. No share the proxy counted accepted upstream is missing from
+// either coordinator's ledger, and the second one holds exactly the
+// shares it accepted.
+func TestProxyFailoverKeepsMiners(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dirA := t.TempDir()
+	start := func(dir string) (*instance, context.CancelFunc) {
+		f := testFlags(dir)
+		f.listen.V2 = "127.0.0.1:0"
+		f.pool.banMinShares = -1
+		f.blockDiff = 4e-4
+		cctx, ccancel := context.WithCancel(ctx)
+		inst, err := startCoordinator(cctx, f, quietLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inst, ccancel
+	}
+	a, killA := start(dirA)
+	b, killB := start(t.TempDir())
+	p, addr, pdone := startProxy(t, ctx, "proxyuser", a.lns.SV2URL, b.lns.SV2URL)
+	urlA, urlB := a.lns.SV2URL, b.lns.SV2URL
+	up := func(url string) proxy.UpstreamStats {
+		for _, u := range p.Stats().Upstreams {
+			if u.URL == url {
+				return u
+			}
+		}
+		t.Fatalf("no upstream %s in the stats", url)
+		return proxy.UpstreamStats{}
+	}
+
+	kept := dialRaw(t, addr, "raw.kept", true)
+	dropped := dialRaw(t, addr, "raw.dropped", false)
+	if code := kept.mineOne(); code != 0 {
+		t.Fatalf("share on the first upstream: error %d", code)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	agents, wg := runAgents(t, actx, "stratum+tcp://"+addr, "rig.a")
+	ag := agents[0]
+	waitFor(t, time.Minute, "shares accepted on the first upstream", func() bool {
+		return up(urlA).Accepted >= 5 && ag.Stats().Accepted >= 3
+	})
+	oldEn1 := ag.Stats().Extranonce1
+
+	killA()
+	if err := <-a.done; err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	// The agent: the same session, a new extranonce1, shares accepted on B.
+	agentOnB := make(chan time.Duration, 1)
+	go func() {
+		limit := time.Now().Add(10 * time.Second)
+		for time.Now().Before(limit) {
+			m, _ := minerStats(p, "rig.a")
+			if st := ag.Stats(); st.Extranonce1 != oldEn1 && up(urlB).Accepted > 0 && m.UpstreamAccepted > 0 && st.Accepted > 0 {
+				agentOnB <- time.Since(killed)
+				return
+			}
+			<-time.After(10 * time.Millisecond) // polling with a deadline
+		}
+		agentOnB <- -1
+	}()
+	// The raw miner that subscribed: set_extranonce, a clean job, a share.
+	for kept.setEn == 0 {
+		if _, err := kept.read(); err != nil {
+			t.Fatalf("the miner that subscribed to set_extranonce lost its connection: %v", err)
+		}
+	}
+	kept.cur = nil
+	kept.work()
+	if !kept.cur.Clean {
+		t.Fatalf("first job after the failover not clean")
+	}
+	before, _ := minerStats(p, "raw.kept")
+	if code := kept.mineOne(); code != 0 {
+		t.Fatalf("share after the failover: error %d", code)
+	}
+	waitFor(t, 5*time.Second, "the kept raw miner's share accepted on the second upstream", func() bool {
+		m, _ := minerStats(p, "raw.kept")
+		return m.UpstreamAccepted > before.UpstreamAccepted
+	})
+	elapsedKept := time.Since(killed)
+	// The one that did not subscribe is closed.
+	for {
+		if _, err := dropped.read(); err != nil {
+			break
+		}
+	}
+	if d := <-agentOnB; d < 0 || d > 5*time.Second {
+		t.Fatalf("agent on the second upstream after %v, want within 5 s", d)
+	}
+	if elapsedKept > 5*time.Second {
+		t.Fatalf("raw miner's share accepted on the second upstream %v after the kill, want within 5 s", elapsedKept)
+	}
+	if st := ag.Stats(); st.Sessions != 1 {
+		t.Fatalf("agent had %d sessions: want the one it started with, kept through the failover", st.Sessions)
+	}
+	acancel()
+	wg.Wait()
+	kept.conn.Close()
+	waitFor(t, 10*time.Second, "every share sent to the second upstream answered", func() bool {
+		u := up(urlB)
+		return u.Forwarded == u.Accepted+u.Rejected
+	})
+	st := p.Stats()
+	if st.Upstream != urlB || st.Failovers != 1 {
+		t.Fatalf("proxy on %q after %d failovers, want %q after 1", st.Upstream, st.Failovers, urlB)
+	}
+	ua, ub := up(urlA), up(urlB)
+	a.close()
+	stA, err := store.Open(filepath.Join(dirA, "powcoord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stA.Close()
+	sharesA, err := stA.Shares(ctx, "proxyuser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(sharesA)) < ua.Accepted {
+		t.Fatalf("first coordinator's ledger: %d shares of proxyuser, the proxy counted %d accepted there", len(sharesA), ua.Accepted)
+	}
+	sharesB, err := b.store.Shares(ctx, "proxyuser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(sharesB)) != ub.Accepted || ub.Accepted == 0 {
+		t.Fatalf("second coordinator's ledger: %d shares of proxyuser, the proxy counted %d accepted there", len(sharesB), ub.Accepted)
+	}
+	t.Logf("first upstream %+v (ledger %d), second %+v (ledger %d)", ua, len(sharesA), ub, len(sharesB))
+	cancel()
+	if err := <-pdone; err != nil {
+		t.Fatal(err)
+	}
+	killB()
+	<-b.done
+	b.close()
 }
