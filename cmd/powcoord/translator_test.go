@@ -38,6 +38,8 @@ type v1raw struct {
 	nonce   uint32 // next nonce to try on cur
 	cleans  int    // clean notifies seen
 	setEn   int    // mining.set_extranonce seen
+	seen    map[string]bool
+	repeats []string // job ids sent again without a new extranonce1
 }
 
 const rawRoll = 0x00002000 // the version bit the raw miner rolls
@@ -51,7 +53,7 @@ func dialRaw(t *testing.T, addr, user string, exSub bool) *v1raw {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := &v1raw{t: t, conn: nc, lr: stratum.NewLineReader(nc, 1<<16, 4096), jobs: map[string]*stratum.Job{}}
+	c := &v1raw{t: t, conn: nc, lr: stratum.NewLineReader(nc, 1<<16, 4096), jobs: map[string]*stratum.Job{}, seen: map[string]bool{}}
 	res := c.call("mining.configure", []any{[]string{"version-rolling"}, map[string]any{"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}})
 	var conf map[string]any
 	json.Unmarshal(res.Result, &conf)
@@ -102,6 +104,10 @@ func (c *v1raw) read() (*stratum.Message, error) {
 			clear(c.jobs)
 			c.cleans++
 		}
+		if c.seen[j.ID] {
+			c.repeats = append(c.repeats, j.ID)
+		}
+		c.seen[j.ID] = true
 		c.jobs[j.ID], c.cur, c.nonce = j, j, 0
 	case "mining.set_extranonce":
 		var p []json.RawMessage
@@ -111,6 +117,7 @@ func (c *v1raw) read() (*stratum.Message, error) {
 		json.Unmarshal(p[1], &c.en2Size)
 		c.en1, _ = hex.DecodeString(en1)
 		c.setEn++
+		clear(c.seen) // the same job with a new extranonce1 is new work
 	}
 	return m, nil
 }
@@ -180,8 +187,14 @@ func (c *v1raw) submit(jobID string, nonce uint32) int {
 // current job; it returns the error code.
 func (c *v1raw) mineOne() int {
 	c.t.Helper()
+	return c.mineAt(c.diff)
+}
+
+// mineAt is mineOne at difficulty d.
+func (c *v1raw) mineAt(d float64) int {
+	c.t.Helper()
 	c.work()
-	n, _ := c.find(c.diff)
+	n, _ := c.find(d)
 	return c.submit(c.cur.ID, n)
 }
 
@@ -317,6 +330,9 @@ func TestProxyV1MinersOnV2Coordinator(t *testing.T) {
 	wg.Wait()
 	r1.conn.Close()
 	r2.conn.Close()
+	if len(r1.repeats)+len(r2.repeats) != 0 {
+		t.Fatalf("jobs sent twice to the raw miners: %q %q", r1.repeats, r2.repeats)
+	}
 	// Every forwarded share answered.
 	waitFor(t, 10*time.Second, "every forwarded share answered upstream", func() bool {
 		s := p.Stats()
@@ -519,4 +535,45 @@ func TestProxyFailoverKeepsMiners(t *testing.T) {
 	killB()
 	<-b.done
 	b.close()
+}
+
+// TestProxySuggestDifficultyNextJob: mining.suggest_difficulty is
+// answered with mining.set_difficulty alone, never with the current job
+// again (a miner restarting its extranonce2 on each job would find the
+// same shares twice): a share at the old difficulty on the current job is
+// still accepted, and the next job has a new id, announced by the pool.
+func TestProxySuggestDifficultyNextJob(t *testing.T) {
+	f := testFlags(t.TempDir())
+	f.listen.V2 = "127.0.0.1:0"
+	f.pool.banMinShares = -1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-inst.done; inst.close() }()
+	_, addr, _ := startProxy(t, ctx, "proxyuser", inst.lns.SV2URL)
+	r := dialRaw(t, addr, "raw.suggest", false)
+	r.work()
+	old, job := r.diff, r.cur.ID
+	if res := r.call("mining.suggest_difficulty", []float64{old * 64}); string(res.Result) != "true" {
+		t.Fatalf("suggest_difficulty answered %s", res.Result)
+	}
+	if m, err := r.read(); err != nil || m.Method != "mining.set_difficulty" || r.diff != old*64 {
+		t.Fatalf("after suggest_difficulty: %+v (difficulty %v), %v; want mining.set_difficulty %v", m, r.diff, err, old*64)
+	}
+	if r.cur.ID != job {
+		t.Skip("a new job came in between") // the pool moved on: nothing to check
+	}
+	if code := r.mineAt(old); code != 0 && code != stratum.CodeJobNotFound {
+		t.Fatalf("share at the old difficulty on the job sent before the change: code %d", code)
+	}
+	// Mine on until the pool sends a new job: it must be a new one.
+	for r.cur.ID == job {
+		r.mineAt(old)
+	}
+	if r.diff != old*64 || len(r.repeats) != 0 {
+		t.Fatalf("difficulty %v on the next job, want %v; jobs sent twice: %q", r.diff, old*64, r.repeats)
+	}
 }
