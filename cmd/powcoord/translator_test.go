@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/powcoord/powcoord/internal/proxy"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
+	"github.com/powcoord/powcoord/internal/sv2"
 )
 
 // The translator (powcoord proxy) between V1 miners and a real
@@ -165,6 +167,9 @@ func (c *v1raw) find(d float64) (uint32, chainmath.Hash) {
 		if tgt.Meets(&hash) {
 			return n, hash
 		}
+		if c.nonce == 1<<26 {
+			c.t.Fatalf("no share at difficulty %v in 2^26 nonces", d)
+		}
 	}
 }
 
@@ -187,6 +192,7 @@ func (c *v1raw) submit(jobID string, nonce uint32) int {
 // current job; it returns the error code.
 func (c *v1raw) mineOne() int {
 	c.t.Helper()
+	c.work()
 	return c.mineAt(c.diff)
 }
 
@@ -399,6 +405,60 @@ func minerStats(p *proxy.Proxy, name string) (proxy.MinerStats, bool) {
 // either coordinator's ledger, and the second one holds exactly the
 // shares it accepted.
 func TestProxyFailoverKeepsMiners(t *testing.T) {
+	t.Run("shutdown", func(t *testing.T) { testProxyFailover(t, false) })
+	t.Run("crash", func(t *testing.T) { testProxyFailover(t, true) })
+}
+
+// relay forwards connections to a pool until crash drops them all at
+// once: the pool as the proxy sees it when its host dies.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, u)
+			r.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	t.Cleanup(r.crash)
+	return r
+}
+
+func (r *relay) crash() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not a goodbye
+		}
+		c.Close()
+	}
+}
+
+func testProxyFailover(t *testing.T, crash bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dirA := t.TempDir()
@@ -416,8 +476,17 @@ func TestProxyFailoverKeepsMiners(t *testing.T) {
 	}
 	a, killA := start(dirA)
 	b, killB := start(t.TempDir())
-	p, addr, pdone := startProxy(t, ctx, "proxyuser", a.lns.SV2URL, b.lns.SV2URL)
 	urlA, urlB := a.lns.SV2URL, b.lns.SV2URL
+	kill := killA
+	if crash {
+		_, key, err := sv2.ParseURL(urlA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := startRelay(t, a.lns.V2.Addr().String())
+		urlA, kill = sv2.URL(r.ln.Addr().String(), key), r.crash
+	}
+	p, addr, pdone := startProxy(t, ctx, "proxyuser", urlA, urlB)
 	up := func(url string) proxy.UpstreamStats {
 		for _, u := range p.Stats().Upstreams {
 			if u.URL == url {
@@ -441,10 +510,7 @@ func TestProxyFailoverKeepsMiners(t *testing.T) {
 	})
 	oldEn1 := ag.Stats().Extranonce1
 
-	killA()
-	if err := <-a.done; err != nil {
-		t.Fatal(err)
-	}
+	kill()
 	killed := time.Now()
 	// The agent: the same session, a new extranonce1, shares accepted on B.
 	agentOnB := make(chan time.Duration, 1)
@@ -507,6 +573,10 @@ func TestProxyFailoverKeepsMiners(t *testing.T) {
 		t.Fatalf("proxy on %q after %d failovers, want %q after 1", st.Upstream, st.Failovers, urlB)
 	}
 	ua, ub := up(urlA), up(urlB)
+	killA()
+	if err := <-a.done; err != nil {
+		t.Fatal(err)
+	}
 	a.close()
 	stA, err := store.Open(filepath.Join(dirA, "powcoord.db"))
 	if err != nil {
