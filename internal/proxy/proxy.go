@@ -72,6 +72,8 @@ type Config struct {
 	MaxLine int
 	// RetryWait is the pause after every upstream failed in turn (0: 1 s).
 	RetryWait time.Duration
+	// StatsInterval is how often the counters are logged (0: 1 min).
+	StatsInterval time.Duration
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (nil: time.Now).
@@ -159,6 +161,9 @@ func New(cfg Config) (*Proxy, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = time.Minute
+	}
 	p.log = c.Logger
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -179,6 +184,22 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
+	}()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(p.cfg.StatsInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s := p.Stats()
+				p.log.Info("proxy stats", "upstream", s.Upstream, "miners", len(s.Miners), "accepted", s.Accepted, "rejected", s.Rejected,
+					"forwarded", s.Forwarded, "upstream_accepted", s.UpstreamAccepted, "upstream_rejected", s.UpstreamRejected, "unanswered", s.Unanswered, "failovers", s.Failovers)
+			}
+		}
 	}()
 	var err error
 	for {
