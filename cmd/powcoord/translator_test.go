@@ -15,6 +15,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/agent"
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/node/nodetest"
 	"github.com/powcoord/powcoord/internal/proxy"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -234,11 +235,17 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) t
 }
 
 func runAgents(t *testing.T, ctx context.Context, url string, users ...string) ([]*agent.Agent, *sync.WaitGroup) {
+	return runAgentsAt(t, ctx, url, 2e6, users...)
+}
+
+// runAgentsAt runs one single-thread agent per user, each hashing at
+// about rate hashes a second.
+func runAgentsAt(t *testing.T, ctx context.Context, url string, rate float64, users ...string) ([]*agent.Agent, *sync.WaitGroup) {
 	t.Helper()
 	var wg sync.WaitGroup
 	var out []*agent.Agent
 	for _, u := range users {
-		a, err := agent.New(agent.Config{URLs: []string{url}, User: u, Pass: "x", Threads: 1, Logger: quietLogger(), HashLimit: 2e6})
+		a, err := agent.New(agent.Config{URLs: []string{url}, User: u, Pass: "x", Threads: 1, Logger: quietLogger(), HashLimit: rate})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -646,4 +653,72 @@ func TestProxySuggestDifficultyNextJob(t *testing.T) {
 	if r.diff != old*64 || len(r.repeats) != 0 {
 		t.Fatalf("difficulty %v on the next job, want %v; jobs sent twice: %q", r.diff, old*64, r.repeats)
 	}
+}
+
+// TestProxyOnBtcdRegtest: V1 miners behind the proxy mine real blocks
+// through a coordinator on btcd regtest (every share is a block there):
+// btcd's chain grows by the blocks the coordinator credits to the proxy's
+// user, its tip among them, and the coordinator's ledger holds exactly
+// the shares the proxy counted accepted.
+func TestProxyOnBtcdRegtest(t *testing.T) {
+	b := nodetest.StartBtcd(t, "regtest")
+	f := testFlags(t.TempDir())
+	f.node = parseNodeFlags(t, "--node", b.URL, "--node-user", b.User, "--node-pass", b.Pass,
+		"--network", "regtest", "--payout-address", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
+	f.listen.V2 = "127.0.0.1:0"
+	f.pool.banMinShares = -1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, addr, pdone := startProxy(t, ctx, "proxyuser", inst.lns.SV2URL)
+	r := dialRaw(t, addr, "raw.btcd", true)
+	for range 3 {
+		if code := r.mineOne(); code != 0 && code != stratum.CodeJobNotFound {
+			t.Fatalf("raw share: code %d", code)
+		}
+	}
+	actx, acancel := context.WithCancel(ctx)
+	_, wg := runAgentsAt(t, actx, "stratum+tcp://"+addr, 2e5, "rig.btcd")
+	waitFor(t, 2*time.Minute, "btcd at height 6", func() bool {
+		n, _ := b.BlockCount(ctx)
+		return n >= 6
+	})
+	acancel()
+	wg.Wait()
+	r.conn.Close()
+	waitFor(t, 10*time.Second, "every forwarded share answered", func() bool {
+		s := p.Stats()
+		return s.Forwarded == s.UpstreamAccepted+s.UpstreamRejected
+	})
+	st := p.Stats()
+	if st.UpstreamRejected != st.RejectedUpstream["stale-share"] || st.UpstreamAccepted == 0 {
+		t.Fatalf("proxy stats %+v: want every forwarded share accepted upstream but those gone stale on the way", st)
+	}
+	shares, err := inst.store.Shares(ctx, "proxyuser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(shares)) != st.UpstreamAccepted {
+		t.Fatalf("ledger: %d shares of proxyuser, the proxy counted %d accepted", len(shares), st.UpstreamAccepted)
+	}
+	best, err := b.BestBlockHash(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := inst.store.Blocks(ctx, 1, 0)
+	found := false
+	for _, bl := range blocks {
+		found = found || (bl.Hash.String() == best && bl.Finder == "proxyuser")
+	}
+	if !found {
+		t.Fatalf("btcd's tip %s is not among the %d blocks the coordinator credited to the proxy's user", best, len(blocks))
+	}
+	t.Logf("btcd tip %s; proxy forwarded %d, accepted %d, stale %d", best, st.Forwarded, st.UpstreamAccepted, st.UpstreamRejected)
+	cancel()
+	<-pdone
+	<-inst.done
+	inst.close()
 }
