@@ -390,7 +390,7 @@ func TestProxyV1MinersOnV2Coordinator(t *testing.T) {
 		t.Fatal(err)
 	}
 	inst.close()
-	_ = strings.Contains
+
 }
 
 // minerStats returns the proxy's stats of the miner whose worker is name.
@@ -721,4 +721,25 @@ func TestProxyOnBtcdRegtest(t *testing.T) {
 	<-pdone
 	<-inst.done
 	inst.close()
+}
+
+// TestProxyFlagErrors: powcoord proxy refuses each bad flag with an error
+// naming it and the value.
+func TestProxyFlagErrors(t *testing.T) {
+	key := "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+	for _, c := range []struct{ args, want string }{
+		{"--user u", "--upstream is required"},
+		{"--upstream stratum2+tcp://127.0.0.1:3336/" + key, "--user is required"},
+		{"--user u --upstream stratum+tcp://127.0.0.1:3333", `pool URL "stratum+tcp://127.0.0.1:3333": scheme "stratum+tcp", want stratum2+tcp`},
+		{"--user u --upstream stratum2+tcp://127.0.0.1:3336/" + key + " --version-mask ffffffff", "version mask ffffffff"},
+		{"--user u --upstream stratum2+tcp://127.0.0.1:3336/" + key + " --min-difficulty 2 --max-difficulty 1", "--max-difficulty 1 is below --min-difficulty 2"},
+		{"--user u --upstream stratum2+tcp://127.0.0.1:3336/" + key + " --shares-per-minute 0", "--shares-per-minute 0"},
+		{"--user u --upstream stratum2+tcp://127.0.0.1:3336/" + key + " --stratum 127.0.0.1:99999", `--stratum "127.0.0.1:99999"`},
+	} {
+		var out, errb strings.Builder
+		err := run(t.Context(), append([]string{"proxy"}, strings.Fields(c.args)...), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("powcoord proxy %s: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
 }

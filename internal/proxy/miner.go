@@ -407,7 +407,6 @@ func (m *miner) submit(msg *stratum.Message) {
 type share struct {
 	ch    *channel
 	msg   sv2.SubmitSharesExtended
-	diff  float64
 	block bool
 }
 
@@ -475,7 +474,7 @@ func (m *miner) judgeLocked(msg *stratum.Message, now time.Time) (*share, *strat
 	ext := make([]byte, 0, j.ch.size)
 	ext = append(ext, m.en1[len(j.ch.prefix):]...)
 	ext = append(ext, en2...)
-	return &share{ch: j.ch, diff: d, block: j.block.Meets(&hash), msg: sv2.SubmitSharesExtended{ChannelID: j.ch.id, JobID: j.upID, Nonce: nonce, NTime: ntime, Version: h.Version, Extranonce: ext}}, nil
+	return &share{ch: j.ch, block: j.block.Meets(&hash), msg: sv2.SubmitSharesExtended{ChannelID: j.ch.id, JobID: j.upID, Nonce: nonce, NTime: ntime, Version: h.Version, Extranonce: ext}}, nil
 }
 
 // forward sends s upstream, numbered in the order it is written (so the
@@ -492,7 +491,7 @@ func (p *Proxy) forward(m *miner, s *share) {
 	}
 	ch.seq++
 	s.msg.SequenceNumber = ch.seq
-	ch.pending[ch.seq] = &forwarded{m: m, diff: s.diff}
+	ch.pending[ch.seq] = &forwarded{m: m}
 	m.forwarded++
 	p.totals.forwarded++
 	p.perUp[ch.url].Forwarded++

@@ -281,8 +281,7 @@ type channel struct {
 
 // forwarded is a share sent upstream and not yet answered.
 type forwarded struct {
-	m    *miner
-	diff float64
+	m *miner
 }
 
 // runUpstream connects to u, opens the channel and relays its messages

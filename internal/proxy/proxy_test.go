@@ -1,7 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -49,4 +55,42 @@ func TestExtranonceSlices(t *testing.T) {
 			t.Errorf("channel extranonce %d, slot %#x: extranonce1 %x, extranonce2 %d bytes; want %x, %d", c.size, c.slot, en1, n, c.en1, c.en2Size)
 		}
 	}
+}
+
+// TestStatusAPI: GET /api/status is the Stats as JSON, with the open
+// upstream and a miner's local verdicts.
+func TestStatusAPI(t *testing.T) {
+	p := fuzzProxy(t)
+	cli, srv := net.Pipe()
+	done := make(chan struct{})
+	go func() { defer close(done); p.serveMiner(context.Background(), srv) }()
+	r := bufio.NewReader(cli)
+	for _, l := range []string{
+		`{"id":1,"method":"mining.subscribe","params":[]}`,
+		`{"id":2,"method":"mining.authorize","params":["w.1","x"]}`,
+		`{"id":3,"method":"mining.submit","params":["w.1","nosuchjob","00000000","6b000000","00000001"]}`,
+	} {
+		fmt.Fprintln(cli, l)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(line, `"method"`) {
+				break // the answer; notifications skipped
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/status", nil))
+	var st Stats
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != 200 {
+		t.Fatalf("status %d %s: %v", rec.Code, rec.Body, err)
+	}
+	if st.Upstream != p.ups[0].url || len(st.Miners) != 1 || st.Miners[0].Worker != "w.1" || st.Miners[0].Extranonce1 != "010203040000" ||
+		st.Rejected != 1 || st.Miners[0].Rejected[21] != 1 {
+		t.Fatalf("status %s", rec.Body)
+	}
+	cli.Close()
+	<-done
 }
