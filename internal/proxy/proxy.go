@@ -232,17 +232,25 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 
 // upstreams keeps one channel open: each upstream in turn, moving to the
 // next when a connection ends, pausing RetryWait after a whole round in
-// which none could be opened.
+// which none could be opened (or kept for RetryWait).
 func (p *Proxy) upstreams(ctx context.Context) {
 	failed := 0
 	for i := 0; ctx.Err() == nil; i = (i + 1) % len(p.ups) {
 		u := p.ups[i]
+		began := time.Now()
 		opened, err := p.runUpstream(ctx, u)
 		if ctx.Err() != nil {
 			return
 		}
 		if opened {
-			failed = 0
+			// A channel that lived less than RetryWait counts as a
+			// failure: a pool that drops every channel at once is not
+			// redialled in a tight loop.
+			if time.Since(began) >= p.cfg.RetryWait {
+				failed = 0
+			} else {
+				failed++
+			}
 			p.log.Warn("upstream connection lost", "upstream", u.url, "err", err)
 		} else {
 			failed++
