@@ -64,6 +64,7 @@ Usage:
   powcoord frontend [flags]    a Stratum V1 front-end of a cluster (--cluster nats://...)
   powcoord ledger [flags]      a cluster's ledger writer: SHARES stream into PostgreSQL
   powcoord agent [flags]       a CPU miner for any Stratum V1 pool
+  powcoord proxy [flags]       Stratum V1 miners onto a Stratum V2 pool, with failover
   powcoord bench [flags]       hashing kernels side by side
   powcoord status [flags]      ask a running powcoord's HTTP API whether it is healthy
   powcoord version             the version of this binary
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLedger(ctx, args, stdout, stderr)
 	case "agent":
 		return runAgent(ctx, args, stdout, stderr)
+	case "proxy":
+		return runProxy(ctx, args, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args, stdout, stderr)
 	case "loadtest":

@@ -69,8 +69,6 @@ func parseURL(raw string) (pool, error) {
 	}
 	hostport := s
 	secure := false
-	v2 := false
-	var authority [32]byte
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
@@ -78,15 +76,11 @@ func parseURL(raw string) (pool, error) {
 		}
 		switch u.Scheme {
 		case "stratum2+tcp":
-			key := strings.TrimPrefix(u.Path, "/")
-			if key == "" {
-				return pool{}, fmt.Errorf("pool URL %q: stratum2+tcp needs the pool authority key as the path: stratum2+tcp://host:port/KEY", raw)
+			hp, key, err := sv2.ParseURL(s)
+			if err != nil {
+				return pool{}, err
 			}
-			if authority, err = sv2.ParseAuthorityKey(key); err != nil {
-				return pool{}, fmt.Errorf("pool URL %q: %v", raw, err)
-			}
-			v2 = true
-			u.Path = ""
+			return pool{url: raw, addr: hp, v2: true, authority: key}, nil
 		case "stratum+tcp", "tcp":
 		case "stratum+ssl", "stratum+tls", "ssl", "tls":
 			secure = true
@@ -109,7 +103,7 @@ func parseURL(raw string) (pool, error) {
 	if err != nil || p == 0 {
 		return pool{}, fmt.Errorf("pool URL %q: port %q is not a number in 1..65535", raw, port)
 	}
-	return pool{url: raw, addr: net.JoinHostPort(host, port), tls: secure, v2: v2, authority: authority}, nil
+	return pool{url: raw, addr: net.JoinHostPort(host, port), tls: secure}, nil
 }
 
 // version returns the module version of the running binary, or "dev".

@@ -53,21 +53,11 @@ func (a *Agent) handshakeSV2(raw net.Conn, p pool) (*sv2.Conn, error) {
 	}
 	host, port, _ := net.SplitHostPort(p.addr)
 	pn, _ := strconv.Atoi(port)
-	if err := conn.WriteMessages(&sv2.SetupConnection{Protocol: 0, MinVersion: 2, MaxVersion: 2, Flags: sv2FlagRequiresStandardJobs,
+	if err := sv2.Setup(conn, raw, &sv2.SetupConnection{Protocol: 0, MinVersion: 2, MaxVersion: 2, Flags: sv2FlagRequiresStandardJobs,
 		EndpointHost: host, EndpointPort: uint16(pn), Vendor: "powcoord", HardwareVersion: "cpu", Firmware: a.cfg.UserAgent}); err != nil {
 		return nil, err
 	}
-	_, m, err := conn.ReadMessage()
-	if err != nil {
-		return nil, err
-	}
-	switch m := m.(type) {
-	case *sv2.SetupConnectionSuccess:
-		return conn, nil
-	case *sv2.SetupConnectionError:
-		return nil, fmt.Errorf("SetupConnection refused: %s (flags %#x)", m.ErrorCode, m.Flags)
-	}
-	return nil, fmt.Errorf("SetupConnection answered with %T", m)
+	return conn, nil
 }
 
 // probeSV2 checks that a V2 primary pool answers: handshake and setup.

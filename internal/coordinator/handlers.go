@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 
@@ -129,67 +127,23 @@ func (s *session) handleAuthorize(m *stratum.Message) {
 }
 
 func (s *session) handleConfigure(m *stratum.Message) {
-	var p []json.RawMessage
-	if err := json.Unmarshal(m.Params, &p); err != nil || len(p) < 1 {
-		s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: want [extensions, params], have %s", m.Params)})
+	result, mask, e := stratum.Configure(m.Params, s.c.cfg.VersionMask)
+	if e != nil {
+		s.reply(m.ID, nil, e)
 		return
 	}
-	var exts []string
-	if err := json.Unmarshal(p[0], &exts); err != nil {
-		s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: extensions %s: want a list of names", p[0])})
-		return
-	}
-	opts := map[string]json.RawMessage{}
-	if len(p) > 1 {
-		json.Unmarshal(p[1], &opts)
-	}
-	result := map[string]any{}
-	for _, ext := range exts {
-		if ext != "version-rolling" {
-			result[ext] = false
-			continue
-		}
-		minerMask := uint32(0xffffffff)
-		var maskHex string
-		if raw, ok := opts["version-rolling.mask"]; ok && json.Unmarshal(raw, &maskHex) == nil {
-			v, err := strconv.ParseUint(maskHex, 16, 32)
-			if err != nil {
-				s.reply(m.ID, nil, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.configure: version-rolling.mask %q is not hex", maskHex)})
-				return
-			}
-			minerMask = uint32(v)
-		}
-		mask := s.c.cfg.VersionMask & minerMask
-		minBits := 0
-		if raw, ok := opts["version-rolling.min-bit-count"]; ok {
-			json.Unmarshal(raw, &minBits)
-		}
-		if bits.OnesCount32(mask) < minBits {
-			result["version-rolling"] = false
-			continue
-		}
+	if mask != 0 {
 		s.mu.Lock()
 		s.mask = mask
 		s.mu.Unlock()
-		result["version-rolling"] = true
-		result["version-rolling.mask"] = fmt.Sprintf("%08x", mask)
 	}
 	s.reply(m.ID, result, nil)
 }
 
 func (s *session) handleSuggestDifficulty(m *stratum.Message) {
-	var p []json.RawMessage
-	var d float64
-	if err := json.Unmarshal(m.Params, &p); err == nil && len(p) > 0 {
-		if json.Unmarshal(p[0], &d) != nil {
-			var str string
-			if json.Unmarshal(p[0], &str) == nil {
-				d, _ = strconv.ParseFloat(str, 64)
-			}
-		}
-	}
-	if !(d > 0) || math.IsInf(d, 0) {
-		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: fmt.Sprintf("mining.suggest_difficulty: %s is not a positive difficulty", m.Params)})
+	d, err := stratum.ParseSuggestDifficulty(m.Params)
+	if err != nil {
+		s.reply(m.ID, false, &stratum.Error{Code: stratum.CodeOther, Message: err.Error()})
 		return
 	}
 	d = s.clampSession(d)

@@ -72,22 +72,37 @@ func (f *Flags) Register(fs *flag.FlagSet, v1Default string, minimal bool) {
 	fs.StringVar(&f.TLS, "stratum-tls", "", "Stratum over TLS (stratum+ssl) listen `address`; empty disables it (needs --tls-cert and --tls-key)")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate chain `file` for --stratum-tls")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key `file` for --stratum-tls")
-	fs.Float64Var(&f.MinDiff, "min-difficulty", 0, "lowest share `difficulty` on the --stratum and --stratum2 listeners: vardiff, suggest_difficulty and a d= password never go below it (0: no floor)")
 	fs.Float64Var(&f.TLSMinDiff, "stratum-tls-min-difficulty", -1, "the same floor for the --stratum-tls listener (negative: the --min-difficulty value)")
 	fs.IntVar(&f.MaxConns, "max-conns", 0, "refuse connections beyond this many sessions (0: no limit)")
 	fs.IntVar(&f.MaxConnsPerIP, "max-conns-per-ip", 0, "refuse more than this many sessions from one IP address (0: no limit)")
-	fs.Float64Var(&f.MaxDiff, "max-difficulty", 0, "highest share `difficulty` on the --stratum and --stratum2 listeners: vardiff, suggest_difficulty and a d= password never go above it (0: no ceiling)")
 	fs.Float64Var(&f.TLSMaxDiff, "stratum-tls-max-difficulty", -1, "the same ceiling for the --stratum-tls listener (negative: the --max-difficulty value)")
 	fs.StringVar(&f.Auth, "auth", "open", "authorization `mode`: open, allowlist (--allow-users) or password (--auth-password)")
 	fs.StringVar(&f.AllowUsers, "allow-users", "", "comma-separated `usernames` (or the part before the first '.') for --auth allowlist")
 	fs.StringVar(&f.AuthPassword, "auth-password", "", "the `password` every miner must send with --auth password")
+	fs.StringVar(&f.ReconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
+	fs.DurationVar(&f.ReconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
+	f.registerMinerFlags(fs)
+	fs.Var((*prefixList)(&f.ProxyFrom), "proxy-protocol-from", "take PROXY protocol v1/v2 headers (HAProxy send-proxy, send-proxy-v2) on every Stratum listener from these proxies: comma-separated CIDR `prefixes` or addresses (e.g. 10.0.0.5,fd00::/8). Their connections must start with one (else they are closed and logged) and count as the miner's address for bans, per-IP limits, logs and the API; a PROXY header from any other address is refused. Empty: none")
+}
+
+// RegisterV1 adds the flags of a Stratum V1-only listener that is no
+// pool of its own (powcoord proxy): --stratum and what applies to its
+// miners (difficulty bounds, timeouts, line length, version mask).
+func (f *Flags) RegisterV1(fs *flag.FlagSet, v1Default string) {
+	fs.StringVar(&f.V1, "stratum", v1Default, "Stratum V1 listen `address` (host:port; port 0 picks a free one)")
+	f.TLSMinDiff, f.TLSMaxDiff = -1, -1
+	f.registerMinerFlags(fs)
+}
+
+// registerMinerFlags adds the flags about the miners' connections that
+// every listener surface has.
+func (f *Flags) registerMinerFlags(fs *flag.FlagSet) {
+	fs.Float64Var(&f.MinDiff, "min-difficulty", 0, "lowest share `difficulty` on the --stratum and --stratum2 listeners: vardiff, suggest_difficulty and a d= password never go below it (0: no floor)")
+	fs.Float64Var(&f.MaxDiff, "max-difficulty", 0, "highest share `difficulty` on the --stratum and --stratum2 listeners: vardiff, suggest_difficulty and a d= password never go above it (0: no ceiling)")
 	fs.DurationVar(&f.HandshakeTimeout, "handshake-timeout", 30*time.Second, "close a connection that has not subscribed and authorized within this `duration`")
 	fs.DurationVar(&f.IdleTimeout, "idle-timeout", 10*time.Minute, "close a connection that sends nothing for this `duration`")
 	fs.IntVar(&f.MaxLine, "max-line", 4096, "close a connection that sends a line longer than this many `bytes`")
-	fs.StringVar(&f.ReconnectAddr, "reconnect-addr", "", "`host:port` that client.reconnect tells miners at a graceful shutdown; empty: the address each miner's connection reached (set it behind NAT or a proxy)")
-	fs.DurationVar(&f.ReconnectWait, "reconnect-wait", time.Second, "wait that client.reconnect asks miners for at a graceful shutdown, whole seconds; negative: send no client.reconnect")
 	f.VersionMask = coordinator.DefaultVersionMask
-	fs.Var((*prefixList)(&f.ProxyFrom), "proxy-protocol-from", "take PROXY protocol v1/v2 headers (HAProxy send-proxy, send-proxy-v2) on every Stratum listener from these proxies: comma-separated CIDR `prefixes` or addresses (e.g. 10.0.0.5,fd00::/8). Their connections must start with one (else they are closed and logged) and count as the miner's address for bans, per-IP limits, logs and the API; a PROXY header from any other address is refused. Empty: none")
 	fs.Var((*hexMask)(&f.VersionMask), "version-mask", "header version bits miners may roll, in `hex`, inside 1fffffe0 (BIP 323); a V1 miner is granted its mining.configure mask ANDed with this, a V2 channel rolls under it")
 }
 
