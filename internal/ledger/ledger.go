@@ -56,6 +56,10 @@ type PayoutRecord struct {
 	Window  string
 	Value   int64 // the coinbase value paid out
 	Outputs []PayoutOutput
+	// Rules are the PPLNS rules the block was paid under, as package
+	// payout encodes them (payout.BlockRules), so that its window can be
+	// audited later; "" for solo.
+	Rules string
 }
 
 // PayoutOutput is one paying output of a found block's coinbase.

@@ -236,6 +236,9 @@ var migrations = []string{
 		worker         bytea,
 		data           bytea       NOT NULL
 	);`,
+	// The PPLNS rules each block was paid under (payout.BlockRules), for
+	// its window download (GET /api/blocks/{hash}/shares).
+	`ALTER TABLE payout_blocks ADD COLUMN rules text NOT NULL DEFAULT '';`,
 }
 
 // recordLock is the advisory lock key every Record transaction holds

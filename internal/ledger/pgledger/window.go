@@ -3,6 +3,10 @@ package pgledger
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // scanPage is how many shares ScanRecentShares reads per query.
@@ -12,7 +16,7 @@ const scanPage = 4096
 // share from the newest (highest id) to the oldest until fn returns false
 // or the ledger is exhausted, and returns the id of the newest share it
 // walked (0 for an empty ledger): what a PPLNS window needs
-// (coordinator.PayoutLedger; docs/payouts.md). It reads in pages of
+// (payout.Ledger; docs/payouts.md). It reads in pages of
 // scanPage shares. An identity is not a commit order, so a share with a
 // lower id can still appear after the walk; see docs/payouts.md.
 func (l *Ledger) ScanRecentShares(ctx context.Context, fn func(worker string, difficulty float64) bool) (cutoff int64, err error) {
@@ -51,6 +55,52 @@ func (l *Ledger) ScanRecentShares(ctx context.Context, fn func(worker string, di
 		}
 		if stop || n < scanPage {
 			return cutoff, nil
+		}
+	}
+}
+
+// WindowShares calls fn with each stored share whose id is at most
+// cutoff, from the newest (highest id) to the oldest, until fn returns
+// false: the shares a PPLNS block's window was taken from
+// (payout.WriteWindow). Time, Worker, Difficulty and Hash are set. It
+// reads in pages of scanPage shares.
+func (l *Ledger) WindowShares(ctx context.Context, cutoff int64, fn func(id int64, sh *ledger.Share) bool) error {
+	below := cutoff + 1
+	for {
+		rows, err := l.pool.Query(ctx, `SELECT id, time, worker, difficulty, hash FROM shares
+			WHERE id < $1 ORDER BY id DESC LIMIT $2`, below, scanPage)
+		if err != nil {
+			return fmt.Errorf("pgledger: reading the shares up to id %d in %s: %w", cutoff, l.url, err)
+		}
+		n := 0
+		for rows.Next() {
+			var (
+				id   int64
+				tm   time.Time
+				sh   ledger.Share
+				hash []byte
+			)
+			if err := rows.Scan(&id, &tm, &sh.Worker, &sh.Difficulty, &hash); err != nil {
+				rows.Close()
+				return fmt.Errorf("pgledger: reading the shares up to id %d: %w", cutoff, err)
+			}
+			n++
+			below = id
+			sh.Time = tm
+			if len(hash) == len(chainmath.Hash{}) {
+				copy(sh.Hash[:], hash)
+			}
+			if !fn(id, &sh) {
+				rows.Close()
+				return nil
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("pgledger: reading the shares up to id %d in %s: %w", cutoff, l.url, err)
+		}
+		if n < scanPage {
+			return nil
 		}
 	}
 }
