@@ -84,7 +84,7 @@ type WindowBlock struct {
 type WindowOutput struct {
 	Script  string `json:"script"` // hex
 	Address string `json:"address,omitempty"`
-	Amount  int64  `json:"amount"`        // satoshis
+	Amount  int64  `json:"amount"`         // satoshis
 	Work    string `json:"work,omitempty"` // window work units it pays for, decimal
 	Fee     bool   `json:"fee,omitempty"`
 }

@@ -314,7 +314,7 @@ func (s *Store) WindowShares(ctx context.Context, cutoff int64, fn func(id int64
 }
 
 // migratePayoutRules gives payout_blocks its rules column (the PPLNS
-// rules a block was paid under; '' for blocks recorded before it).
+// rules a block was paid under; empty for blocks recorded before it).
 func migratePayoutRules(w *sql.DB) error {
 	var has int
 	if err := w.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('payout_blocks') WHERE name = 'rules'`).Scan(&has); err != nil {
