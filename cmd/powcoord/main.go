@@ -66,6 +66,7 @@ Usage:
   powcoord agent [flags]       a CPU miner for any Stratum V1 pool
   powcoord bench [flags]       hashing kernels side by side
   powcoord status [flags]      ask a running powcoord's HTTP API whether it is healthy
+  powcoord payouts verify FILE recompute a PPLNS block's outputs from its window download
   powcoord version             the version of this binary
 
 Run "powcoord <command> --help" for the flags of a command.
@@ -96,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, args, stdout, stderr)
 	case "version":
 		return runVersion(ctx, args, stdout, stderr)
+	case "payouts":
+		return runPayouts(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

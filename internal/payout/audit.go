@@ -127,11 +127,12 @@ var ErrNotPPLNS = errors.New("payout: the block was not paid by a PPLNS window")
 // lines: a WindowHead, each share of the window newest first
 // (WindowShare: the shares walked from the record's cutoff until the
 // window is full, the one that filled it included, shares that cannot be
-// paid included with no script) and a WindowEnd. scriptOf maps a worker
-// name to its payout script as the plan did. Errors before the first
+// paid included with no script) and a WindowEnd. scriptOf maps a payout
+// label (ledger.AccountOf a worker name) to its script, as the plan's
+// did. Errors before the first
 // line wrap ErrNoRecord or ErrNotPPLNS, or are the ledger's; an error
 // after it leaves the download without its WindowEnd.
-func WriteWindow(ctx context.Context, w io.Writer, led WindowLedger, hash chainmath.Hash, scriptOf func(worker string) ([]byte, error)) error {
+func WriteWindow(ctx context.Context, w io.Writer, led WindowLedger, hash chainmath.Hash, scriptOf func(label string) ([]byte, error)) error {
 	rec, ok, err := led.BlockPayouts(ctx, hash)
 	if err != nil {
 		return err
@@ -169,7 +170,7 @@ func WriteWindow(ctx context.Context, w io.Writer, led WindowLedger, hash chainm
 			ws.Hash = sh.Hash.String()
 		}
 		more := true
-		if script, err := scriptOf(sh.Worker); err == nil {
+		if script, err := scriptOf(ws.Address); err == nil {
 			if m, err := win.Add(script, sh.Difficulty); err == nil {
 				ws.Script, more = hex.EncodeToString(script), m
 			}

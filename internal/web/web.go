@@ -41,6 +41,9 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	s.live = live{interval: time.Second, blockTime: 10 * time.Minute, subs: map[chan []byte]struct{}{}, lastHeight: -1}
 	s.mux.HandleFunc("GET /api/status", s.handleStatus)
 	s.mux.Handle("GET /api/blocks", BlocksHandler(st, logger))
+	if plan := coord.Plan(); plan != nil {
+		s.mux.Handle("GET /api/blocks/{hash}/shares", WindowHandler(WindowSource{Ledger: st, ScriptOf: plan.ScriptOf}, logger))
+	}
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
