@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/clusterapi"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
@@ -35,8 +36,8 @@ import (
 // campaigns for leadership; while active it opens the work source (the
 // embedded chain in the CHAIN stream, or the --node), publishes jobs to
 // the front-ends and submits the blocks they find; while standby it waits.
-// --http serves the cluster's GET /api/status, /api/cluster, /api/blocks,
-// /metrics and a dashboard at / (clusterHTTP).
+// --http serves internal/web's API over the cluster (clusterHandler),
+// its GET /api/cluster, /metrics and a dashboard at /.
 func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, stdout io.Writer) error {
 	urls, err := bus.ParseURLs(f.cluster)
 	if err != nil {
@@ -141,12 +142,15 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		if err != nil {
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
-		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, ledger: led, started: time.Now(), log: log}
-		if nodeSrc == nil {
-			h.chain = chainstore.NewView(js)
-			h.lastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
+		rd := &clusterapi.Reader{Runner: r, Members: membersKV, Node: nodeSrc, Started: time.Now()}
+		scriptOf := simchain.PayoutScript
+		if nodeSrc != nil {
+			scriptOf = nodeSrc.PayoutScript
+		} else {
+			rd.Chain = chainstore.NewView(js)
+			rd.LastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
 		}
-		srv = &http.Server{Handler: h.handler(reg), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: clusterHandler(rd, led, scriptOf, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)

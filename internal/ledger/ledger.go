@@ -83,6 +83,15 @@ type WorkerStat struct {
 	Last   time.Time // the newest share's time
 }
 
+// BestShare is a worker's share of the highest achieved difficulty in a
+// span of a ledger (GET /api/best of a cluster).
+type BestShare struct {
+	Worker     string
+	Difficulty float64 // the share's achieved difficulty (T1/hash)
+	Hash       chainmath.Hash
+	Time       time.Time
+}
+
 // AccountOf is the account a worker name belongs to: its part before the
 // first '.' ("addr.rig1" belongs to "addr"). It is the payout address of
 // a worker in solo and PPLNS alike, the name best shares and the miners
