@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -109,15 +110,17 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		}
 		defer led.Close()
 	}
+	// The payout rules: the PPLNS plan's, and the accounts' window
+	// (GET /api/miners) in either mode.
+	var pcfg coordinator.Config
+	poolScript := simchain.PayoutScript
+	if nodeSrc != nil {
+		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
+	}
+	if err := f.payoutConfig(&pcfg, poolScript); err != nil {
+		return err
+	}
 	if f.payout == coordinator.PayoutPPLNS {
-		var pcfg coordinator.Config
-		poolScript := simchain.PayoutScript
-		if nodeSrc != nil {
-			poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
-		}
-		if err := f.payoutConfig(&pcfg, poolScript); err != nil {
-			return err
-		}
 		lcfg.Publisher = pplnsPublisher(pcfg.PayoutRules(), led, log)
 		log.Info("cluster PPLNS payouts", "postgres", pgledger.RedactURL(f.postgres), "window", f.pplnsWindow)
 	}
@@ -143,14 +146,25 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
 		rd := &clusterapi.Reader{Runner: r, Members: membersKV, Node: nodeSrc, Started: time.Now()}
+		var chain work.ChainLookup
 		scriptOf := simchain.PayoutScript
 		if nodeSrc != nil {
 			scriptOf = nodeSrc.PayoutScript
+			chain, _ = nodeSrc.(work.ChainLookup)
 		} else {
 			rd.Chain = chainstore.NewView(js)
 			rd.LastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
+			chain = rd.Chain
 		}
-		srv = &http.Server{Handler: clusterHandler(rd, led, scriptOf, reg, log), ReadHeaderTimeout: 10 * time.Second}
+		var acct *payout.Accounts
+		if led != nil {
+			plan, err := payout.NewPlan(pcfg.PayoutRules(), led, scriptOf, log)
+			if err != nil {
+				return err
+			}
+			acct = &payout.Accounts{Plan: plan, Mode: cmp.Or(f.payout, coordinator.PayoutSolo), Current: rd.NextTemplate, ScriptOf: scriptOf, Chain: chain}
+		}
+		srv = &http.Server{Handler: clusterHandler(rd, led, acct, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)

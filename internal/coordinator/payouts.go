@@ -1,18 +1,14 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"math/big"
-	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/payout"
-	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 )
 
@@ -138,147 +134,27 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 	}
 }
 
-// MinerReport is one payout address's account (GET /api/miners/{address}).
-type MinerReport struct {
-	Address string `json:"address"`
-	Script  string `json:"script"` // hex output script it is paid to
-	Mode    string `json:"payout_mode"`
-	// Window: the work of the next block's PPLNS window, as of now.
-	WindowHeight int64         `json:"window_height"`
-	WindowSize   float64       `json:"window_size"`   // difficulty units
-	WindowTotal  float64       `json:"window_total"`  // work in it so far
-	WindowWork   float64       `json:"window_work"`   // this address's part
-	WindowShare  float64       `json:"window_share"`  // WindowWork / WindowTotal
-	NextAmount   int64         `json:"next_amount"`   // satoshis the next block would pay it (PPLNS), 0 in solo
-	NextFraction float64       `json:"next_fraction"` // NextAmount / coinbase value; in solo its chance to find the next block (its work share)
-	NextValue    int64         `json:"next_value"`    // the next block's coinbase value
-	Payouts      []MinerPayout `json:"payouts"`
-	PaidTotal    int64         `json:"paid_total"` // sum over accepted blocks
-}
+// MinerReport is one payout address's account (payout.MinerReport).
+type MinerReport = payout.MinerReport
 
-// MinerPayout is one block's payment to an address.
-type MinerPayout struct {
-	Height int64  `json:"height"`
-	Hash   string `json:"hash"`
-	Amount int64  `json:"amount"`
-	State  string `json:"state"` // the found block's state: only "accepted" was paid
-}
+// MinerPayout is one block's payment to an address (payout.MinerPayout).
+type MinerPayout = payout.MinerPayout
 
-// unitsPerDifficulty converts work units to difficulty for reports.
-var unitsPerDifficulty = new(big.Float).SetInt(new(big.Int).Lsh(big.NewInt(1), 64))
-
-func unitsToDiff(u *big.Int) float64 {
-	f, _ := new(big.Float).Quo(new(big.Float).SetInt(u), unitsPerDifficulty).Float64()
-	return f
+// accounts reads the payout addresses' accounts from the coordinator's
+// plan and store.
+func (c *Coordinator) accounts() payout.Accounts {
+	current := func(context.Context) (*work.Template, error) { return c.cfg.Source.Current(), nil }
+	return payout.Accounts{Plan: c.plan, Mode: c.cfg.Payout, Current: current, ScriptOf: c.cfg.Source.PayoutScript}
 }
 
 // Miner reports the account of the payout address addr (a worker label).
 func (c *Coordinator) Miner(ctx context.Context, addr string) (*MinerReport, error) {
-	if addr == "" || strings.Contains(addr, ".") {
-		return nil, fmt.Errorf("address %q: want a payout address (a worker name without its .suffix)", addr)
-	}
-	script, err := c.cfg.Source.PayoutScript(addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	rep := &MinerReport{Address: addr, Script: fmt.Sprintf("%x", script), Mode: c.cfg.Payout, Payouts: []MinerPayout{}}
-	if c.plan == nil {
-		return rep, nil
-	}
-	led := c.plan.Ledger()
-	t := c.cfg.Source.Current()
-	w, err := c.window(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	rep.WindowHeight, rep.NextValue = w.Height, w.Value
-	rep.WindowSize, rep.WindowTotal = unitsToDiff(w.Size), unitsToDiff(w.Total)
-	for _, wk := range w.Work {
-		if bytes.Equal(wk.Script, script) {
-			rep.WindowWork = unitsToDiff(wk.Units)
-			if w.Total.Sign() > 0 {
-				f, _ := new(big.Rat).SetFrac(wk.Units, w.Total).Float64()
-				rep.WindowShare = f
-			}
-		}
-	}
-	if c.cfg.Payout == PayoutPPLNS {
-		for _, o := range w.Outputs {
-			if !o.Fee && bytes.Equal(o.Script, script) {
-				rep.NextAmount = o.Value
-			}
-		}
-		if w.Value > 0 {
-			rep.NextFraction = float64(rep.NextAmount) / float64(w.Value)
-		}
-	} else {
-		rep.NextFraction = rep.WindowShare
-	}
-	if sl, ok := led.(scriptPayouts); ok {
-		pays, err := sl.ScriptPayouts(ctx, script, addr)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range pays {
-			rep.Payouts = append(rep.Payouts, MinerPayout{Height: p.Height, Hash: p.Hash.String(), Amount: p.Amount, State: p.State})
-			if p.State == store.FoundAccepted {
-				rep.PaidTotal += p.Amount
-			}
-		}
-	}
-	return rep, nil
-}
-
-// scriptPayouts is the part of a ledger that lists payouts by script.
-type scriptPayouts interface {
-	ScriptPayouts(ctx context.Context, script []byte, label string) ([]store.ScriptPayout, error)
+	return c.accounts().Miner(ctx, addr)
 }
 
 // MinersWindow lists every payout address in the current window with its
 // work, under PPLNS what the next block would pay it, and what accepted
 // blocks have paid it so far (for the dashboard; Payouts left empty).
 func (c *Coordinator) MinersWindow(ctx context.Context) ([]MinerReport, error) {
-	if c.plan == nil {
-		return nil, nil
-	}
-	sp, _ := c.plan.Ledger().(scriptPayouts)
-	w, err := c.window(ctx, c.cfg.Source.Current())
-	if err != nil {
-		return nil, err
-	}
-	amount := map[string]int64{}
-	for _, o := range w.Outputs {
-		if !o.Fee {
-			amount[string(o.Script)] = o.Value
-		}
-	}
-	out := make([]MinerReport, 0, len(w.Work))
-	for _, wk := range w.Work {
-		r := MinerReport{Address: w.Labels[string(wk.Script)], Script: fmt.Sprintf("%x", wk.Script), Mode: c.cfg.Payout,
-			WindowHeight: w.Height, WindowSize: unitsToDiff(w.Size), WindowTotal: unitsToDiff(w.Total), WindowWork: unitsToDiff(wk.Units), NextValue: w.Value}
-		if w.Total.Sign() > 0 {
-			r.WindowShare, _ = new(big.Rat).SetFrac(wk.Units, w.Total).Float64()
-		}
-		if c.cfg.Payout == PayoutPPLNS {
-			r.NextAmount = amount[string(wk.Script)]
-			if w.Value > 0 {
-				r.NextFraction = float64(r.NextAmount) / float64(w.Value)
-			}
-		} else {
-			r.NextFraction = r.WindowShare
-		}
-		if sp != nil {
-			pays, err := sp.ScriptPayouts(ctx, wk.Script, r.Address)
-			if err != nil {
-				return nil, err
-			}
-			for _, p := range pays {
-				if p.State == store.FoundAccepted {
-					r.PaidTotal += p.Amount
-				}
-			}
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return c.accounts().MinersWindow(ctx)
 }

@@ -74,6 +74,18 @@ type PayoutOutput struct {
 	Label string
 }
 
+// FoundAccepted is the state of a found block the chain took and holds
+// on its best chain: the only state whose payouts were paid.
+const FoundAccepted = "accepted"
+
+// ScriptPayout is one found block's payment to one output script.
+type ScriptPayout struct {
+	Height int64
+	Hash   chainmath.Hash
+	Amount int64
+	State  string // the found block's state (FoundAccepted, ...); "" when the ledger keeps none
+}
+
 // WorkerStat is one worker's accepted shares in a span of a ledger
 // (the drivers' WorkerStats; GET /api/workers).
 type WorkerStat struct {

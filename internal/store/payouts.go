@@ -109,13 +109,9 @@ func (s *Store) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec Payo
 	return rec, true, nil
 }
 
-// ScriptPayout is one block's payment to one output script.
-type ScriptPayout struct {
-	Height int64
-	Hash   chainmath.Hash
-	Amount int64
-	State  string // the found block's state (FoundAccepted, ...)
-}
+// ScriptPayout is one block's payment to one output script
+// (internal/ledger).
+type ScriptPayout = ledger.ScriptPayout
 
 // ScriptPayouts returns every found block's payment to script or to a
 // miner with payout label label (when not empty), oldest first, with the

@@ -7,6 +7,7 @@ package clusterapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -132,6 +133,28 @@ func (r *Reader) RoundStart(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, err
 	}
 	return tip.FoundAt, true, nil
+}
+
+// NextTemplate returns the template the cluster's next block is built
+// on: the active source's, a --node's, or the newest job's in the JOBS
+// stream (a standby of the embedded chain).
+func (r *Reader) NextTemplate(ctx context.Context) (*work.Template, error) {
+	if r.Runner != nil {
+		if src := r.Runner.Source(); src != nil {
+			return src.Current(), nil
+		}
+	}
+	if r.Node != nil {
+		return r.Node.Current(), nil
+	}
+	if r.LastJob == nil {
+		return nil, errors.New("clusterapi: no source, node or job stream to read the next block's template from")
+	}
+	j, err := r.LastJob(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("clusterapi: the newest job: %w", err)
+	}
+	return j.Template, nil
 }
 
 func (r *Reader) status(ctx context.Context) Status {

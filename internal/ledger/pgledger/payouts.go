@@ -111,3 +111,35 @@ func (l *Ledger) PayoutBlocks(ctx context.Context) ([]chainmath.Hash, error) {
 	}
 	return out, rows.Err()
 }
+
+// ScriptPayouts returns every recorded block's payment to script or to a
+// miner with payout label label (when not empty), oldest first. The
+// ledger keeps no found block's state: State is "" (the cluster
+// coordinator asks its chain, payout.Accounts.BlockState).
+func (l *Ledger) ScriptPayouts(ctx context.Context, script []byte, label string) ([]ledger.ScriptPayout, error) {
+	if checkText("label", label) != nil {
+		label = "" // no record can carry it
+	}
+	rows, err := l.pool.Query(ctx, `SELECT b.height, p.hash, sum(p.amount)::bigint
+		FROM payouts p JOIN payout_blocks b ON b.hash = p.hash
+		WHERE NOT p.fee AND (p.script = $1 OR ($2 <> '' AND p.label = $2))
+		GROUP BY p.hash, b.height ORDER BY b.height, p.hash`, script, label)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: payouts to %x in %s: %w", script, l.url, err)
+	}
+	defer rows.Close()
+	var out []ledger.ScriptPayout
+	for rows.Next() {
+		var p ledger.ScriptPayout
+		var h []byte
+		if err := rows.Scan(&p.Height, &h, &p.Amount); err != nil {
+			return nil, fmt.Errorf("pgledger: payouts to %x: %w", script, err)
+		}
+		copy(p.Hash[:], h)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgledger: payouts to %x in %s: %w", script, l.url, err)
+	}
+	return out, nil
+}
