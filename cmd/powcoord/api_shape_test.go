@@ -132,6 +132,28 @@ func TestAPISameShapeSingleAndCluster(t *testing.T) {
 			}
 		}
 	}
+	// Each side's account of the address lists the PPLNS block as paid
+	// (the cluster's state read from its chain).
+	for _, base := range []string{single, cluster} {
+		var rep struct {
+			Payouts []struct {
+				Hash   string `json:"hash"`
+				Amount int64  `json:"amount"`
+				State  string `json:"state"`
+			} `json:"payouts"`
+			PaidTotal int64 `json:"paid_total"`
+		}
+		if err := getJSON(base+"/api/miners/"+addr, &rep); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range rep.Payouts {
+			found = found || p.Hash == hash[base] && p.Amount > 0 && p.State == "accepted"
+		}
+		if !found || rep.PaidTotal <= 0 {
+			t.Errorf("%s /api/miners/%s: %+v; want block %s paid and accepted", base, addr, rep, hash[base])
+		}
+	}
 	t.Logf("PPLNS blocks: single %s, cluster %s", hash[single], hash[cluster])
 	// The window download: the head, a share and the end line.
 	var lines [2][]string

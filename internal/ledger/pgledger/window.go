@@ -3,7 +3,6 @@ package pgledger
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
@@ -67,40 +66,43 @@ func (l *Ledger) ScanRecentShares(ctx context.Context, fn func(worker string, di
 func (l *Ledger) WindowShares(ctx context.Context, cutoff int64, fn func(id int64, sh *ledger.Share) bool) error {
 	below := cutoff + 1
 	for {
-		rows, err := l.pool.Query(ctx, `SELECT id, time, worker, difficulty, hash FROM shares
-			WHERE id < $1 ORDER BY id DESC LIMIT $2`, below, scanPage)
+		n, more, err := l.windowPage(ctx, &below, fn)
 		if err != nil {
 			return fmt.Errorf("pgledger: reading the shares up to id %d in %s: %w", cutoff, l.url, err)
 		}
-		n := 0
-		for rows.Next() {
-			var (
-				id   int64
-				tm   time.Time
-				sh   ledger.Share
-				hash []byte
-			)
-			if err := rows.Scan(&id, &tm, &sh.Worker, &sh.Difficulty, &hash); err != nil {
-				rows.Close()
-				return fmt.Errorf("pgledger: reading the shares up to id %d: %w", cutoff, err)
-			}
-			n++
-			below = id
-			sh.Time = tm
-			if len(hash) == len(chainmath.Hash{}) {
-				copy(sh.Hash[:], hash)
-			}
-			if !fn(id, &sh) {
-				rows.Close()
-				return nil
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("pgledger: reading the shares up to id %d in %s: %w", cutoff, l.url, err)
-		}
-		if n < scanPage {
+		if !more || n < scanPage {
 			return nil
 		}
 	}
+}
+
+// windowPage calls fn with the next page of shares with id below *below,
+// newest first, and moves *below past them; more is false once fn said
+// stop. The rows are closed however fn returns.
+func (l *Ledger) windowPage(ctx context.Context, below *int64, fn func(id int64, sh *ledger.Share) bool) (n int, more bool, err error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, time, worker, difficulty, hash FROM shares
+		WHERE id < $1 ORDER BY id DESC LIMIT $2`, *below, scanPage)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id   int64
+			sh   ledger.Share
+			hash []byte
+		)
+		if err := rows.Scan(&id, &sh.Time, &sh.Worker, &sh.Difficulty, &hash); err != nil {
+			return n, false, err
+		}
+		n++
+		*below = id
+		if len(hash) == len(chainmath.Hash{}) {
+			copy(sh.Hash[:], hash)
+		}
+		if !fn(id, &sh) {
+			return n, false, nil
+		}
+	}
+	return n, true, rows.Err()
 }
