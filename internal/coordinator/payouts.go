@@ -121,15 +121,17 @@ func (c *Coordinator) recordPayouts(ctx context.Context, fb *foundBlock, blk *wi
 	if c.plan == nil || fb.pplns != nil && fb.pplns.fixed {
 		return
 	}
-	var err error
+	// Written with ctx as it is (no deadline of its own): a found block
+	// waits for its record on one process (blocks.go).
+	var rec ledger.PayoutRecord
 	if fb.pplns != nil {
-		err = c.plan.Record(ctx, blk, fb.finder, &fb.pplns.rec)
+		rec = fb.pplns.rec
+		rec.Hash = fb.hash
 	} else {
-		rec := payout.SoloRecord(blk, fb.finder)
+		rec = payout.SoloRecord(blk, fb.finder)
 		rec.Height = fb.tmpl.Height
-		err = c.plan.Ledger().RecordPayouts(ctx, rec)
 	}
-	if err != nil {
+	if err := c.plan.Ledger().RecordPayouts(ctx, rec); err != nil {
 		c.log.Error("recording the payouts of a found block", "height", fb.tmpl.Height, "hash", fb.hash.String(), "err", err)
 	}
 }

@@ -399,6 +399,7 @@ type MismatchError struct {
 	Diffs []string
 }
 
+// Error lists the differences, one a line.
 func (e *MismatchError) Error() string {
 	return fmt.Sprintf("payout: block %s does not pay what its window gives:\n  %s", e.Hash, strings.Join(e.Diffs, "\n  "))
 }
