@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -15,18 +16,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/clusterapi"
 	"github.com/powcoord/powcoord/internal/cluster/jobs"
 	"github.com/powcoord/powcoord/internal/cluster/leader"
 	"github.com/powcoord/powcoord/internal/cluster/members"
 	"github.com/powcoord/powcoord/internal/coordinator"
-	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
 	"github.com/powcoord/powcoord/internal/node"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,8 +37,8 @@ import (
 // campaigns for leadership; while active it opens the work source (the
 // embedded chain in the CHAIN stream, or the --node), publishes jobs to
 // the front-ends and submits the blocks they find; while standby it waits.
-// --http serves the cluster's GET /api/status, /api/cluster, /api/blocks,
-// /metrics and a dashboard at / (clusterHTTP).
+// --http serves internal/web's API over the cluster (clusterHandler),
+// its GET /api/cluster, /metrics and a dashboard at /.
 func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger, stdout io.Writer) error {
 	urls, err := bus.ParseURLs(f.cluster)
 	if err != nil {
@@ -110,18 +110,18 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		}
 		defer led.Close()
 	}
+	// The payout rules: the PPLNS plan's, and the accounts' window
+	// (GET /api/miners) in either mode.
+	var pcfg coordinator.Config
+	poolScript := simchain.PayoutScript
+	if nodeSrc != nil {
+		poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
+	}
+	if err := f.payoutConfig(&pcfg, poolScript); err != nil {
+		return err
+	}
 	if f.payout == coordinator.PayoutPPLNS {
-		var pcfg coordinator.Config
-		poolScript := simchain.PayoutScript
-		if nodeSrc != nil {
-			poolScript = func(a string) ([]byte, error) { return node.AddressScript(a, f.node.network) }
-		}
-		if err := f.payoutConfig(&pcfg, poolScript); err != nil {
-			return err
-		}
-		lcfg.Publisher = func(src work.Source, pc *jobs.PublisherConfig) error {
-			return clusterPPLNS(pcfg, led, src, pc, log)
-		}
+		lcfg.Publisher = pplnsPublisher(pcfg.PayoutRules(), led, log)
 		log.Info("cluster PPLNS payouts", "postgres", pgledger.RedactURL(f.postgres), "window", f.pplnsWindow)
 	}
 	r, err := leader.New(lcfg)
@@ -145,12 +145,26 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 		if err != nil {
 			return fmt.Errorf("--http %q: %w", f.http, err)
 		}
-		h := &clusterHTTP{r: r, members: membersKV, node: nodeSrc, ledger: led, started: time.Now(), log: log}
-		if nodeSrc == nil {
-			h.chain = chainstore.NewView(js)
-			h.lastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
+		rd := &clusterapi.Reader{Runner: r, Members: membersKV, Node: nodeSrc, Started: time.Now()}
+		var chain work.ChainLookup
+		scriptOf := simchain.PayoutScript
+		if nodeSrc != nil {
+			scriptOf = nodeSrc.PayoutScript
+			chain, _ = nodeSrc.(work.ChainLookup)
+		} else {
+			rd.Chain = chainstore.NewView(js)
+			rd.LastJob = func(ctx context.Context) (*jobs.Job, error) { return jobs.Last(ctx, js) }
+			chain = rd.Chain
 		}
-		srv = &http.Server{Handler: h.handler(reg), ReadHeaderTimeout: 10 * time.Second}
+		var acct *payout.Accounts
+		if led != nil {
+			plan, err := payout.NewPlan(pcfg.PayoutRules(), led, scriptOf, log)
+			if err != nil {
+				return err
+			}
+			acct = &payout.Accounts{Plan: plan, Mode: cmp.Or(f.payout, coordinator.PayoutSolo), Current: rd.NextTemplate, ScriptOf: scriptOf, Chain: chain}
+		}
+		srv = &http.Server{Handler: clusterHandler(rd, led, acct, reg, log), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer func() {
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -183,57 +197,20 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 //go:embed cluster.html
 var clusterPage []byte
 
-// clusterPPLNS makes the leader's job publisher fix every job's coinbase
-// outputs from the shared ledger (coordinator.PPLNS over src's payout
-// scripts) and record each found block's payout there once it has
-// submitted the block: the job's record when the block pays a job of
-// this term, a solo record from its coinbase otherwise. The block does
-// not wait for the record: while PostgreSQL cannot be written the block
-// goes to the chain all the same, and its record is written when the
-// database is back (docs/payouts.md, "In a cluster").
-func clusterPPLNS(cfg coordinator.Config, led *pgledger.Ledger, src work.Source, pc *jobs.PublisherConfig, log *slog.Logger) error {
-	pp, err := coordinator.NewPPLNS(cfg, led, src.PayoutScript, log)
-	if err != nil {
-		return err
-	}
-	pc.PPLNS = pp.Job
-	pc.RecordPayout = func(ctx context.Context, blk *wire.MsgBlock, finder string, rec *ledger.PayoutRecord) error {
-		if rec == nil {
-			// A job paying its finder (an empty window), or one of an
-			// earlier leader whose window this leader does not know.
-			r := ledger.PayoutRecord{Hash: chainmath.Hash(blk.BlockHash()), Height: blockHeight(blk), Mode: coordinator.PayoutSolo}
-			// Printable: a finder name PostgreSQL cannot store must not
-			// make this record, and so the block, fail for ever.
-			label := ledger.Printable(ledger.AccountOf(finder))
-			for _, o := range blk.Transactions[0].TxOut {
-				if o.Value > 0 {
-					r.Value += o.Value
-					r.Outputs = append(r.Outputs, ledger.PayoutOutput{Script: o.PkScript, Amount: o.Value, Label: label})
-				}
-			}
-			if len(r.Outputs) > 1 {
-				log.Warn("found block pays no PPLNS job of this leader: recorded as its coinbase pays, without a window", "hash", r.Hash.String(), "outputs", len(r.Outputs))
-			}
-			rec = &r
+// pplnsPublisher gives each term's job publisher a payout plan over led
+// that maps workers to scripts as the term's source does: every job's
+// coinbase outputs are fixed from the shared ledger and each found
+// block's payout recorded there once the block is submitted
+// (docs/payouts.md, "In a cluster").
+func pplnsPublisher(rules payout.Rules, led payout.Ledger, log *slog.Logger) func(work.Source, *jobs.PublisherConfig) error {
+	return func(src work.Source, pc *jobs.PublisherConfig) error {
+		plan, err := payout.NewPlan(rules, led, src.PayoutScript, log)
+		if err != nil {
+			return err
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return led.RecordPayouts(rctx, *rec)
+		pc.PPLNS, pc.RecordPayout = plan.Job, plan.Record
+		return nil
 	}
-	return nil
-}
-
-// blockHeight reads the BIP 34 height from blk's coinbase (-1 if it has
-// none).
-func blockHeight(blk *wire.MsgBlock) int64 {
-	if len(blk.Transactions) == 0 || len(blk.Transactions[0].TxIn) == 0 {
-		return -1
-	}
-	h, err := chainmath.ParseCoinbaseHeight(blk.Transactions[0].TxIn[0].SignatureScript)
-	if err != nil {
-		return -1
-	}
-	return h
 }
 
 // keepOpen is a source that outlives the term: a node is followed for the

@@ -17,6 +17,7 @@ import (
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/cluster/chainstore"
+	"github.com/powcoord/powcoord/internal/cluster/clusterapi"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/web"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,8 +45,8 @@ func TestClusterAPI(t *testing.T) {
 
 	var why string // what the last wait saw
 	waitFor := waiter(t, ctx, &why, c.Logs)
-	status := func(addr string) (clusterAPIStatus, error) {
-		var st clusterAPIStatus
+	status := func(addr string) (clusterapi.Status, error) {
+		var st clusterapi.Status
 		err := getJSON("http://"+addr+"/api/status", &st)
 		return st, err
 	}
@@ -91,7 +92,7 @@ func TestClusterAPI(t *testing.T) {
 	}
 
 	// While the three agents mine: 3 sessions, summed over both front-ends.
-	var st clusterAPIStatus
+	var st clusterapi.Status
 	waitFor("3 sessions on 2 front-ends, 4 blocks", func() bool {
 		var err error
 		st, err = status(activeHTTP)
@@ -226,7 +227,7 @@ func TestClusterAPI(t *testing.T) {
 		t.Errorf("standby /api/blocks: %d blocks (%v), want the active one's %d", len(sbBlocks), err, n)
 	}
 	// /api/cluster is unchanged: the same members without the totals.
-	var cl clusterStatus
+	var cl clusterapi.Cluster
 	if err := getJSON("http://"+standbyHTTP+"/api/cluster", &cl); err != nil || cl.Coordinator.Role != "standby" || len(cl.Frontends) != 2 || len(cl.Coordinators) != 2 {
 		t.Errorf("standby /api/cluster: %+v (%v)", cl, err)
 	}
@@ -243,9 +244,9 @@ func heights(bs []web.Block) []int64 {
 // TestClusterAPINodeBlocks: a cluster coordinator following a node
 // (--node, so no CHAIN view) answers GET /api/blocks 404 saying why.
 func TestClusterAPINodeBlocks(t *testing.T) {
-	h := &clusterHTTP{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := clusterHandler(&clusterapi.Reader{}, nil, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := httptest.NewRecorder()
-	h.handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/blocks?last=2", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/blocks?last=2", nil))
 	if want := "GET /api/blocks: this cluster follows a node (--node) and stores no chain of its own; ask the node for its blocks\n"; rec.Code != 404 || rec.Body.String() != want {
 		t.Fatalf("/api/blocks with --node: %d %q, want 404 %q", rec.Code, rec.Body.String(), want)
 	}

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,6 +26,7 @@ import (
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -35,7 +38,11 @@ import (
 // block's coinbase (read from the CHAIN stream) pays exactly the outputs
 // recorded for it in PostgreSQL, and those are what an independent
 // recomputation (payouttest) from the PostgreSQL shares up to the
-// recorded cutoff id gives, to the satoshi, the fee output included.
+// recorded cutoff id gives, to the satoshi, the fee output included; and
+// `powcoord payouts verify` recomputes the same outputs from each PPLNS
+// block's window download (the coordinator's GET
+// /api/blocks/{hash}/shares), and names the output a tampered download
+// gets wrong.
 func TestClusterPPLNS(t *testing.T) {
 	c := clustertest.StartNATSCluster(t, 1)
 	pg := clustertest.StartPostgres(t)
@@ -57,7 +64,8 @@ func TestClusterPPLNS(t *testing.T) {
 	}
 
 	start(io.Discard, "ledger", "--cluster", urls, "--replicas", "1", "--postgres", dbURL)
-	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", "", "--postgres", dbURL,
+	coordHTTP := freeAddr(t)
+	start(io.Discard, "coordinator", "--cluster", urls, "--replicas", "1", "--http", coordHTTP, "--postgres", dbURL,
 		"--payout", "pplns", "--pplns-window", "2", "--pool-fee", "1%", "--pool-address", "pool",
 		"--block-difficulty", "5e-3", "--block-time", "2s")
 	out := &lockedBuffer{}
@@ -196,7 +204,7 @@ func TestClusterPPLNS(t *testing.T) {
 			return s
 		}}
 	rules.FeeScript, _ = simchain.PayoutScript("pool")
-	pplns, stale := 0, 0
+	pplns, stale, verified := 0, 0, 0
 	for _, rec := range recs {
 		b, ok := byHash[rec.Hash.String()]
 		if !ok {
@@ -248,11 +256,78 @@ func TestClusterPPLNS(t *testing.T) {
 		if len(got) == 3 && !bytes.Equal(got[2].Script, rules.FeeScript) {
 			t.Fatalf("block %d: last output %x, want the fee to %x", b.Height, got[2].Script, rules.FeeScript)
 		}
+		verifyDownload(t, ctx, "http://"+coordHTTP, b.Hash.String(), got)
+		verified++
 	}
 	if pplns < 2 {
 		t.Fatalf("%d PPLNS blocks paying both addresses in the chain, want at least 2 (%d records, %d stale)", pplns, len(recs), stale)
 	}
-	t.Logf("%d blocks recorded (%d stale), %d in the chain paying both addresses and the fee, checked against %d PostgreSQL shares", len(recs), stale, pplns, len(shares))
+	t.Logf("%d blocks recorded (%d stale), %d in the chain paying both addresses and the fee, checked against %d PostgreSQL shares; payouts verify agreed with all %d PPLNS blocks in the chain", len(recs), stale, pplns, len(shares), verified)
+}
+
+// verifyDownload fetches the window download of the block hash from the
+// coordinator API at base, runs `powcoord payouts verify` on it and
+// checks that it recomputes exactly want (the block's coinbase outputs);
+// then that a copy with the newest share's difficulty doubled fails
+// verify naming what differs (an output's amount, or the shares the
+// window no longer holds), and so does a copy without its newest share.
+func verifyDownload(t *testing.T, ctx context.Context, base, hash string, want []payouttest.Out) {
+	t.Helper()
+	resp, err := http.Get(base + "/api/blocks/" + hash + "/shares")
+	if err != nil {
+		t.Fatal(err)
+	}
+	download, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/blocks/%s/shares: %d %q %v", hash, resp.StatusCode, download, err)
+	}
+	file := filepath.Join(t.TempDir(), hash+".jsonl")
+	if err := os.WriteFile(file, download, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	if err := run(ctx, []string{"payouts", "verify", file}, &stdout, io.Discard); err != nil {
+		t.Fatalf("payouts verify of block %s: %v", hash, err)
+	}
+	var lines []string
+	for _, o := range want {
+		lines = append(lines, fmt.Sprintf("%d sat to %x", o.Value, o.Script))
+	}
+	for _, l := range lines {
+		if !strings.Contains(stdout.String(), l) {
+			t.Fatalf("payouts verify of block %s printed\n%s\nwithout the coinbase's output %q", hash, stdout.String(), l)
+		}
+	}
+	if !strings.Contains(stdout.String(), fmt.Sprintf("%d outputs recomputed", len(want))) {
+		t.Fatalf("payouts verify of block %s: %s; want %d outputs", hash, stdout.String(), len(want))
+	}
+	// Tampered: the newest share's difficulty doubled.
+	rows := strings.SplitN(string(download), "\n", 3)
+	var sh payout.WindowShare
+	if err := json.Unmarshal([]byte(rows[1]), &sh); err != nil {
+		t.Fatal(err)
+	}
+	sh.Difficulty *= 2
+	b, _ := json.Marshal(sh)
+	rows[1] = string(b)
+	if err := os.WriteFile(file, []byte(strings.Join(rows, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"payouts", "verify", file}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "does not pay what its window gives") ||
+		!strings.Contains(err.Error(), "the window's shares give") && !strings.Contains(err.Error(), "listed after the window was already full") {
+		t.Fatalf("payouts verify of a download of block %s with a difficulty doubled: %v", hash, err)
+	}
+	// Tampered: the newest share removed.
+	rows = strings.SplitN(string(download), "\n", 3)
+	if err := os.WriteFile(file, []byte(rows[0]+"\n"+rows[2]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"payouts", "verify", file}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "the end line counts") {
+		t.Fatalf("payouts verify of a download of block %s without its newest share: %v", hash, err)
+	}
 }
 
 // TestClusterPPLNSSubmitsBlockWhilePostgresDown (issue 20, defect 8): a

@@ -14,6 +14,7 @@ import (
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/simchain"
 	"github.com/powcoord/powcoord/internal/store"
 )
@@ -43,7 +44,7 @@ func TestClusterSoloRecordOfUnstorableFinder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pc jobs.PublisherConfig
-	if err := clusterPPLNS(coordinator.Config{}, led, chain, &pc, log); err != nil {
+	if err := pplnsPublisher(payout.Rules{}, led, log)(chain, &pc); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range []struct{ finder, label string }{

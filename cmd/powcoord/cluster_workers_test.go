@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/powcoord/powcoord/internal/cluster/clusterapi"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/coordinator"
 	"github.com/powcoord/powcoord/internal/ledger/pgledger"
@@ -245,8 +246,7 @@ func TestClusterWorkersAPI(t *testing.T) {
 // TestClusterWorkersAPIWithoutLedger: without --postgres the cluster's
 // per-worker endpoints say how to get them.
 func TestClusterWorkersAPIWithoutLedger(t *testing.T) {
-	h := &clusterHTTP{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	srv := httptest.NewServer(h.handler(prometheus.NewRegistry()))
+	srv := httptest.NewServer(clusterHandler(&clusterapi.Reader{}, nil, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer srv.Close()
 	for _, path := range []string{"/api/workers", "/api/best"} {
 		resp, err := http.Get(srv.URL + path)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/cluster/clusterapi"
 	"github.com/powcoord/powcoord/internal/clustertest"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/stratum"
@@ -54,7 +55,7 @@ func TestFrontendKeepsBlockFoundWhileCutOff(t *testing.T) {
 			return -1, ""
 		}
 		defer resp.Body.Close()
-		var st clusterStatus
+		var st clusterapi.Cluster
 		if json.NewDecoder(resp.Body).Decode(&st) != nil || st.Source == nil {
 			return -1, ""
 		}

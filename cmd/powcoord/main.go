@@ -67,6 +67,7 @@ Usage:
   powcoord proxy [flags]       Stratum V1 miners onto a Stratum V2 pool, with failover
   powcoord bench [flags]       hashing kernels side by side
   powcoord status [flags]      ask a running powcoord's HTTP API whether it is healthy
+  powcoord payouts verify FILE recompute a PPLNS block's outputs from its window download
   powcoord version             the version of this binary
 
 Run "powcoord <command> --help" for the flags of a command.
@@ -99,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, args, stdout, stderr)
 	case "version":
 		return runVersion(ctx, args, stdout, stderr)
+	case "payouts":
+		return runPayouts(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/ledger"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/store"
 	"github.com/powcoord/powcoord/internal/work"
 	"github.com/prometheus/client_golang/prometheus"
@@ -339,10 +340,7 @@ type Coordinator struct {
 	serving  int    // running Serve calls
 	workStop func() // stops the work loop and waits for it
 
-	scripts  payoutScripts
-	weightMu sync.Mutex
-	weightOf *work.Template // the template weight was computed for
-	weight   int64
+	plan *payout.Plan // nil when the store is no payout.Ledger
 
 	noWork         atomic.Bool // the source's work is stale: refuse miners
 	blocksFound    atomic.Int64
@@ -380,6 +378,11 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.ledgerQ.c = c
 	c.ledgerQ.record = batchRecorder(cfg.Store)
+	plan, err := newPlan(&c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.plan = plan
 	c.jobs = newJobBook(&c.cfg)
 	if cfg.Payout == PayoutPPLNS {
 		c.jobs.pplns = c.pplnsFor

@@ -69,7 +69,8 @@ func TestWindowSkipsUnpayableShares(t *testing.T) {
 	}
 }
 
-// TestPPLNSAndFixedOutputs: PPLNS (a cluster leader's computation) gives
+// TestPPLNSAndFixedOutputs: a payout.Plan of its own (a cluster
+// leader's computation) gives
 // the outputs and record a single coordinator's job has on the same
 // ledger, and a solo coordinator whose template carries fixed coinbase
 // outputs (a cluster front-end) pays exactly those for every worker and
@@ -98,7 +99,7 @@ func TestPPLNSAndFixedOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp, err := NewPPLNS(cfg, st, chain.PayoutScript, log)
+	pp, err := payout.NewPlan(payout.Rules{FeeBasisPoints: 150, FeeScript: pool}, st, chain.PayoutScript, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +109,10 @@ func TestPPLNSAndFixedOutputs(t *testing.T) {
 	}
 	pj := c.jobs.current().pplns
 	if pj == nil || rec == nil || !reflect.DeepEqual(outs, pj.outputs) || !reflect.DeepEqual(*rec, pj.rec) || len(outs) != 3 {
-		t.Fatalf("PPLNS.Job = %v %+v, the coordinator's job %+v", outs, rec, pj)
+		t.Fatalf("Plan.Job = %v %+v, the coordinator's job %+v", outs, rec, pj)
 	}
-	if _, err := NewPPLNS(Config{PoolFeeBasisPoints: 100}, st, chain.PayoutScript, log); err == nil {
-		t.Fatal("NewPPLNS took a fee without a pool script")
+	if _, err := payout.NewPlan(payout.Rules{FeeBasisPoints: 100}, st, chain.PayoutScript, log); err == nil {
+		t.Fatal("NewPlan took a fee without a pool script")
 	}
 
 	// A solo coordinator on a template with those outputs fixed.

@@ -56,6 +56,10 @@ type PayoutRecord struct {
 	Window  string
 	Value   int64 // the coinbase value paid out
 	Outputs []PayoutOutput
+	// Rules are the PPLNS rules the block was paid under, as package
+	// payout encodes them (payout.BlockRules), so that its window can be
+	// audited later; "" for solo.
+	Rules string
 }
 
 // PayoutOutput is one paying output of a found block's coinbase.
@@ -70,6 +74,18 @@ type PayoutOutput struct {
 	Label string
 }
 
+// FoundAccepted is the state of a found block the chain took and holds
+// on its best chain: the only state whose payouts were paid.
+const FoundAccepted = "accepted"
+
+// ScriptPayout is one found block's payment to one output script.
+type ScriptPayout struct {
+	Height int64
+	Hash   chainmath.Hash
+	Amount int64
+	State  string // the found block's state (FoundAccepted, ...); "" when the ledger keeps none
+}
+
 // WorkerStat is one worker's accepted shares in a span of a ledger
 // (the drivers' WorkerStats; GET /api/workers).
 type WorkerStat struct {
@@ -77,6 +93,15 @@ type WorkerStat struct {
 	Shares int64     // accepted shares stored
 	Work   float64   // the sum of their difficulties (difficulty-1 shares)
 	Last   time.Time // the newest share's time
+}
+
+// BestShare is a worker's share of the highest achieved difficulty in a
+// span of a ledger (GET /api/best of a cluster).
+type BestShare struct {
+	Worker     string
+	Difficulty float64 // the share's achieved difficulty (T1/hash)
+	Hash       chainmath.Hash
+	Time       time.Time
 }
 
 // AccountOf is the account a worker name belongs to: its part before the

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,8 +21,10 @@ import (
 	"github.com/powcoord/powcoord/internal/ledger"
 	"github.com/powcoord/powcoord/internal/node"
 	"github.com/powcoord/powcoord/internal/node/nodetest"
+	"github.com/powcoord/powcoord/internal/payout"
 	"github.com/powcoord/powcoord/internal/payout/payouttest"
 	"github.com/powcoord/powcoord/internal/store"
+	"github.com/powcoord/powcoord/internal/web"
 )
 
 // regtestShareBlocks is the PPLNS window, in regtest blocks, that holds
@@ -39,6 +44,7 @@ type pplnsRig struct {
 	accepted []coordinator.BlockEvent
 	rejected []coordinator.BlockEvent
 	notify   chan struct{}
+	verified int // PPLNS blocks payouts verify agreed with (checkChain)
 }
 
 func newPPLNSRig(t *testing.T, ctx context.Context, pool testKey, mod func(*coordinator.Config)) *pplnsRig {
@@ -172,11 +178,14 @@ func regtestScript(t *testing.T) func(string) []byte {
 
 // checkChain checks every block of btcd's chain 1..count: found by the
 // coordinator, and its coinbase's paying outputs are the payout record,
-// which is what an independent recomputation from the ledger gives. It
-// returns the total paid per script over the PPLNS blocks and their
-// number.
+// which is what an independent recomputation from the ledger gives, and
+// what payouts verify recomputes from the block's window download (GET
+// /api/blocks/{hash}/shares; a solo block has none: 404). It returns the
+// total paid per script over the PPLNS blocks and their number.
 func (r *pplnsRig) checkChain(t *testing.T, ctx context.Context, count int64, rules payouttest.Rules) (map[string]int64, int) {
 	t.Helper()
+	api := httptest.NewServer(web.New(r.coord, r.st, testLogger(t)))
+	defer api.Close()
 	shares, err := r.st.Shares(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -220,14 +229,41 @@ func (r *pplnsRig) checkChain(t *testing.T, ctx context.Context, count int64, ru
 				t.Fatalf("block %d output %d: coinbase %x %d, record %x %d", h, i, got[i].Script, got[i].Value, o.Script, o.Amount)
 			}
 		}
+		resp, err := http.Get(api.URL + "/api/blocks/" + hash + "/shares")
+		if err != nil {
+			t.Fatal(err)
+		}
+		download, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if rec.Mode != coordinator.PayoutPPLNS {
 			// The window was still empty when its job was built: the
 			// finder is paid in full.
 			if rec.Mode != coordinator.PayoutSolo || len(got) != 1 {
 				t.Fatalf("block %d: mode %q with %d outputs", h, rec.Mode, len(got))
 			}
+			if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(download), "was paid solo") {
+				t.Fatalf("block %d (solo): GET /api/blocks/%s/shares = %d %q, want 404 paid solo", h, hash, resp.StatusCode, download)
+			}
 			continue
 		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("block %d: GET /api/blocks/%s/shares = %d %q", h, hash, resp.StatusCode, download)
+		}
+		v, err := payout.Verify(bytes.NewReader(download))
+		if err != nil {
+			t.Fatalf("block %d: payouts verify: %v", h, err)
+		}
+		var verified []payouttest.Out
+		for _, o := range v.Outputs {
+			verified = append(verified, payouttest.Out{Script: o.Script, Value: o.Value})
+		}
+		if fmt.Sprint(verified) != fmt.Sprint(got) || v.Hash != hash || v.Height != h || v.Shares == 0 {
+			t.Fatalf("block %d: payouts verify recomputes %v (block %d %s, %d shares), the coinbase pays %v", h, verified, v.Height, v.Hash, v.Shares, got)
+		}
+		r.verified++
 		pplns++
 		want, err := payouttest.Recompute(shares, rec.Cutoff, blk.Header.Bits, rec.Value, rules)
 		if err != nil {
@@ -289,7 +325,10 @@ func TestPPLNSOnBtcd(t *testing.T) {
 	if rep.PaidTotal != sum || rep.PaidTotal < paid[string(keys[0].script)] {
 		t.Errorf("account of %s: paid %d (sum %d), chain's PPLNS blocks paid it %d", keys[0].addr, rep.PaidTotal, sum, paid[string(keys[0].script)])
 	}
-	t.Logf("btcd height %d, %d PPLNS blocks; paid %d / %d / %d, fee %d", count, n,
+	if r.verified != n {
+		t.Errorf("payouts verify agreed with %d of the %d PPLNS blocks", r.verified, n)
+	}
+	t.Logf("btcd height %d, %d PPLNS blocks, each verified from its window download; paid %d / %d / %d, fee %d", count, n,
 		paid[string(keys[0].script)], paid[string(keys[1].script)], paid[string(keys[2].script)], paid[string(pool.script)])
 }
 

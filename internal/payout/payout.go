@@ -1,9 +1,14 @@
-// Package payout computes a PPLNS coinbase ("pay per last N shares"): the
-// block reward split among the miners of the last N × network difficulty
-// of accepted share work, each in proportion to its work, with an optional
-// pool fee. It is pure arithmetic on integers, so that anyone holding the
-// share ledger can recompute a block's outputs to the satoshi; the rules
-// are written out in docs/payouts.md.
+// Package payout is the coinbase plan of the pool, solo and PPLNS ("pay
+// per last N shares": the block reward split among the miners of the
+// last N × network difficulty of accepted share work, each in proportion
+// to its work, with an optional pool fee). Window and Split are pure
+// arithmetic on integers, so that anyone holding the share ledger can
+// recompute a block's outputs to the satoshi; Plan applies them to a
+// ledger for a single coordinator and a cluster's active coordinator
+// alike (a job's outputs, the record of what a found block paid);
+// Accounts reports per address; WriteWindow and Verify let anyone check
+// a block from its window download. The rules are written out in
+// docs/payouts.md.
 //
 // Work is counted in units of 2^-64 difficulty: a share of difficulty d is
 // round(d·2^64) units (half away from zero), and the window for N blocks

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
 // States of a found block in the found-block record.
@@ -17,7 +18,7 @@ const (
 	// FoundAccepted: the chain took the block (for a node: it answered
 	// null, "duplicate" or "inconclusive"), or, its answer lost, the
 	// chain holds it at its height.
-	FoundAccepted = "accepted"
+	FoundAccepted = ledger.FoundAccepted
 	// FoundRejected: the chain refused the block for good.
 	FoundRejected = "rejected"
 	// FoundAbandoned: the chain moved past the block's height with

@@ -56,8 +56,8 @@ func (s *Store) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
 		return fmt.Errorf("store: record payouts of %s: %w", rec.Hash, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO payout_blocks (hash, height, mode, cutoff, window, value) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (hash) DO NOTHING`, rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value)
+	res, err := tx.ExecContext(ctx, `INSERT INTO payout_blocks (hash, height, mode, cutoff, window, value, rules) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (hash) DO NOTHING`, rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value, rec.Rules)
 	if err != nil {
 		return fmt.Errorf("store: record payouts of %s: %w", rec.Hash, err)
 	}
@@ -82,8 +82,8 @@ func (s *Store) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec Payo
 	if s.isClosed() {
 		return rec, false, ErrClosed
 	}
-	err = s.r.QueryRowContext(ctx, `SELECT height, mode, cutoff, window, value FROM payout_blocks WHERE hash = ?`, hash[:]).
-		Scan(&rec.Height, &rec.Mode, &rec.Cutoff, &rec.Window, &rec.Value)
+	err = s.r.QueryRowContext(ctx, `SELECT height, mode, cutoff, window, value, rules FROM payout_blocks WHERE hash = ?`, hash[:]).
+		Scan(&rec.Height, &rec.Mode, &rec.Cutoff, &rec.Window, &rec.Value, &rec.Rules)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, false, nil
 	}
@@ -109,13 +109,9 @@ func (s *Store) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec Payo
 	return rec, true, nil
 }
 
-// ScriptPayout is one block's payment to one output script.
-type ScriptPayout struct {
-	Height int64
-	Hash   chainmath.Hash
-	Amount int64
-	State  string // the found block's state (FoundAccepted, ...)
-}
+// ScriptPayout is one block's payment to one output script
+// (internal/ledger).
+type ScriptPayout = ledger.ScriptPayout
 
 // ScriptPayouts returns every found block's payment to script or to a
 // miner with payout label label (when not empty), oldest first, with the
@@ -234,6 +230,98 @@ func (s *Store) scanNewest(ctx context.Context, fn func(sh *Share) bool) (cutoff
 		return 0, fmt.Errorf("store: read shares: %w", err)
 	}
 	return cutoff, nil
+}
+
+// WindowShares calls fn with each share numbered at most cutoff (the
+// numbering of ScanRecentShares: the ledger's shares counted from 1),
+// from the newest to the oldest, until fn returns false: the shares a
+// PPLNS block's window was taken from (payout.WriteWindow). Only Time,
+// Worker and Difficulty are set for the rows of the legacy table.
+func (s *Store) WindowShares(ctx context.Context, cutoff int64, fn func(id int64, sh *Share) bool) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: window shares up to %d: %w", cutoff, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, count, seq_end, data FROM share_segments WHERE seq_end - count < ? ORDER BY id DESC`, cutoff)
+	if err != nil {
+		return fmt.Errorf("store: window shares up to %d: %w", cutoff, err)
+	}
+	defer rows.Close()
+	var buf []Share
+	for rows.Next() {
+		var id, count, end int64
+		var data []byte
+		if err := rows.Scan(&id, &count, &end, &data); err != nil {
+			return fmt.Errorf("store: read share segment: %w", err)
+		}
+		var n int
+		buf, n, err = decodeSegment(buf[:0], data, "")
+		if err != nil {
+			return fmt.Errorf("store: share segment %d: %w", id, err)
+		}
+		if int64(n) != count {
+			return fmt.Errorf("store: share segment %d holds %d shares, its count says %d", id, n, count)
+		}
+		for i := len(buf) - 1; i >= 0; i-- {
+			pos := end - int64(len(buf)-1-i)
+			if pos > cutoff {
+				continue
+			}
+			if !fn(pos, &buf[i]) {
+				return nil
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: read share segments: %w", err)
+	}
+	rows.Close()
+	var pos int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM shares`).Scan(&pos); err != nil {
+		return fmt.Errorf("store: window shares up to %d: %w", cutoff, err)
+	}
+	lrows, err := tx.QueryContext(ctx, `SELECT time, worker, difficulty FROM shares ORDER BY id DESC`)
+	if err != nil {
+		return fmt.Errorf("store: window shares up to %d: %w", cutoff, err)
+	}
+	defer lrows.Close()
+	for ; lrows.Next(); pos-- {
+		if pos > cutoff {
+			continue
+		}
+		var sh Share
+		var tm int64
+		if err := lrows.Scan(&tm, &sh.Worker, &sh.Difficulty); err != nil {
+			return fmt.Errorf("store: read share: %w", err)
+		}
+		sh.Time = time.Unix(0, tm)
+		if !fn(pos, &sh) {
+			return nil
+		}
+	}
+	if err := lrows.Err(); err != nil {
+		return fmt.Errorf("store: read shares: %w", err)
+	}
+	return nil
+}
+
+// migratePayoutRules gives payout_blocks its rules column (the PPLNS
+// rules a block was paid under; empty for blocks recorded before it).
+func migratePayoutRules(w *sql.DB) error {
+	var has int
+	if err := w.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('payout_blocks') WHERE name = 'rules'`).Scan(&has); err != nil {
+		return err
+	}
+	if has == 0 {
+		if _, err := w.Exec(`ALTER TABLE payout_blocks ADD COLUMN rules TEXT NOT NULL DEFAULT ''`); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateSeqEnd gives share_segments its seq_end column (the number of

@@ -179,6 +179,10 @@ func Open(path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: %q: number the share segments: %w", path, err)
 	}
+	if err := migratePayoutRules(w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: %q: add the payout rules column: %w", path, err)
+	}
 	r, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		w.Close()

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,16 +38,15 @@ func New(coord *coordinator.Coordinator, st *store.Store, logger *slog.Logger) *
 	}
 	s := &Server{coord: coord, store: st, log: logger, mux: http.NewServeMux()}
 	s.live = live{interval: time.Second, blockTime: 10 * time.Minute, subs: map[chan []byte]struct{}{}, lastHeight: -1}
-	s.mux.HandleFunc("GET /api/status", s.handleStatus)
-	s.mux.Handle("GET /api/blocks", BlocksHandler(st, logger))
+	api := API{Status: coordStatus{coord}, Blocks: st, Workers: st, History: st, Best: coordBest{coord}, Miners: coord,
+		NoLedger: "this coordinator's store keeps no payout records"}
+	if plan := coord.Plan(); plan != nil {
+		api.Window = &WindowSource{Ledger: st, ScriptOf: plan.ScriptOf}
+	}
+	api.Register(s.mux, logger)
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)
 	s.mux.HandleFunc("GET /api/simulation", s.handleSimulation)
-	s.mux.HandleFunc("GET /api/miners", s.handleMiners)
-	s.mux.HandleFunc("GET /api/miners/{address}", s.handleMiner)
-	s.mux.HandleFunc("GET /api/best", s.handleBest)
-	s.mux.Handle("GET /api/workers", WorkersHandler(st, logger))
-	s.mux.Handle("GET /api/workers/{name...}", WorkerHistoryHandler(st, logger))
 	s.mux.Handle("GET /", dashboardHandler())
 	return s
 }
@@ -64,35 +62,6 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// handleStatus serves GET /api/status: the coordinator's state with one
-// page of its workers in name order, ?offset=N from the Nth (0) and
-// ?limit=N of them (coordinator.DefaultStatusWorkers, at most
-// coordinator.MaxStatusWorkers); workers_total says how many there are.
-// A bad parameter is a 400 naming it and its value.
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	offset, err := intParam(q.Get("offset"), 0)
-	if err != nil {
-		http.Error(w, "offset: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	limit, err := intParam(q.Get("limit"), coordinator.DefaultStatusWorkers)
-	if err == nil && (limit < 1 || limit > coordinator.MaxStatusWorkers) {
-		err = fmt.Errorf("%q is not a number of workers from 1 to %d", q.Get("limit"), coordinator.MaxStatusWorkers)
-	}
-	if err != nil {
-		http.Error(w, "limit: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	writeJSON(w, s.coord.StatusPage(int(min(offset, math.MaxInt32)), int(limit)))
-}
-
-// handleBest serves the best shares per worker and per address
-// (coordinator.BestShares).
-func (s *Server) handleBest(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.coord.BestShares())
-}
 
 // Block is one block in GET /api/blocks.
 type Block struct {

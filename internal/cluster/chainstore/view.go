@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/powcoord/powcoord/internal/chainmath"
 	"github.com/powcoord/powcoord/internal/cluster/bus"
 	"github.com/powcoord/powcoord/internal/ledger"
 )
@@ -124,4 +125,14 @@ func (v *View) Tip(ctx context.Context) (ledger.Block, bool, error) {
 		return ledger.Block{}, false, err
 	}
 	return all[len(all)-1], true, nil
+}
+
+// InBestChain reports whether hash is the block at height in CHAIN
+// (work.ChainLookup).
+func (v *View) InBestChain(ctx context.Context, hash chainmath.Hash, height int64) (bool, error) {
+	blocks, err := v.Blocks(ctx, height, 1)
+	if err != nil {
+		return false, err
+	}
+	return len(blocks) == 1 && blocks[0].Height == height && blocks[0].Hash == hash, nil
 }

@@ -9,17 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/powcoord/powcoord/internal/chainmath"
+	"github.com/powcoord/powcoord/internal/ledger"
 )
 
-// BestShare is a worker's share of the highest achieved difficulty in a
-// span of the ledger.
-type BestShare struct {
-	Worker     string
-	Difficulty float64 // the share's achieved difficulty (T1/hash)
-	Hash       chainmath.Hash
-	Time       time.Time
-}
+// BestShare is a worker's best share in a span (internal/ledger).
+type BestShare = ledger.BestShare
 
 // BestShares returns each worker's best share, sorted by worker: of all
 // time when since is zero; otherwise among the shares recorded at or

@@ -24,7 +24,7 @@ func (l *Ledger) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
 	if rec.Hash == (chainmath.Hash{}) {
 		return errors.New("pgledger: record payouts: block hash is all zeros")
 	}
-	for _, f := range []struct{ name, v string }{{"mode", rec.Mode}, {"window", rec.Window}} {
+	for _, f := range []struct{ name, v string }{{"mode", rec.Mode}, {"window", rec.Window}, {"rules", rec.Rules}} {
 		if err := checkText(f.name, f.v); err != nil {
 			return fmt.Errorf("pgledger: record payouts of %s: %v", rec.Hash, err)
 		}
@@ -41,9 +41,9 @@ func (l *Ledger) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
 		return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
 	}
 	defer tx.Rollback(ctx)
-	tag, err := tx.Exec(ctx, `INSERT INTO payout_blocks (hash, height, mode, cutoff, window_size, value)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING`,
-		rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value)
+	tag, err := tx.Exec(ctx, `INSERT INTO payout_blocks (hash, height, mode, cutoff, window_size, value, rules)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING`,
+		rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value, rec.Rules)
 	if err != nil {
 		return fmt.Errorf("pgledger: record payouts of %s in %s: %w", rec.Hash, l.url, err)
 	}
@@ -64,8 +64,8 @@ func (l *Ledger) RecordPayouts(ctx context.Context, rec PayoutRecord) error {
 
 // BlockPayouts returns what the found block hash pays, if recorded.
 func (l *Ledger) BlockPayouts(ctx context.Context, hash chainmath.Hash) (rec PayoutRecord, ok bool, err error) {
-	err = l.pool.QueryRow(ctx, `SELECT height, mode, cutoff, window_size, value FROM payout_blocks WHERE hash = $1`, hash[:]).
-		Scan(&rec.Height, &rec.Mode, &rec.Cutoff, &rec.Window, &rec.Value)
+	err = l.pool.QueryRow(ctx, `SELECT height, mode, cutoff, window_size, value, rules FROM payout_blocks WHERE hash = $1`, hash[:]).
+		Scan(&rec.Height, &rec.Mode, &rec.Cutoff, &rec.Window, &rec.Value, &rec.Rules)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rec, false, nil
 	}
@@ -110,4 +110,36 @@ func (l *Ledger) PayoutBlocks(ctx context.Context) ([]chainmath.Hash, error) {
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// ScriptPayouts returns every recorded block's payment to script or to a
+// miner with payout label label (when not empty), oldest first. The
+// ledger keeps no found block's state: State is "" (the cluster
+// coordinator asks its chain, payout.Accounts.BlockState).
+func (l *Ledger) ScriptPayouts(ctx context.Context, script []byte, label string) ([]ledger.ScriptPayout, error) {
+	if checkText("label", label) != nil {
+		label = "" // no record can carry it
+	}
+	rows, err := l.pool.Query(ctx, `SELECT b.height, p.hash, sum(p.amount)::bigint
+		FROM payouts p JOIN payout_blocks b ON b.hash = p.hash
+		WHERE NOT p.fee AND (p.script = $1 OR ($2 <> '' AND p.label = $2))
+		GROUP BY p.hash, b.height ORDER BY b.height, p.hash`, script, label)
+	if err != nil {
+		return nil, fmt.Errorf("pgledger: payouts to %x in %s: %w", script, l.url, err)
+	}
+	defer rows.Close()
+	var out []ledger.ScriptPayout
+	for rows.Next() {
+		var p ledger.ScriptPayout
+		var h []byte
+		if err := rows.Scan(&p.Height, &h, &p.Amount); err != nil {
+			return nil, fmt.Errorf("pgledger: payouts to %x: %w", script, err)
+		}
+		copy(p.Hash[:], h)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgledger: payouts to %x in %s: %w", script, l.url, err)
+	}
+	return out, nil
 }

@@ -260,6 +260,9 @@ var migrations = []string{
 		SELECT worker, (floor(extract(epoch FROM time) / 60) * 60)::bigint AS m, split_part(worker, '.', 1),
 			count(*), 0, sum(difficulty), max(time)
 		FROM shares WHERE time >= now() - interval '8 days' GROUP BY worker, m;`,
+	// The PPLNS rules each block was paid under (payout.BlockRules), for
+	// its window download (GET /api/blocks/{hash}/shares).
+	`ALTER TABLE payout_blocks ADD COLUMN rules text NOT NULL DEFAULT '';`,
 }
 
 // recordLock is the advisory lock key every Record transaction holds

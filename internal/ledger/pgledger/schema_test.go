@@ -217,8 +217,16 @@ func TestMigrateVersion3Database(t *testing.T) {
 	}
 	rec := PayoutRecord{Hash: block(1, "a").Hash, Height: 1, Mode: "pplns", Cutoff: 4321, Window: "12.5", Value: 5000,
 		Outputs: []PayoutOutput{{Script: []byte{0x51}, Amount: 4000, Work: "10", Label: "w1"}, {Script: []byte{0x52}, Amount: 1000, Fee: true}}}
-	if err := old.RecordPayouts(ctx(t), rec); err != nil {
+	// As version 3's RecordPayouts stored it (no rules column yet).
+	if _, err := pool.Exec(ctx(t), `INSERT INTO payout_blocks (hash, height, mode, cutoff, window_size, value) VALUES ($1, $2, $3, $4, $5, $6)`,
+		rec.Hash[:], rec.Height, rec.Mode, rec.Cutoff, rec.Window, rec.Value); err != nil {
 		t.Fatal(err)
+	}
+	for i, o := range rec.Outputs {
+		if _, err := pool.Exec(ctx(t), `INSERT INTO payouts (hash, idx, script, amount, work, fee, label) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			rec.Hash[:], i, o.Script, o.Amount, o.Work, o.Fee, o.Label); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var sumDiff, sumAch float64
 	if err := pool.QueryRow(ctx(t), `SELECT sum(difficulty), sum(achieved) FROM shares`).Scan(&sumDiff, &sumAch); err != nil {
