@@ -47,11 +47,14 @@ func runClusterCoordinator(ctx context.Context, f *coordFlags, log *slog.Logger,
 	if f.leaderTTL < time.Second {
 		return fmt.Errorf("--leader-ttl %v: must be at least 1s", f.leaderTTL)
 	}
+	if f.wait <= 0 {
+		return fmt.Errorf("--wait %v: must be positive", f.wait)
+	}
 	host, _ := os.Hostname()
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	id := fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, f.wait)
 	defer cancel()
 	nc, err := bus.Connect(cctx, urls, "powcoord-coordinator "+id)
 	if err != nil {

@@ -56,6 +56,7 @@ type coordFlags struct {
 	cluster   string        // NATS URLs: run as the cluster's active/standby coordinator
 	postgres  string        // --postgres: the cluster's shared ledger (PPLNS window)
 	leaderTTL time.Duration // --leader-ttl
+	wait      time.Duration // --wait: with --cluster, how long start-up waits for NATS
 	replicas  int           // --replicas
 
 	// Payouts (docs/payouts.md).
@@ -89,6 +90,7 @@ func (f *coordFlags) register(fs *flag.FlagSet, demo bool) {
 		fs.StringVar(&f.cluster, "cluster", "", "run as a cluster coordinator on these NATS JetStream `URLs` (comma-separated): one coordinator is active, the others stand by; miners connect to the cluster's frontends, not here")
 		fs.IntVar(&f.replicas, "replicas", 3, "with --cluster: copies of every JetStream stream (1 for a single NATS server; 3 on a 3-server cluster)")
 		fs.DurationVar(&f.leaderTTL, "leader-ttl", 3*time.Second, "with --cluster: a standby takes over at most about this long after the active coordinator dies")
+		fs.DurationVar(&f.wait, "wait", 30*time.Second, "with --cluster: how long to wait at start-up for the cluster to answer and its streams to be placed (as frontend and ledger)")
 		fs.StringVar(&f.postgres, "postgres", "", "with --cluster: the cluster's PostgreSQL ledger `URL` (the one the ledger writers fill); GET /api/workers and /api/best read it, and with --payout pplns (where it is required) the PPLNS window is read and every found block's payout recorded there")
 	} else {
 		f.listen.V1 = "127.0.0.1:0"

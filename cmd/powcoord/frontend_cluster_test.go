@@ -79,7 +79,7 @@ func TestClusterFrontends(t *testing.T) {
 	start := func(_ string, out io.Writer, args ...string) { startCmd(out, args...) }
 
 	coordHTTP := freeAddr(t)
-	start("coordinator", io.Discard, "coordinator", "--cluster", urls, "--http", coordHTTP, "--leader-ttl", "2s",
+	start("coordinator", io.Discard, "coordinator", "--cluster", urls, "--http", coordHTTP, "--leader-ttl", "2s", "--wait", "60s",
 		"--block-difficulty", "1000", "--block-time", "10s")
 	type fe struct {
 		id      string
