@@ -22,6 +22,12 @@ func TestEndToEndV1AndV2(t *testing.T) {
 	f := testFlags(dir)
 	f.listen.V2 = "127.0.0.1:0"
 	f.pool.banMinShares = -1 // every agent shares 127.0.0.1: a ban would stop them all
+	// Blocks ten times rarer than testFlags' at the start: at 1e-4 six
+	// agents found one every few milliseconds until the chain's
+	// difficulty caught up, and on a loaded machine every share went
+	// stale before the agents saw the new job (a V2 agent had none
+	// accepted in 3 minutes).
+	f.blockDiff = 1e-3
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inst, err := startCoordinator(ctx, f, quietLogger(), nil)
