@@ -51,7 +51,6 @@ const (
 	SV2ErrVersionMismatch   = "protocol-version-mismatch"
 	SV2ErrCustomJobRefused  = "custom-jobs-not-supported"
 	sv2MaxChannels          = 64
-	sv2SuccessBatch         = 16
 	sv2FlagWorkSelection    = 1 << 1
 	sv2ProtocolMining       = 0
 	sv2Version              = 2
