@@ -159,7 +159,35 @@ func TestWebhooks(t *testing.T) {
 		}
 	}
 	// Best-share webhooks: each higher than the one before, the last one
-	// the all-time record.
+	// the all-time record. A share the coordinator read just before the
+	// agent stopped can set a record after the wait above: wait for the
+	// store's record and the last webhook to agree first.
+	storeRecord := func() float64 {
+		for _, b := range inst.store.BestShares() {
+			if b.Kind == store.BestWorker && b.Name == "ann.rig" && b.Scope == store.BestAllTime {
+				return b.Difficulty
+			}
+		}
+		return 0
+	}
+	lastBest := func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		best := 0.0
+		for _, b := range bodies {
+			var ev struct {
+				Event      string
+				Difficulty float64
+			}
+			if json.Unmarshal([]byte(b), &ev) == nil && ev.Event == "best_share" {
+				best = max(best, ev.Difficulty)
+			}
+		}
+		return best
+	}
+	for deadline := time.Now().Add(20 * time.Second); storeRecord() != lastBest() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // polling with a deadline: posts are asynchronous
+	}
 	mu.Lock()
 	var last float64
 	n := 0
@@ -182,13 +210,7 @@ func TestWebhooks(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no best-share webhook")
 	}
-	var rec float64
-	for _, b := range inst.store.BestShares() {
-		if b.Kind == store.BestWorker && b.Name == "ann.rig" && b.Scope == store.BestAllTime {
-			rec = b.Difficulty
-		}
-	}
-	if rec != last {
+	if rec := storeRecord(); rec != last {
 		t.Errorf("last best-share webhook %v, the store's record %v", last, rec)
 	}
 	// /metrics: the dead endpoint's queue is stuck behind its first
