@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/btcsuite/btcd/wire/v2"
@@ -119,7 +119,7 @@ func (v *v2conn) setCustomJob(m *sv2.SetCustomMiningJob) {
 		fail(SV2ErrCustomVersion, "version %08x, declared %08x", m.Version, dj.Version)
 	case m.MinNTime < t.MinTime || int64(m.MinNTime) > now.Add(v.c.cfg.NTimeFuture).Unix():
 		fail(SV2ErrCustomMinNTime, "min_ntime %d outside %d..%d", m.MinNTime, t.MinTime, now.Add(v.c.cfg.NTimeFuture).Unix())
-	case !equalPath(path, dj.Branch):
+	case !slices.Equal(path, dj.Branch):
 		fail(SV2ErrCustomPath, "merkle_path of %d hashes is not the declared transactions' (%d)", len(path), len(dj.Branch))
 	case cbErr != nil:
 		fail(SV2ErrCustomOutputs, "%v", cbErr)
@@ -130,18 +130,6 @@ func (v *v2conn) setCustomJob(m *sv2.SetCustomMiningJob) {
 	default:
 		v.registerCustomJob(m, ch, dj, cur, coinb1, coinb2, target)
 	}
-}
-
-func equalPath(a, b []chainmath.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // registerCustomJob makes the declared job one of ch's jobs, in the
@@ -163,18 +151,8 @@ func (v *v2conn) registerCustomJob(m *sv2.SetCustomMiningJob, ch *v2channel, dj 
 		v.mu.Unlock()
 		return // closed meanwhile
 	}
-	if ep.gen != ch.dupGen {
-		clear(ch.dups)
-		ch.dupGen = ep.gen
-	}
-	ch.jobSeq++
+	ch.addJob(ep, cb)
 	id := ch.jobSeq
-	ch.jobs[id] = &job{id: strconv.FormatUint(uint64(id), 10), ep: ep, cb: cb, diff: ch.diff, tgt: ch.tgt}
-	ch.jobOrder = append(ch.jobOrder, id)
-	if len(ch.jobOrder) > maxJobsPerSession {
-		delete(ch.jobs, ch.jobOrder[0])
-		ch.jobOrder = ch.jobOrder[1:]
-	}
 	v.writeLocked(&sv2.SetCustomMiningJobSuccess{ChannelID: ch.id, RequestID: m.RequestID, JobID: id})
 	v.mu.Unlock()
 	v.c.log.Info("sv2 custom job set", "remote", v.remote, "user", ch.user, "channel", ch.id, "job", id, "height", t.Height, "transactions", len(t.Txs), "coinbase_value", t.CoinbaseValue)

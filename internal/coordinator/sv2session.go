@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -158,6 +157,27 @@ type v2channel struct {
 	lastEpoch *epoch
 	reissue   reissue // coinbase variants of lastEpoch's jobs
 	shareLane         // duplicates and vardiff
+}
+
+// addJob makes a job of ep and cb one of the channel's jobs, at its
+// current difficulty, under the next job id (the oldest dropped past
+// maxJobsPerSession); a job of a new generation empties the duplicate
+// set first. The pool's work (sendWorkLocked) and a declared custom job
+// (registerCustomJob) both come this way. v2conn.mu must be held.
+func (ch *v2channel) addJob(ep *epoch, cb *coinbaseParts) *job {
+	if ep.gen != ch.dupGen {
+		clear(ch.dups)
+		ch.dupGen = ep.gen
+	}
+	ch.jobSeq++
+	j := &job{id: strconv.FormatUint(uint64(ch.jobSeq), 10), ep: ep, cb: cb, diff: ch.diff, tgt: ch.tgt}
+	ch.jobs[ch.jobSeq] = j
+	ch.jobOrder = append(ch.jobOrder, ch.jobSeq)
+	if len(ch.jobOrder) > maxJobsPerSession {
+		delete(ch.jobs, ch.jobOrder[0])
+		ch.jobOrder = ch.jobOrder[1:]
+	}
+	return j
 }
 
 // serveSV2 runs one accepted V2 connection.
@@ -507,19 +527,8 @@ func (v *v2conn) sendWorkLocked(ch *v2channel, ep *epoch, force bool) {
 				delete(ch.jobs, id)
 			}
 		}
-		if ep.gen != ch.dupGen {
-			clear(ch.dups)
-			ch.dupGen = ep.gen
-		}
 	}
-	ch.jobSeq++
-	j := &job{id: strconv.FormatUint(uint64(ch.jobSeq), 10), ep: ep, cb: cb, diff: ch.diff, tgt: ch.tgt}
-	ch.jobs[ch.jobSeq] = j
-	ch.jobOrder = append(ch.jobOrder, ch.jobSeq)
-	if len(ch.jobOrder) > maxJobsPerSession {
-		delete(ch.jobs, ch.jobOrder[0])
-		ch.jobOrder = ch.jobOrder[1:]
-	}
+	ch.addJob(ep, cb)
 	ch.lastEpoch = ep
 	var msgs []sv2.Message
 	if !ch.tgtSent || ch.sentTgt != ch.tgt {
@@ -607,7 +616,8 @@ func (v *v2conn) submit(ctx context.Context, chID, seq, jobID, nonce, ntime, ver
 	ch := v.channels[chID]
 	if ch == nil || ch.extended != extended {
 		v.mu.Unlock()
-		v.c.rejectShare(v, in.to, "", &stratum.Error{Code: stratum.CodeUnauthorized, Message: fmt.Sprintf("channel %d is not an open %s channel", chID, map[bool]string{false: "standard", true: "extended"}[extended])}, ReasonUnauthorized, true)
+		// The V2 answer is the code alone (SV2ErrInvalidChannel).
+		v.c.rejectShare(v, in.to, "", &stratum.Error{Code: stratum.CodeUnauthorized, Message: "no such open channel"}, ReasonUnauthorized, true)
 		return
 	}
 	j := ch.jobs[jobID]
